@@ -1,0 +1,171 @@
+"""Configuration dataclasses, validated once at construction.
+
+One way in: dataclasses built from keyword arguments, a TOML file or both, with
+environment overrides ``HFTMM_<SECTION>_<FIELD>`` (e.g. ``HFTMM_TRADING_GAMMA=0.2``).
+Every bad value is refused with a :class:`ConfigError` naming the field.
+Secrets are never part of these configs: API keys come from the environment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _positive(obj: Any, name: str, allow_zero: bool = False) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{type(obj).__name__}.{name}", f"must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{type(obj).__name__}.{name}", f"must be finite and {bound}, got {value!r}")
+
+
+def _decimal_step(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise ConfigError(f"{type(obj).__name__}.{name}", f"not a decimal number: {value!r}") from None
+    if not d.is_finite() or d <= 0:
+        raise ConfigError(f"{type(obj).__name__}.{name}", f"must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TradingConfig:
+    """What to quote and how.
+
+    symbol: Binance symbol, e.g. ``"BTCUSDT"``.
+    tick_size: PRICE_FILTER tickSize, price units.
+    lot_size: LOT_SIZE stepSize, base-asset units.
+    gamma: risk aversion (1 / (price unit x base unit)).
+    time_horizon: T, seconds.
+    min_spread: minimum quoted spread, price units.
+    order_size: quote size, base-asset units.
+    model: ``"as"`` (Avellaneda-Stoikov) or ``"glft"``.
+    fair_value: ``"mid"`` or ``"micro"``.
+    ewma_half_life: volatility EWMA half-life, seconds.
+    """
+
+    symbol: str = "BTCUSDT"
+    tick_size: float = 0.01
+    lot_size: float = 0.00001
+    gamma: float = 0.1
+    time_horizon: float = 30.0
+    min_spread: float = 0.0
+    order_size: float = 0.001
+    model: str = "as"
+    fair_value: str = "mid"
+    ewma_half_life: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.symbol, str) or not self.symbol.isalnum():
+            raise ConfigError("TradingConfig.symbol", f"must be an alphanumeric symbol, got {self.symbol!r}")
+        object.__setattr__(self, "symbol", self.symbol.upper())
+        _decimal_step(self, "tick_size")
+        _decimal_step(self, "lot_size")
+        _positive(self, "gamma")
+        _positive(self, "time_horizon")
+        _positive(self, "min_spread", allow_zero=True)
+        _positive(self, "order_size")
+        _positive(self, "ewma_half_life")
+        if self.model not in ("as", "glft"):
+            raise ConfigError("TradingConfig.model", f"must be 'as' or 'glft', got {self.model!r}")
+        if self.fair_value not in ("mid", "micro"):
+            raise ConfigError("TradingConfig.fair_value", f"must be 'mid' or 'micro', got {self.fair_value!r}")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """Risk limits.
+
+    max_position: absolute inventory limit, base-asset units.
+    max_daily_loss: loss that stops trading for the day, quote currency.
+    max_drawdown: peak-to-trough equity loss that stops trading, quote currency.
+    latency_threshold_ms: order round trip / feed age above which quoting pauses, ms.
+    max_orders_per_second: our own order-rate ceiling.
+    """
+
+    max_position: float = 0.01
+    max_daily_loss: float = 100.0
+    max_drawdown: float = 200.0
+    latency_threshold_ms: float = 500.0
+    max_orders_per_second: float = 10.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _positive(self, f.name)
+
+
+def _coerce(cls: type, name: str, raw: Any) -> Any:
+    """Coerce an environment string to the field's declared type."""
+    ftype = {f.name: f.type for f in fields(cls)}[name]
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if ftype in (float, "float"):
+            return float(raw)
+        if ftype in (int, "int"):
+            return int(raw)
+        if ftype in (bool, "bool"):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"{cls.__name__}.{name}", f"cannot parse {raw!r} as {ftype}") from None
+    return raw
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any], env: Mapping[str, str]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{section}.{sorted(unknown)[0]}", f"unknown key (known: {', '.join(sorted(known))})")
+    merged = dict(values)
+    prefix = f"HFTMM_{section.upper()}_"
+    for key, raw in env.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):].lower()
+            if name not in known:
+                raise ConfigError(f"{section}.{name}", f"unknown key from environment variable {key}")
+            merged[name] = _coerce(cls, name, raw)
+    return cls(**merged)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[TradingConfig, RiskConfig]:
+    """Load ``[trading]`` and ``[risk]`` from a TOML file (optional), apply
+    ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    unknown = set(data) - {"trading", "risk"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section (known: trading, risk)")
+    env = os.environ if env is None else env
+    trading = _build(TradingConfig, "trading", data.get("trading", {}), env)
+    risk = _build(RiskConfig, "risk", data.get("risk", {}), env)
+    return trading, risk
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that re-validates."""
+    return dataclasses.replace(cfg, **changes)

@@ -1,0 +1,1 @@
+"""Pure-Python reference twins of the hftcore kernels: slow, obviously right."""

@@ -1,0 +1,36 @@
+"""The event record: numpy's EVENT_DTYPE equals the C struct byte for byte."""
+import numpy as np
+
+import hftcore
+from hftcore import types
+
+
+def test_event_dtype_matches_c_layout():
+    layout = types.event_layout()
+    dt = hftcore.EVENT_DTYPE
+    assert dt.itemsize == layout["itemsize"] == 64
+    for name in dt.names:
+        assert dt.fields[name][1] == layout[name], name
+
+
+def test_scalar_types_are_int64():
+    sizes = types.type_sizes()
+    assert sizes == {"hft_px_t": 8, "hft_qty_t": 8, "hft_seq_t": 8, "hft_ts_t": 8}
+    for name in ("local_ts", "exch_ts", "px", "qty", "first_id", "last_id", "prev_id"):
+        assert hftcore.EVENT_DTYPE.fields[name][0] == np.dtype("<i8")
+    for name in ("kind", "side", "flags"):
+        assert hftcore.EVENT_DTYPE.fields[name][0] == np.dtype("u1")
+
+
+def test_constants():
+    assert (hftcore.BID, hftcore.ASK) == (0, 1)
+    assert len({hftcore.EV_DEPTH, hftcore.EV_TRADE, hftcore.EV_SNAPSHOT, hftcore.EV_BBO}) == 4
+    assert hftcore.NO_ID == np.iinfo(np.int64).min
+
+
+def test_records_round_trip_through_bytes():
+    a = np.zeros(3, dtype=hftcore.EVENT_DTYPE)
+    a["px"] = [1, 2, 3]
+    a["kind"] = hftcore.EV_DEPTH
+    b = np.frombuffer(a.tobytes(), dtype=hftcore.EVENT_DTYPE)
+    assert (b["px"] == [1, 2, 3]).all() and len(a.tobytes()) == 192
