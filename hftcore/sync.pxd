@@ -1,0 +1,72 @@
+# cython: language_level=3
+"""C-level API of the sans-I/O Binance book synchroniser (hftcore.sync).
+
+Depth events go in (update ids U, u, pu and level arrays in ticks/lots), the
+outcome of each comes out; the REST snapshot is fetched by the caller when
+``needs_snapshot`` is true. Spot and USD-M rules as Binance documents them.
+"""
+from libc.stdint cimport int64_t
+from hftcore.book cimport L2Book
+
+cdef enum:
+    SYNC_SPOT = 0
+    SYNC_USDM = 1
+
+# outcomes of on_depth / on_snapshot
+cdef enum:
+    SYNC_APPLIED = 0          # event applied to the book
+    SYNC_BUFFERED = 1         # waiting for a snapshot: event kept for replay
+    SYNC_DROPPED = 2          # event older than the book (u <= book id): ignored
+    SYNC_SYNCED = 3           # snapshot accepted, buffered events replayed, book ready
+    SYNC_STALE_SNAPSHOT = 4   # snapshot refused (too old for the buffer, or older than the book)
+    SYNC_RESYNC_GAP = 5       # update ids missing: book not usable, snapshot needed
+    SYNC_RESYNC_CROSSED = 6   # best bid >= best ask after an event: snapshot needed
+
+cdef struct sync_buf_ev_t:
+    int64_t first_id      # U
+    int64_t last_id       # u
+    int64_t prev_id       # pu (HFT_NO_ID on spot)
+    Py_ssize_t nb
+    Py_ssize_t na
+    Py_ssize_t off        # pool offset of [bid_px nb][bid_qty nb][ask_px na][ask_qty na]
+
+
+cdef class BookSync:
+    cdef readonly L2Book book
+    cdef readonly int market
+    cdef readonly Py_ssize_t max_buffer
+    cdef bint _synced
+    cdef bint _first_pending
+    cdef int64_t _book_id
+    cdef int _reason
+    cdef sync_buf_ev_t* _ev
+    cdef Py_ssize_t _ev_n
+    cdef Py_ssize_t _ev_cap
+    cdef int64_t* _pool
+    cdef Py_ssize_t _pool_n
+    cdef Py_ssize_t _pool_cap
+    # counters
+    cdef readonly int64_t applied
+    cdef readonly int64_t dropped_old
+    cdef readonly int64_t buffered
+    cdef readonly int64_t gaps
+    cdef readonly int64_t crossed
+    cdef readonly int64_t resyncs
+    cdef readonly int64_t ids_lost
+    cdef readonly int64_t snapshots
+    cdef readonly int64_t stale_snapshots
+    cdef readonly int64_t buffer_dropped
+
+    cdef int on_depth_c(self, int64_t first_id, int64_t last_id, int64_t prev_id,
+                        const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                        const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+    cdef int on_snapshot_c(self, int64_t last_update_id,
+                           const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                           const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+    cdef int _process(self, int64_t first_id, int64_t last_id, int64_t prev_id,
+                      const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+    cdef int _buffer(self, int64_t first_id, int64_t last_id, int64_t prev_id,
+                     const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                     const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+    cdef void _start_resync(self, int reason) noexcept nogil

@@ -1,0 +1,196 @@
+"""hftcore.sync.BookSync: Binance spot and USD-M procedures, hand cases and a
+differential property test against the pure-Python twin."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hftcore.sync import (APPLIED, BUFFERED, DROPPED, RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT,
+                          SYNCED, BookSync)
+from hftmm.reference.sync import RefBookSync
+
+E = []  # no levels
+
+
+def snap(sync, L, bid=100, ask=101):
+    return sync.on_snapshot_arrays(L, [bid], [5], [ask], [5])
+
+
+# ---------------------------------------------------------------- spot
+def test_spot_buffer_then_snapshot_replays():
+    s = BookSync(market="spot")
+    assert s.needs_snapshot and not s.ready and s.last_reason == "initial"
+    assert s.on_depth_arrays(10, 12, None, [99], [3], E, E) == BUFFERED
+    assert s.on_depth_arrays(13, 15, None, [98], [4], E, E) == BUFFERED
+    assert s.on_depth_arrays(16, 16, None, [100], [0], E, E) == BUFFERED
+    assert s.buffered_events == 3 and s.first_buffered_id == 10
+    # L = 13: drop u <= 13 (first event), then 13..15 straddles L+1 = 14
+    assert snap(s, 13) == SYNCED
+    assert s.ready and s.last_update_id == 16
+    assert s.book.best_bid() == 98 and s.book.qty_at(0, 99) == 0
+    st_ = s.stats()
+    assert st_["applied"] == 2 and st_["dropped_old"] == 1 and st_["gaps"] == 0
+    # live continuation
+    assert s.on_depth_arrays(17, 20, None, E, E, [102], [1]) == APPLIED
+    assert s.on_depth_arrays(15, 19, None, E, E, [103], [1]) == DROPPED  # old
+    assert s.last_update_id == 20
+
+
+def test_spot_contiguous_first_event_u_equals_L_plus_1():
+    # cryptofeed's real captures start exactly at U == L + 1
+    s = BookSync(market="spot")
+    s.on_depth_arrays(21, 25, None, [99], [1], E, E)
+    assert snap(s, 20) == SYNCED and s.last_update_id == 25
+
+
+def test_spot_stale_snapshot_refused_and_buffer_kept():
+    s = BookSync(market="spot")
+    s.on_depth_arrays(50, 55, None, E, E, E, E)
+    assert snap(s, 40) == STALE_SNAPSHOT      # 40 + 1 < 50: ids 41..49 unseen
+    assert s.needs_snapshot and s.buffered_events == 1 and s.stale_snapshots == 1
+    assert snap(s, 52) == SYNCED and s.ready
+
+
+def test_spot_gap_triggers_resync_and_keeps_event():
+    s = BookSync(market="spot")
+    snap(s, 10)
+    assert s.on_depth_arrays(11, 12, None, [99], [1], E, E) == APPLIED
+    assert s.on_depth_arrays(15, 16, None, [98], [1], E, E) == RESYNC_GAP
+    assert not s.ready and s.last_reason == "gap"
+    assert s.gaps == 1 and s.resyncs == 1 and s.ids_lost == 2   # 13, 14
+    assert s.buffered_events == 1 and s.first_buffered_id == 15
+    assert s.on_depth_arrays(17, 18, None, [97], [1], E, E) == BUFFERED
+    assert snap(s, 16) == SYNCED and s.last_update_id == 18
+
+
+def test_spot_first_event_gap_after_snapshot():
+    s = BookSync(market="spot")
+    snap(s, 10)   # nothing buffered: accepted
+    assert s.ready
+    assert s.on_depth_arrays(13, 14, None, E, E, E, E) == RESYNC_GAP
+    assert s.ids_lost == 2
+
+
+def test_crossed_book_resyncs():
+    s = BookSync(market="spot")
+    snap(s, 10)
+    assert s.on_depth_arrays(11, 11, None, [101], [1], E, E) == RESYNC_CROSSED
+    assert not s.ready and s.last_reason == "crossed" and s.crossed == 1
+    # a crossed snapshot is refused too
+    s2 = BookSync(market="spot")
+    assert s2.on_snapshot_arrays(5, [101], [1], [100], [1]) == RESYNC_CROSSED
+
+
+def test_snapshot_while_synced_only_if_newer():
+    s = BookSync(market="spot")
+    snap(s, 10)
+    s.on_depth_arrays(11, 20, None, E, E, E, E)
+    assert snap(s, 15) == STALE_SNAPSHOT and s.ready and s.last_update_id == 20
+    assert snap(s, 30) == SYNCED and s.last_update_id == 30
+
+
+def test_buffer_bounded_drops_oldest_half():
+    s = BookSync(market="spot", max_buffer=10)
+    for i in range(25):
+        s.on_depth_arrays(10 * i + 1, 10 * i + 10, None, [100 - i], [1], E, E)
+    assert s.buffered_events <= 10 and s.buffer_dropped >= 15
+    assert snap(s, 10 * 20) == STALE_SNAPSHOT or s.ready
+
+
+# ---------------------------------------------------------------- USD-M
+def test_usdm_first_event_u_equals_L_and_pu_chain():
+    s = BookSync(market="usdm")
+    assert s.on_depth_arrays(100, 110, 95, [99], [1], E, E) == BUFFERED
+    assert s.on_depth_arrays(111, 120, 110, [98], [1], E, E) == BUFFERED
+    # drop u < L; first event U <= L <= u: with L == 110 the first event (u == 110) is kept
+    assert snap(s, 110) == SYNCED
+    assert s.applied == 2 and s.last_update_id == 120
+    # ids are not contiguous: only pu links events
+    assert s.on_depth_arrays(130, 140, 120, E, E, E, E) == APPLIED
+    assert s.on_depth_arrays(150, 160, 145, E, E, E, E) == RESYNC_GAP
+    assert s.ids_lost == 5
+
+
+def test_usdm_drop_rule_is_strict():
+    s = BookSync(market="usdm")
+    s.on_depth_arrays(90, 99, 80, [90], [1], E, E)      # u < L: dropped
+    s.on_depth_arrays(100, 105, 99, [91], [1], E, E)    # U <= L=100 <= u: first
+    assert snap(s, 100) == SYNCED
+    assert s.dropped_old == 1 and s.applied == 1
+
+
+def test_usdm_requires_pu():
+    s = BookSync(market="usdm")
+    snap(s, 10)
+    with pytest.raises(ValueError, match="pu"):
+        s.on_depth_arrays(10, 12, None, E, E, E, E)
+
+
+def test_usdm_stale_snapshot():
+    s = BookSync(market="usdm")
+    s.on_depth_arrays(100, 110, 95, E, E, E, E)
+    assert snap(s, 99) == STALE_SNAPSHOT
+
+
+def test_bad_market():
+    with pytest.raises(ValueError, match="market"):
+        BookSync(market="coinm")
+
+
+# ---------------------------------------------------------------- property test
+@st.composite
+def streams(draw):
+    market = draw(st.sampled_from(["spot", "usdm"]))
+    n = draw(st.integers(1, 60))
+    ops = []
+    u = draw(st.integers(0, 20))
+    for _ in range(n):
+        kind = draw(st.sampled_from(["ev", "ev", "ev", "ev", "gap", "dup", "snap"]))
+        if kind == "snap":
+            L = u + draw(st.integers(-6, 6))
+            ops.append(("snap", max(L, 0), draw(st.integers(90, 100)), draw(st.integers(101, 110))))
+            continue
+        if kind == "gap":
+            u += draw(st.integers(1, 5))
+        if kind == "dup":
+            U, last = max(u - draw(st.integers(0, 3)), 0), u
+        else:
+            U = u + 1
+            last = U + draw(st.integers(0, 3))
+        pu = u if kind != "gap" else u - draw(st.integers(1, 3))
+        if kind != "dup":
+            u = last
+        nb = draw(st.integers(0, 3))
+        na = draw(st.integers(0, 3))
+        bids = [(draw(st.integers(80, 104)), draw(st.integers(0, 3))) for _ in range(nb)]
+        asks = [(draw(st.integers(97, 120)), draw(st.integers(0, 3))) for _ in range(na)]
+        ops.append(("ev", U, last, pu, bids, asks))
+    return market, ops
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams(), st.integers(2, 8))
+def test_matches_twin_after_every_step(stream, max_buffer):
+    market, ops = stream
+    s = BookSync(market=market, max_buffer=max_buffer)
+    r = RefBookSync(market=market, max_buffer=max_buffer)
+    for op in ops:
+        if op[0] == "snap":
+            _, L, b, a = op
+            args = (L, [b, b - 1], [1, 2], [a, a + 1], [3, 1])
+            assert s.on_snapshot_arrays(*args) == r.on_snapshot_arrays(*args)
+        else:
+            _, U, u, pu, bids, asks = op
+            pu = pu if market == "usdm" else None
+            args = (U, u, pu, [t for t, _ in bids], [q for _, q in bids], [t for t, _ in asks], [q for _, q in asks])
+            assert s.on_depth_arrays(*args) == r.on_depth_arrays(*args)
+        assert s.stats() == r.stats()
+        assert s.ready == r.ready and s.buffered_events == r.buffered_events
+        assert s.last_reason == r.last_reason
+        if s.ready:
+            assert s.last_update_id == r.last_update_id
+            for side in (0, 1):
+                t1, q1 = s.book.levels(side)
+                t2, q2 = r.book.levels(side)
+                np.testing.assert_array_equal(t1, t2)
+                np.testing.assert_array_equal(q1, q2)
