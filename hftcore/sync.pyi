@@ -1,0 +1,60 @@
+"""Sans-I/O Binance book synchronisation (spot U/u, USD-M pu)."""
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from hftcore.binance import DepthSnapshot, DepthUpdate
+from hftcore.book import L2Book
+
+SPOT: int
+USDM: int
+APPLIED: int
+BUFFERED: int
+DROPPED: int
+SYNCED: int
+STALE_SNAPSHOT: int
+RESYNC_GAP: int
+RESYNC_CROSSED: int
+OUTCOME_NAMES: dict[int, str]
+
+_Ints = Union[npt.NDArray[np.int64], Sequence[int]]
+
+class BookSync:
+    book: L2Book
+    market: int
+    max_buffer: int
+    applied: int
+    dropped_old: int
+    buffered: int
+    gaps: int
+    crossed: int
+    resyncs: int
+    ids_lost: int
+    snapshots: int
+    stale_snapshots: int
+    buffer_dropped: int
+    def __init__(self, book: Optional[L2Book] = None, market: str = "spot", max_buffer: int = 100_000,
+                 tick_size: object = 1.0) -> None: ...
+    def on_depth(self, msg: DepthUpdate) -> int: ...
+    def on_depth_arrays(self, first_id: int, last_id: int, prev_id: Optional[int], bid_ticks: _Ints,
+                        bid_lots: _Ints, ask_ticks: _Ints, ask_lots: _Ints) -> int: ...
+    def on_snapshot(self, snap: DepthSnapshot) -> int: ...
+    def on_snapshot_arrays(self, last_update_id: int, bid_ticks: _Ints, bid_lots: _Ints, ask_ticks: _Ints,
+                           ask_lots: _Ints) -> int: ...
+    def reset(self) -> None: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def needs_snapshot(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def last_reason(self) -> Optional[str]: ...
+    @property
+    def last_update_id(self) -> Optional[int]: ...
+    @property
+    def buffered_events(self) -> int: ...
+    @property
+    def first_buffered_id(self) -> Optional[int]: ...
+    def stats(self) -> dict[str, int]: ...

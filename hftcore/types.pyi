@@ -1,0 +1,16 @@
+"""Basic types of the core: prices int64 ticks, quantities int64 lots, ids int64, times int64 ns."""
+import numpy as np
+
+BID: int
+ASK: int
+EV_DEPTH: int
+EV_TRADE: int
+EV_SNAPSHOT: int
+EV_BBO: int
+EVF_BEGIN: int
+EVF_END: int
+EVF_EMPTY: int
+NO_ID: int
+EVENT_DTYPE: np.dtype
+def event_layout() -> dict[str, int]: ...
+def type_sizes() -> dict[str, int]: ...
