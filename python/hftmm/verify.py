@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Optional
 
+from hftcore import NO_ID as _NO_ID
 from hftcore.binance import BinanceDecoder, BookTicker, DecodeError, DepthSnapshot, DepthUpdate, Trade
 from hftcore.sync import RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT, BookSync
 
@@ -142,5 +143,3 @@ def verify_messages(messages: Iterable[RawMessage], tick_size: str, lot_size: st
         rep.unrecovered = not sync.ready and rep.depth_updates > 0
     return rep
 
-
-from hftcore import NO_ID as _NO_ID  # noqa: E402
