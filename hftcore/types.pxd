@@ -36,3 +36,4 @@ cdef extern from "hftcore/types.h":
         uint8_t kind
         uint8_t side
         uint8_t flags
+        uint8_t _pad[5]

@@ -1,0 +1,26 @@
+"""Seeded synthetic BTCUSDT-like market (ticks, lots, ns)."""
+import numpy as np
+from hftcore.book import L2Book
+
+class SyntheticMarket:
+    book: L2Book
+    events_generated: int
+    def __init__(self, seed: int = 1, start_ns: int = ..., tick_size: float = 0.1, lot_size: float = 0.001,
+                 mid0_ticks: int = 618_376, sigma0: float = 8.0, regime_kappa: float = ...,
+                 regime_sigma: float = 0.02, limit_rate: float = 40.0, cancel_rate: float = 36.0,
+                 mkt_mu: float = 2.0, mkt_alpha: float = 1.2, mkt_beta: float = 2.0,
+                 place_decay: float = 0.15, improve_prob: float = 0.8, size_mu: float = 3.0,
+                 size_sigma: float = 1.2, mkt_size_mu: float = 2.5, mkt_size_sigma: float = 1.5,
+                 book_levels: int = 2000, latency_ns: float = 2_000_000.0) -> None: ...
+    @property
+    def time_s(self) -> float: ...
+    @property
+    def now_ns(self) -> int: ...
+    @property
+    def last_update_id(self) -> int: ...
+    @property
+    def tick_size(self) -> float: ...
+    @property
+    def lot_size(self) -> float: ...
+    def initial_snapshot(self) -> np.ndarray: ...
+    def generate(self, seconds: float, max_events: int = 0) -> np.ndarray: ...
