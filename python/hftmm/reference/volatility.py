@@ -44,7 +44,8 @@ class EwmaVolatility:
         if self._count == 0:
             self._var = x
         else:
-            alpha = 1.0 - math.exp(-LN2 / self.half_life_s * dt)
+            # alpha = 1 - exp(-ln2 dt / half_life), via expm1: exact for tiny dt
+            alpha = -math.expm1(-LN2 / self.half_life_s * dt)
             self._var = (1.0 - alpha) * self._var + alpha * x
         self._count += 1
         self._ref_mid, self._ref_t = mid, int(t_ns)
