@@ -176,6 +176,19 @@ cdef int quote_params_set_intensity(quote_params_t* p, double A, double k) noexc
     return 0
 
 
+cdef inline int64_t _floor_i64(double x) noexcept nogil:
+    """floor(x) as int64 for |x| < 2**63 (no libm call: baseline x86-64 has no
+    SSE4.1 roundsd). trunc(x) is exact in int64 and back in double."""
+    cdef int64_t i = <int64_t>x
+    return i - (<double>i > x)
+
+
+cdef inline int64_t _ceil_i64(double x) noexcept nogil:
+    """ceil(x) as int64 for |x| < 2**63."""
+    cdef int64_t i = <int64_t>x
+    return i + (<double>i < x)
+
+
 @cython.cdivision(True)
 cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_ask,
                        int64_t bid_qty_lots, int64_t ask_qty_lots, double sigma, double q,
@@ -228,7 +241,7 @@ cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_a
             rem = t_ns % p.horizon_ns
             if rem < 0:
                 rem += p.horizon_ns
-            tau = p.horizon_s - <double>rem / 1e9
+            tau = p.horizon_s - <double>rem * 1e-9  # seconds (multiply: no divsd latency)
         skew = p.gamma * var * tau                 # price units per base unit
         r = s - q * skew * p.inv_tick              # ticks
         spread = skew + p.as_const                 # price units
@@ -254,8 +267,8 @@ cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_a
     # also rejects NaN
     if not (bid_f > -TICK_LIMIT and bid_f < TICK_LIMIT and ask_f > -TICK_LIMIT and ask_f < TICK_LIMIT):
         return -1
-    bt = <int64_t>floor(bid_f + ROUND_EPS)
-    at = <int64_t>ceil(ask_f - ROUND_EPS)
+    bt = _floor_i64(bid_f + ROUND_EPS)
+    at = _ceil_i64(ask_f - ROUND_EPS)
     if has_ask and bt > best_ask - 1:
         bt = best_ask - 1
     if has_bid and at < best_bid + 1:
@@ -269,22 +282,26 @@ cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_a
     return 0
 
 
-cdef Py_ssize_t quote_batch_kernel(const quote_params_t* p,
-                                   const int64_t[:] best_bid, const int64_t[:] best_ask,
-                                   const int64_t[:] bid_qty, const int64_t[:] ask_qty,
-                                   const double[:] sigma, const double[:] q,
-                                   const int64_t[:] t_ns, int64_t[:] out_bid,
-                                   int64_t[:] out_ask, uint8_t[:] out_flags) noexcept nogil:
-    """compute_quote over rows (all views of equal length, not checked here).
+cdef Py_ssize_t quote_batch_kernel(const quote_params_t* p, Py_ssize_t n,
+                                   const int64_t* best_bid, const int64_t* best_ask,
+                                   const int64_t* bid_qty, const int64_t* ask_qty,
+                                   const double* sigma, const double* q,
+                                   const int64_t* t_ns, int64_t* out_bid,
+                                   int64_t* out_ask, uint8_t* out_flags) noexcept nogil:
+    """compute_quote over n rows of contiguous arrays.
 
     out_flags[i] = QUOTE_FLAG_BID_OK | QUOTE_FLAG_ASK_OK bits, or
     QUOTE_FLAG_INVALID (with out_bid/out_ask = 0) when compute_quote failed.
-    Returns the number of invalid rows.
+    Outputs must not overlap the inputs. Returns the number of invalid rows.
     """
-    cdef Py_ssize_t i, n = best_bid.shape[0], bad = 0
+    # a local copy of the parameters: the uint8 stores below may alias *p, a
+    # local whose address never escapes cannot be aliased, so its fields stay
+    # in registers
+    cdef quote_params_t lp = p[0]
+    cdef Py_ssize_t i, bad = 0
     cdef quote_out_t o
     for i in range(n):
-        if compute_quote(p, best_bid[i], best_ask[i], bid_qty[i], ask_qty[i],
+        if compute_quote(&lp, best_bid[i], best_ask[i], bid_qty[i], ask_qty[i],
                          sigma[i], q[i], t_ns[i], &o) == 0:
             out_bid[i] = o.bid_tick
             out_ask[i] = o.ask_tick
@@ -407,17 +424,28 @@ cdef class Quoter:
         res.tick_size = self.p.tick_size
         return res
 
-    def quote_batch(self, const int64_t[:] best_bid, const int64_t[:] best_ask,
-                    const int64_t[:] bid_qty, const int64_t[:] ask_qty,
-                    const double[:] sigma, const double[:] q, const int64_t[:] t_ns,
+    def quote_batch(self, best_bid, best_ask, bid_qty, ask_qty, sigma, q, t_ns,
                     out_bid=None, out_ask=None, out_flags=None):
-        """Vectorised ``quote``: int64/float64 arrays of equal length in; returns
-        (out_bid int64 [ticks], out_ask int64 [ticks], out_flags uint8), allocated
-        unless given. out_flags bits: FLAG_BID_OK=1, FLAG_ASK_OK=2, FLAG_INVALID=4
-        (invalid rows never raise; their ticks are 0)."""
-        cdef Py_ssize_t n = best_bid.shape[0]
-        for name, v in (("best_ask", best_ask), ("bid_qty", bid_qty), ("ask_qty", ask_qty),
-                        ("sigma", sigma), ("q", q), ("t_ns", t_ns)):
+        """Vectorised ``quote`` over equal-length arrays: best_bid, best_ask [ticks],
+        bid_qty, ask_qty [lots] and t_ns [ns] as int64; sigma [price units/sqrt(s)]
+        and q [base units] as float64 (inputs are passed through
+        ``np.ascontiguousarray``: no copy when already contiguous of that dtype).
+
+        Returns (out_bid int64 [ticks], out_ask int64 [ticks], out_flags uint8),
+        allocated unless given (given outputs must be contiguous, of those
+        dtypes and that length). out_flags bits: FLAG_BID_OK=1, FLAG_ASK_OK=2,
+        FLAG_INVALID=4 (invalid rows never raise; their ticks are 0).
+        """
+        cdef const int64_t[::1] bb = np.ascontiguousarray(best_bid, dtype=np.int64)
+        cdef const int64_t[::1] ba = np.ascontiguousarray(best_ask, dtype=np.int64)
+        cdef const int64_t[::1] bq = np.ascontiguousarray(bid_qty, dtype=np.int64)
+        cdef const int64_t[::1] aq = np.ascontiguousarray(ask_qty, dtype=np.int64)
+        cdef const double[::1] sg = np.ascontiguousarray(sigma, dtype=np.float64)
+        cdef const double[::1] qq = np.ascontiguousarray(q, dtype=np.float64)
+        cdef const int64_t[::1] tt = np.ascontiguousarray(t_ns, dtype=np.int64)
+        cdef Py_ssize_t n = bb.shape[0]
+        for name, v in (("best_ask", ba), ("bid_qty", bq), ("ask_qty", aq),
+                        ("sigma", sg), ("q", qq), ("t_ns", tt)):
             if v.shape[0] != n:
                 raise ValueError(f"{name} has length {v.shape[0]}, expected {n}")
         if out_bid is None:
@@ -426,14 +454,15 @@ cdef class Quoter:
             out_ask = np.empty(n, dtype=np.int64)
         if out_flags is None:
             out_flags = np.empty(n, dtype=np.uint8)
-        cdef int64_t[:] ob = out_bid
-        cdef int64_t[:] oa = out_ask
-        cdef uint8_t[:] of = out_flags
+        cdef int64_t[::1] ob = out_bid
+        cdef int64_t[::1] oa = out_ask
+        cdef uint8_t[::1] of = out_flags
         if ob.shape[0] != n or oa.shape[0] != n or of.shape[0] != n:
             raise ValueError(f"output arrays must have length {n}")
-        with nogil:
-            quote_batch_kernel(&self.p, best_bid, best_ask, bid_qty, ask_qty, sigma, q,
-                               t_ns, ob, oa, of)
+        if n:
+            with nogil:
+                quote_batch_kernel(&self.p, n, &bb[0], &ba[0], &bq[0], &aq[0], &sg[0],
+                                   &qq[0], &tt[0], &ob[0], &oa[0], &of[0])
         return out_bid, out_ask, out_flags
 
     # read-only views of the parameters

@@ -161,7 +161,7 @@ class Quoter:
             if self.rolling:
                 tau = self.horizon_s
             else:
-                tau = self.horizon_s - (t_ns % self.horizon_ns) / 1e9  # T - (t mod T), seconds
+                tau = self.horizon_s - float(t_ns % self.horizon_ns) * 1e-9  # T - (t mod T), seconds
             skew = self.gamma * var * tau  # price per base unit
             r = s - q * skew * self.inv_tick  # ticks
             spread = skew + self.as_const  # price units
