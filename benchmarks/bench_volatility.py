@@ -32,7 +32,7 @@ def test_ewma_batch(benchmark, ratios):
     np.testing.assert_allclose(out[:2000], ref.ewma_volatility(t[:2000].tolist(), mid[:2000].tolist(), 60.0),
                                rtol=1e-9)
     ratios.record(benchmark, "ewma_batch", N_BATCH)
-    ratios.assert_faster("ewma_batch", "ewma_batch_twin", 30.0)
+    ratios.assert_faster("ewma_batch", "ewma_batch_twin", 10.0)
 
 
 @pytest.mark.benchmark(group="volatility")
