@@ -1171,7 +1171,7 @@ cdef tuple _keys(BinanceDecoder self, Ctx* c, Obj* o):
         if p >= c.end or p[0] != c',':
             break
         p = _ws(p + 1, c.end)
-    return tuple(keys)
+    return tuple(dict.fromkeys(keys))
 
 cdef object _unknown(BinanceDecoder self, Ctx* c, Obj* o, object stream, str event_type, bint keys):
     cdef UnknownEvent m = UnknownEvent.__new__(UnknownEvent)
