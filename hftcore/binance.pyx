@@ -185,9 +185,19 @@ cdef inline bint _is_ws(char ch) noexcept nogil:
 
 
 cdef inline const char* _ws(const char* p, const char* end) noexcept nogil:
-    while p < end and _is_ws(p[0]):
+    while p < end and <unsigned char>p[0] <= 32 and _is_ws(p[0]):
         p += 1
     return p
+
+
+cdef inline const char* _after(const char* p, const char* end, char ch) noexcept nogil:
+    """Past the next ch when only whitespace precedes it, else NULL."""
+    if p < end and p[0] == ch:
+        return p + 1
+    p = _ws(p, end)
+    if p < end and p[0] == ch:
+        return p + 1
+    return NULL
 
 
 cdef inline uint64_t _special_mask(uint64_t v) noexcept nogil:
@@ -242,6 +252,24 @@ cdef const char* _str_end(Ctx* c, const char* p, bint* esc) noexcept nogil:
         if ch < 0x20:
             return _fail(c, E_SYNTAX, p, "control character in string", -1)
         p += 1
+
+
+cdef inline const char* _str_end_fast(Ctx* c, const char* p, bint* esc) noexcept nogil:
+    """_str_end with the first 16 bytes inlined (short strings: prices, keys)."""
+    cdef uint64_t v, m
+    if hft_dec__little_endian() and p + 16 <= c.end:
+        memcpy(&v, p, 8)
+        m = _special_mask(v)
+        if m == 0:
+            memcpy(&v, p + 8, 8)
+            m = _special_mask(v)
+            if m == 0:
+                return _str_end(c, p + 16, esc)
+            p += 8
+        p += hft_dec__ctz64(m) >> 3
+        if p[0] == c'"':
+            return p
+    return _str_end(c, p, esc)
 
 
 cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcept nogil:
@@ -452,6 +480,7 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
     cdef const char* e1
     cdef const char* s2
     cdef const char* e2
+    cdef const char* q
     cdef bint esc = False
     cdef Py_ssize_t start = scr.n[side], k
     cdef int rc
@@ -463,32 +492,35 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             k = scr.n[side]
             if p[0] != c'[':
                 return _level_fail(c, p, field, k - start, "a level must be a [price, qty] array")
-            p = _ws(p + 1, end)
-            if p >= end or p[0] != c'"':
-                return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
-            s1 = p + 1
-            e1 = _str_end(c, s1, &esc)
+            q = _after(p + 1, end, c'"')
+            if q == NULL:
+                return _level_fail(c, _ws(p + 1, end), field, k - start,
+                                   "a level must hold two strings [price, qty]")
+            s1 = q
+            e1 = _str_end_fast(c, s1, &esc)
             if e1 == NULL:
                 c.err_field = field
                 return NULL
-            p = _ws(e1 + 1, end)
-            if p >= end or p[0] != c',':
+            q = _after(e1 + 1, end, c',')
+            if q != NULL:
+                q = _after(q, end, c'"')
+            if q == NULL:
+                p = _ws(e1 + 1, end)
+                if p < end and p[0] == c',':
+                    p = _ws(p + 1, end)
                 return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
-            p = _ws(p + 1, end)
-            if p >= end or p[0] != c'"':
-                return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
-            s2 = p + 1
-            e2 = _str_end(c, s2, &esc)
+            s2 = q
+            e2 = _str_end_fast(c, s2, &esc)
             if e2 == NULL:
                 c.err_field = field
                 return NULL
-            p = _ws(e2 + 1, end)
-            if p >= end or p[0] != c']':
-                return _level_fail(c, p, field, k - start,
+            q = _after(e2 + 1, end, c']')
+            if q == NULL:
+                return _level_fail(c, _ws(e2 + 1, end), field, k - start,
                                    "a level must be a 2-element array [price, qty]")
             if k == scr.cap[side]:
                 if not _grow(scr, side):
-                    return _fail(c, E_NOMEM, p, "out of memory", field)
+                    return _fail(c, E_NOMEM, q, "out of memory", field)
             rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &scr.px[side][k])
             if rc != HFT_DEC_OK:
                 return _dec_fail(c, rc, s1, e1, field, k - start, 0)
@@ -496,7 +528,11 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if rc != HFT_DEC_OK:
                 return _dec_fail(c, rc, s2, e2, field, k - start, 1)
             scr.n[side] = k + 1
-            p = _ws(p + 1, end)
+            p = q
+            if p < end and p[0] == c',' and p + 1 < end and p[1] == c'[':
+                p += 1
+                continue
+            p = _ws(p, end)
             if p >= end:
                 return _fail(c, E_TRUNC, end, "unexpected end of frame", field)
             if p[0] == c',':
@@ -538,7 +574,7 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
             return _fail(c, E_SYNTAX, p, "expected a string key", -1)
         esc = False
         ks = p + 1
-        q = _str_end(c, ks, &esc)
+        q = _str_end_fast(c, ks, &esc)
         if q == NULL:
             return NULL
         fid = -1 if esc else _key_id(ks, q - ks)
@@ -558,7 +594,7 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
             f.v = p
             if ch == c'"':
                 esc = False
-                q = _str_end(c, p + 1, &esc)
+                q = _str_end_fast(c, p + 1, &esc)
                 if q != NULL:
                     f.tag = T_STR
                     f.s = p + 1

@@ -150,7 +150,8 @@ static inline int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t
  *
  * Fast path (little-endian hosts): 8..24 chars, 1..7 integer digits, a '.',
  * the scale's e <= 8 decimals present, the rest of the fraction all '0' --
- * e.g. "61837.63000000", "0.32329000". Everything else (and every error) goes
+ * e.g. "61837.63000000", "0.32329000". When the integer and scale digits fit
+ * the first 8 bytes (the Binance case) one SWAR conversion yields the result. Everything else (and every error) goes
  * through the simple exact path above, which defines the results.
  */
 static inline int hft_parse_units(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
@@ -162,15 +163,64 @@ static inline int hft_parse_units(const char* s, size_t n, const hft_scale_t* sc
         if (nd != 0) {
             size_t k = hft_dec__ctz64(nd) >> 3; /* integer digits */
             size_t fl = n - k - 1;              /* fraction length */
-            if (k >= 1 && s[k] == '.' && e <= 8 && (size_t)e <= fl) {
+            if (k >= 1 && s[k] == '.' && k + 1 + (size_t)e <= 8 && (size_t)e <= fl) {
+                /* integer and scale digits all inside the first 8 bytes, e.g.
+                 * "61837.63|000000" or "0.32329|000": glue them into one word and
+                 * convert once: N = int digits followed by the e scale digits */
+                size_t D = k + (size_t)e, t = fl - (size_t)e;
+                uint64_t w = v & ((1ULL << (8 * k)) - 1);
+                uint64_t N;
+                if (e > 0) w |= ((v >> (8 * (k + 1))) & ((1ULL << (8 * e)) - 1)) << (8 * k);
+                w <<= 8 * (8 - D);
+                if ((hft_dec__nondigit_mask(w) >> (8 * (8 - D))) == 0) {
+                    int ok = 1;
+                    if (t) {
+                        /* the tail s[k+1+e..n) must be all '0' */
+                        const char* tail = s + k + 1 + e;
+                        while (t > 8) {
+                            if (hft_dec__load8(tail) != HFT_DEC__ZEROS) { ok = 0; break; }
+                            tail += 8;
+                            t -= 8;
+                        }
+                        if (ok) {
+                            uint64_t z = hft_dec__load8(s + n - 8) ^ HFT_DEC__ZEROS;
+                            if (t < 8) z >>= 8 * (8 - t);
+                            if (z) ok = 0;
+                        }
+                    }
+                    if (ok) {
+                        N = hft_dec__swar8(w);
+                        if (scale->mantissa != 1) {
+                            uint64_t m = (uint64_t)scale->mantissa;
+                            if (N % m) return HFT_DEC_NOT_MULTIPLE;
+                            N /= m;
+                        }
+                        *out = (int64_t)N;
+                        return HFT_DEC_OK;
+                    }
+                }
+            } else if (k >= 1 && s[k] == '.' && e <= 8 && (size_t)e <= fl) {
                 uint64_t ipart = hft_dec__swar8(v << (8 * (8 - k)));
                 uint64_t fpart = 0;
                 size_t t = fl - (size_t)e;      /* tail that must be all '0' */
                 const char* tail = s + k + 1 + e;
                 int ok = 1;
                 if (e > 0) {
-                    /* 8 bytes ending at the last scale digit (k + 1 + e >= 8 needed) */
-                    if (k + 1 + (size_t)e >= 8) {
+                    const char* f = s + k + 1; /* first fraction digit */
+                    if (fl >= 8) {
+                        /* 8 bytes from the first fraction digit: the low e bytes */
+                        uint64_t w = hft_dec__load8(f);
+                        unsigned keep = (unsigned)(8 * (8 - e));
+                        if (keep == 0) {
+                            if (hft_dec__nondigit_mask(w)) ok = 0;
+                            else fpart = hft_dec__swar8(w);
+                        } else {
+                            w <<= keep; /* drop the bytes after the e digits */
+                            if (hft_dec__nondigit_mask(w) >> keep) ok = 0;
+                            else fpart = hft_dec__swar8(w);
+                        }
+                    } else if (k + 1 + (size_t)e >= 8) {
+                        /* 8 bytes ending at the last scale digit */
                         uint64_t w = hft_dec__load8(tail - 8);
                         unsigned drop = (unsigned)(8 * (8 - e));
                         if (drop == 0) {
@@ -183,7 +233,7 @@ static inline int hft_parse_units(const char* s, size_t n, const hft_scale_t* sc
                     } else {
                         size_t j;
                         for (j = 0; j < (size_t)e; j++) {
-                            unsigned d = (unsigned)(s[k + 1 + j] - '0');
+                            unsigned d = (unsigned)(f[j] - '0');
                             if (d > 9) { ok = 0; break; }
                             fpart = fpart * 10 + d;
                         }
