@@ -100,10 +100,19 @@ static inline uint64_t hft_dec__swar8(uint64_t v)
     return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define HFT_DEC__NOINLINE __attribute__((noinline))
+#define HFT_DEC__INLINE inline __attribute__((always_inline))
+#else
+#define HFT_DEC__NOINLINE
+#define HFT_DEC__INLINE inline
+#endif
+
 /* ---------------------------------------------------------------------- */
-/* Exact, simple reference path: defines every result.                     */
+/* Exact, simple reference path: defines every result. Kept out of line so */
+/* that the fast path inlines into hot loops.                              */
 /* ---------------------------------------------------------------------- */
-static inline int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
+static HFT_DEC__NOINLINE int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
 {
     size_t i, dot = n, ndigits = 0;
     int32_t e = scale->exponent;
@@ -154,7 +163,7 @@ static inline int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t
  * the first 8 bytes (the Binance case) one SWAR conversion yields the result. Everything else (and every error) goes
  * through the simple exact path above, which defines the results.
  */
-static inline int hft_parse_units(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
+static HFT_DEC__INLINE int hft_parse_units(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
 {
     if (n >= 8 && n <= 24 && hft_dec__little_endian()) {
         const int32_t e = scale->exponent;
