@@ -9,6 +9,15 @@ from libc.stdint cimport int64_t
 from hftcore.decimal cimport hft_scale_t
 
 
+# (private) decoder-owned growable scratch for the levels of the frame being
+# decoded: side 0 = bids, 1 = asks
+cdef struct _Scratch:
+    int64_t* px[2]
+    int64_t* qty[2]
+    Py_ssize_t n[2]
+    Py_ssize_t cap[2]
+
+
 cdef class Message:
     cdef readonly object stream        # str: the combined-stream name, or None
     cdef readonly object symbol        # str: the "s" field, or None
@@ -82,3 +91,10 @@ cdef class BinanceDecoder:
     cdef readonly object tick_size          # str, as given
     cdef readonly object lot_size           # str, as given
     cdef object decode_c(self, const char* data, Py_ssize_t n)
+    # (private) level scratch, unit of times, last symbol/stream bytes -> str caches
+    cdef _Scratch _scr
+    cdef readonly object time_unit          # "ms" or "us"
+    cdef bytes _sym_b
+    cdef str _sym_s
+    cdef bytes _stream_b
+    cdef str _stream_s

@@ -15,6 +15,7 @@ cdef extern from "hftcore/decimal.h":
     int HFT_DEC_NEGATIVE       # starts with '-'
     int HFT_DEC_OVERFLOW       # does not fit int64 units
     int HFT_DEC_NOT_MULTIPLE   # not a whole multiple of the scale
+    int HFT_DEC_ZERO_SCALE     # (addition) hft_scale_from_str: a scale must be > 0
 
     # 0 or a negative HFT_DEC_* code; *out untouched on error
     int hft_scale_from_str(const char* s, size_t n, hft_scale_t* out) nogil

@@ -1,0 +1,396 @@
+/*
+ * hftcore/decimal.h -- exact decimal text <-> integer units (ticks, lots).
+ *
+ * Header-only C99. No floating point anywhere: a decimal string such as
+ * "61837.63000000" is turned into an integer count of scale units (ticks for a
+ * tick size of "0.01": 6183763) by integer arithmetic only, and back.
+ *
+ * A scale (tick size, lot size) is mantissa * 10^-exponent with the trailing
+ * fractional zeros stripped: "0.01000000" -> {1, 2}, "0.5" -> {5, 1},
+ * "10" -> {10, 0}, "0.00001000" -> {1, 5}. 0 <= exponent <= 18.
+ *
+ * Accepted number syntax (hft_parse_units): ASCII digits, at most one '.',
+ * at least one digit overall ("5", "5.", ".5", "0005.50" are fine). Nothing
+ * else: no sign, no exponent, no spaces. Error precedence, first match wins:
+ *   empty string                                   HFT_DEC_EMPTY
+ *   leading '-' (also "-0")                        HFT_DEC_NEGATIVE
+ *   any other char outside [0-9.], or a 2nd '.'    HFT_DEC_SYNTAX
+ *   no digit at all (".")                          HFT_DEC_EMPTY
+ *   a nonzero digit beyond the scale's decimals    HFT_DEC_NOT_MULTIPLE
+ *   value * 10^exponent > INT64_MAX                HFT_DEC_OVERFLOW
+ *   (value * 10^exponent) % mantissa != 0          HFT_DEC_NOT_MULTIPLE
+ * On error *out is left untouched.
+ */
+#ifndef HFTCORE_DECIMAL_H
+#define HFTCORE_DECIMAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hft_scale {
+    int64_t mantissa; /* > 0 */
+    int32_t exponent; /* 0..18 */
+} hft_scale_t;
+
+#define HFT_DEC_OK            0
+#define HFT_DEC_EMPTY        (-1) /* no digits */
+#define HFT_DEC_SYNTAX       (-2) /* not a plain decimal number */
+#define HFT_DEC_NEGATIVE     (-3) /* starts with '-' */
+#define HFT_DEC_OVERFLOW     (-4) /* does not fit int64 units */
+#define HFT_DEC_NOT_MULTIPLE (-5) /* not a whole multiple of the scale */
+#define HFT_DEC_ZERO_SCALE   (-6) /* a scale must be > 0 (hft_scale_from_str) */
+
+#define HFT_DEC__MAX_EXPONENT 18
+
+static const uint64_t hft_dec__pow10[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+    100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL,
+    1000000000000ULL, 10000000000000ULL, 100000000000000ULL,
+    1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL};
+
+#define HFT_DEC__ONES  0x0101010101010101ULL
+#define HFT_DEC__ZEROS 0x3030303030303030ULL /* "00000000" */
+
+static inline uint64_t hft_dec__load8(const char* p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* Little-endian host? (the SWAR fast paths assume the first char is the low byte) */
+static inline int hft_dec__little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char c;
+    memcpy(&c, &one, 1);
+    return c == 1;
+}
+
+/* Per byte of v (ASCII): a nonzero byte in the result marks a non-digit. The
+ * lowest marked byte is always exact (carries only move to higher bytes). */
+static inline uint64_t hft_dec__nondigit_mask(uint64_t v)
+{
+    uint64_t x = v ^ HFT_DEC__ZEROS; /* digits -> 0x00..0x09 */
+    return (x & 0xF0F0F0F0F0F0F0F0ULL) | ((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL);
+}
+
+static inline unsigned hft_dec__ctz64(uint64_t x) /* x != 0 */
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(x);
+#else
+    unsigned n = 0;
+    while (!(x & 1u)) { x >>= 1; n++; }
+    return n;
+#endif
+}
+
+/* Value of 8 ASCII digits, the first char in the low byte (zero bytes count as 0). */
+static inline uint64_t hft_dec__swar8(uint64_t v)
+{
+    v = ((v & 0x0F0F0F0F0F0F0F0FULL) * 2561) >> 8;
+    v = ((v & 0x00FF00FF00FF00FFULL) * 6553601) >> 16;
+    return ((v & 0x0000FFFF0000FFFFULL) * 42949672960001ULL) >> 32;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define HFT_DEC__NOINLINE __attribute__((noinline))
+#define HFT_DEC__INLINE inline __attribute__((always_inline))
+#else
+#define HFT_DEC__NOINLINE
+#define HFT_DEC__INLINE inline
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* Exact, simple reference path: defines every result. Kept out of line so */
+/* that the fast path inlines into hot loops.                              */
+/* ---------------------------------------------------------------------- */
+static HFT_DEC__NOINLINE int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
+{
+    size_t i, dot = n, ndigits = 0;
+    int32_t e = scale->exponent;
+    uint64_t acc = 0;
+    const uint64_t lim = (uint64_t)INT64_MAX;
+
+    if (n == 0) return HFT_DEC_EMPTY;
+    if (s[0] == '-') return HFT_DEC_NEGATIVE;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9') ndigits++;
+        else if (c == '.' && dot == n) dot = i;
+        else return HFT_DEC_SYNTAX;
+    }
+    if (ndigits == 0) return HFT_DEC_EMPTY;
+    /* digits beyond the scale's decimals must all be '0' */
+    if (dot < n) {
+        for (i = dot + 1 + (size_t)e; i < n; i++)
+            if (s[i] != '0') return HFT_DEC_NOT_MULTIPLE;
+    }
+    /* N = integer digits followed by exactly e fractional digits */
+    for (i = 0; i < dot; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (acc > (lim - d) / 10) return HFT_DEC_OVERFLOW;
+        acc = acc * 10 + d;
+    }
+    for (i = 0; i < (size_t)e; i++) {
+        size_t j = dot + 1 + i;
+        unsigned d = (dot < n && j < n) ? (unsigned)(s[j] - '0') : 0u;
+        if (acc > (lim - d) / 10) return HFT_DEC_OVERFLOW;
+        acc = acc * 10 + d;
+    }
+    if (scale->mantissa != 1) {
+        uint64_t m = (uint64_t)scale->mantissa;
+        if (acc % m) return HFT_DEC_NOT_MULTIPLE;
+        acc /= m;
+    }
+    *out = (int64_t)acc;
+    return HFT_DEC_OK;
+}
+
+/*
+ * Parse the decimal text s[0..n) into a count of scale units. 0 or HFT_DEC_*.
+ *
+ * Fast path (little-endian hosts): 8..24 chars, 1..7 integer digits, a '.',
+ * the scale's e <= 8 decimals present, the rest of the fraction all '0' --
+ * e.g. "61837.63000000", "0.32329000". When the integer and scale digits fit
+ * the first 8 bytes (the Binance case) one SWAR conversion yields the result. Everything else (and every error) goes
+ * through the simple exact path above, which defines the results.
+ */
+static HFT_DEC__INLINE int hft_parse_units(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
+{
+    if (n >= 8 && n <= 24 && hft_dec__little_endian()) {
+        const int32_t e = scale->exponent;
+        uint64_t v = hft_dec__load8(s);
+        uint64_t nd = hft_dec__nondigit_mask(v);
+        if (nd != 0) {
+            size_t k = hft_dec__ctz64(nd) >> 3; /* integer digits */
+            size_t fl = n - k - 1;              /* fraction length */
+            if (k >= 1 && s[k] == '.' && k + 1 + (size_t)e <= 8 && (size_t)e <= fl) {
+                /* integer and scale digits all inside the first 8 bytes, e.g.
+                 * "61837.63|000000" or "0.32329|000": glue them into one word and
+                 * convert once: N = int digits followed by the e scale digits */
+                size_t D = k + (size_t)e, t = fl - (size_t)e;
+                uint64_t w = v & ((1ULL << (8 * k)) - 1);
+                uint64_t N;
+                if (e > 0) w |= ((v >> (8 * (k + 1))) & ((1ULL << (8 * e)) - 1)) << (8 * k);
+                w <<= 8 * (8 - D);
+                if ((hft_dec__nondigit_mask(w) >> (8 * (8 - D))) == 0) {
+                    int ok = 1;
+                    if (t) {
+                        /* the tail s[k+1+e..n) must be all '0' */
+                        const char* tail = s + k + 1 + e;
+                        while (t > 8) {
+                            if (hft_dec__load8(tail) != HFT_DEC__ZEROS) { ok = 0; break; }
+                            tail += 8;
+                            t -= 8;
+                        }
+                        if (ok) {
+                            uint64_t z = hft_dec__load8(s + n - 8) ^ HFT_DEC__ZEROS;
+                            if (t < 8) z >>= 8 * (8 - t);
+                            if (z) ok = 0;
+                        }
+                    }
+                    if (ok) {
+                        N = hft_dec__swar8(w);
+                        if (scale->mantissa != 1) {
+                            uint64_t m = (uint64_t)scale->mantissa;
+                            if (N % m) return HFT_DEC_NOT_MULTIPLE;
+                            N /= m;
+                        }
+                        *out = (int64_t)N;
+                        return HFT_DEC_OK;
+                    }
+                }
+            } else if (k >= 1 && s[k] == '.' && e <= 8 && (size_t)e <= fl) {
+                uint64_t ipart = hft_dec__swar8(v << (8 * (8 - k)));
+                uint64_t fpart = 0;
+                size_t t = fl - (size_t)e;      /* tail that must be all '0' */
+                const char* tail = s + k + 1 + e;
+                int ok = 1;
+                if (e > 0) {
+                    const char* f = s + k + 1; /* first fraction digit */
+                    if (fl >= 8) {
+                        /* 8 bytes from the first fraction digit: the low e bytes */
+                        uint64_t w = hft_dec__load8(f);
+                        unsigned keep = (unsigned)(8 * (8 - e));
+                        if (keep == 0) {
+                            if (hft_dec__nondigit_mask(w)) ok = 0;
+                            else fpart = hft_dec__swar8(w);
+                        } else {
+                            w <<= keep; /* drop the bytes after the e digits */
+                            if (hft_dec__nondigit_mask(w) >> keep) ok = 0;
+                            else fpart = hft_dec__swar8(w);
+                        }
+                    } else if (k + 1 + (size_t)e >= 8) {
+                        /* 8 bytes ending at the last scale digit */
+                        uint64_t w = hft_dec__load8(tail - 8);
+                        unsigned drop = (unsigned)(8 * (8 - e));
+                        if (drop == 0) {
+                            if (hft_dec__nondigit_mask(w)) ok = 0;
+                            else fpart = hft_dec__swar8(w);
+                        } else {
+                            if (hft_dec__nondigit_mask(w) >> drop) ok = 0;
+                            else fpart = hft_dec__swar8((w >> drop) << drop);
+                        }
+                    } else {
+                        size_t j;
+                        for (j = 0; j < (size_t)e; j++) {
+                            unsigned d = (unsigned)(f[j] - '0');
+                            if (d > 9) { ok = 0; break; }
+                            fpart = fpart * 10 + d;
+                        }
+                    }
+                }
+                if (ok && t) {
+                    /* the tail must be all '0'; the string end is >= 8 bytes from s */
+                    while (t > 8) {
+                        if (hft_dec__load8(tail) != HFT_DEC__ZEROS) { ok = 0; break; }
+                        tail += 8;
+                        t -= 8;
+                    }
+                    if (ok) {
+                        uint64_t w = hft_dec__load8(s + n - 8) ^ HFT_DEC__ZEROS;
+                        if (t < 8) w >>= 8 * (8 - t);
+                        if (w) ok = 0;
+                    }
+                }
+                if (ok) {
+                    /* ipart < 1e7, e <= 8: no overflow possible */
+                    uint64_t N = ipart * hft_dec__pow10[e] + fpart;
+                    if (scale->mantissa != 1) {
+                        uint64_t m = (uint64_t)scale->mantissa;
+                        if (N % m) return HFT_DEC_NOT_MULTIPLE;
+                        N /= m;
+                    }
+                    *out = (int64_t)N;
+                    return HFT_DEC_OK;
+                }
+            }
+        }
+    }
+    return hft_dec__parse_slow(s, n, scale, out);
+}
+
+/*
+ * Parse a positive tick/lot size such as "0.01000000" into a scale.
+ * Errors: the hft_parse_units syntax codes, HFT_DEC_ZERO_SCALE for a zero,
+ * HFT_DEC_OVERFLOW when the mantissa does not fit int64 or more than 18
+ * decimals remain after stripping trailing zeros.
+ */
+static inline int hft_scale_from_str(const char* s, size_t n, hft_scale_t* out)
+{
+    size_t i, dot = n, ndigits = 0, last;
+    int32_t e = 0;
+    uint64_t acc = 0;
+    const uint64_t lim = (uint64_t)INT64_MAX;
+
+    if (n == 0) return HFT_DEC_EMPTY;
+    if (s[0] == '-') return HFT_DEC_NEGATIVE;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= '0' && c <= '9') ndigits++;
+        else if (c == '.' && dot == n) dot = i;
+        else return HFT_DEC_SYNTAX;
+    }
+    if (ndigits == 0) return HFT_DEC_EMPTY;
+    /* strip trailing fractional zeros (and a trailing '.') */
+    last = n;
+    if (dot < n) {
+        while (last > dot + 1 && s[last - 1] == '0') last--;
+        if (last == dot + 1) last = dot;
+    }
+    if (dot < last) {
+        size_t fd = last - dot - 1;
+        if (fd > HFT_DEC__MAX_EXPONENT) return HFT_DEC_OVERFLOW;
+        e = (int32_t)fd;
+    }
+    for (i = 0; i < last; i++) {
+        unsigned d;
+        if (i == dot) continue;
+        d = (unsigned)(s[i] - '0');
+        if (acc > (lim - d) / 10) return HFT_DEC_OVERFLOW;
+        acc = acc * 10 + d;
+    }
+    if (acc == 0) return HFT_DEC_ZERO_SCALE;
+    out->mantissa = (int64_t)acc;
+    out->exponent = e;
+    return HFT_DEC_OK;
+}
+
+/*
+ * Write the decimal text of units * scale into buf (NUL-terminated): a '-' for
+ * negatives, at least one integer digit, and exactly `exponent` decimals
+ * (none when exponent == 0). (6183763, 0.01) -> "61837.63", (201, 0.5) ->
+ * "100.5", (12, 10) -> "120". Returns the length, or -1 if cap is too small.
+ */
+static inline int hft_format_units(int64_t units, const hft_scale_t* scale, char* buf, size_t cap)
+{
+    /* decimal digits of |units| * mantissa, least significant first */
+    unsigned char prod[48];
+    size_t nprod = 0, len, pos, i;
+    int neg = units < 0;
+    int32_t e = scale->exponent;
+    uint64_t u = neg ? (uint64_t)0 - (uint64_t)units : (uint64_t)units;
+    uint64_t m = scale->mantissa > 0 ? (uint64_t)scale->mantissa : 1u;
+
+    if (e < 0) e = 0;
+    if (e > HFT_DEC__MAX_EXPONENT) e = HFT_DEC__MAX_EXPONENT;
+    if (m == 1 || u <= UINT64_MAX / m) {
+        uint64_t x = u * m;
+        do { prod[nprod++] = (unsigned char)(x % 10); x /= 10; } while (x);
+    } else {
+        /* schoolbook product of the two digit strings */
+        unsigned char du[20], dm[20];
+        unsigned acc[48];
+        size_t nu = 0, nm = 0, j;
+        uint64_t x;
+        for (x = u; x; x /= 10) du[nu++] = (unsigned char)(x % 10);
+        for (x = m; x; x /= 10) dm[nm++] = (unsigned char)(x % 10);
+        memset(acc, 0, sizeof acc);
+        for (i = 0; i < nu; i++)
+            for (j = 0; j < nm; j++) acc[i + j] += (unsigned)du[i] * dm[j];
+        nprod = nu + nm;
+        for (i = 0; i + 1 < nprod; i++) { acc[i + 1] += acc[i] / 10; acc[i] %= 10; }
+        for (i = 0; i < nprod; i++) prod[i] = (unsigned char)acc[i];
+        while (nprod > 1 && prod[nprod - 1] == 0) nprod--;
+    }
+    /* pad so that there is at least one integer digit */
+    while (nprod < (size_t)e + 1) prod[nprod++] = 0;
+    len = (size_t)neg + nprod + (e > 0 ? 1u : 0u);
+    if (len + 1 > cap) return -1;
+    pos = 0;
+    if (neg) buf[pos++] = '-';
+    for (i = nprod; i > 0; i--) {
+        if (e > 0 && i == (size_t)e) buf[pos++] = '.';
+        buf[pos++] = (char)('0' + prod[i - 1]);
+    }
+    buf[pos] = '\0';
+    return (int)pos;
+}
+
+static inline const char* hft_dec_strerror(int code)
+{
+    switch (code) {
+    case HFT_DEC_OK: return "ok";
+    case HFT_DEC_EMPTY: return "no digits";
+    case HFT_DEC_SYNTAX: return "not a plain decimal number";
+    case HFT_DEC_NEGATIVE: return "negative";
+    case HFT_DEC_OVERFLOW: return "out of the int64 range";
+    case HFT_DEC_NOT_MULTIPLE: return "not a whole multiple of the scale";
+    case HFT_DEC_ZERO_SCALE: return "a scale must be greater than zero";
+    default: return "unknown decimal error";
+    }
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HFTCORE_DECIMAL_H */
