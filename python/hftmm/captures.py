@@ -137,7 +137,10 @@ def read_exchange_info(path: str) -> dict:
     with open(path, "rb") as fh:
         data = fh.read()
     start = data.find(b"{")
-    return json.loads(data[start:])
+    if start < 0:
+        raise ValueError(f"{path}: no JSON object")
+    obj, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8"))
+    return obj
 
 
 def symbol_filters(exchange_info: dict) -> dict[str, tuple[str, str]]:
@@ -153,6 +156,38 @@ def symbol_filters(exchange_info: dict) -> dict[str, tuple[str, str]]:
         if tick and step:
             out[sym["symbol"]] = (tick, step)
     return out
+
+
+def _unit(decimals: int) -> str:
+    return "1" if decimals <= 0 else "0." + "0" * (decimals - 1) + "1"
+
+
+def decoder_units(exchange_info: dict, symbol: str, strict: bool = False) -> tuple[str, str]:
+    """(price unit, quantity unit) to decode a symbol's market data with.
+
+    ``strict``: PRICE_FILTER tickSize and LOT_SIZE stepSize -- right for our own
+    orders, but real market data does not always sit on that grid: depth levels
+    aggregate orders (BTCUSDT 2024: qty "25.42618900" with stepSize 0.00001) and
+    snapshots keep deep orders placed before a tick-size change (CTKUSDT 2021:
+    "0.50579" with tickSize 0.001). Otherwise (the default): prices in tickSize on
+    spot and ``10**-pricePrecision`` on futures, quantities in
+    ``10**-baseAssetPrecision`` (spot) or ``10**-quantityPrecision`` (futures).
+    """
+    for sym in exchange_info.get("symbols", []):
+        if sym.get("symbol") != symbol:
+            continue
+        tick, step = symbol_filters({"symbols": [sym]})[symbol]
+        if strict:
+            return tick, step
+        price = _unit(int(sym["pricePrecision"])) if "pricePrecision" in sym else tick
+        if "baseAssetPrecision" in sym:
+            qty = _unit(int(sym["baseAssetPrecision"]))
+        elif "quantityPrecision" in sym:
+            qty = _unit(int(sym["quantityPrecision"]))
+        else:
+            qty = step
+        return price, qty
+    raise KeyError(f"symbol {symbol!r} not in exchangeInfo")
 
 
 def group_by_symbol(messages: Iterable[RawMessage]) -> dict[str, list[RawMessage]]:
