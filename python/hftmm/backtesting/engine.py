@@ -1,0 +1,263 @@
+"""BacktestEngine: streams events through the compiled replay kernel.
+
+Data come in chunks (the synthetic market generates them; an event store is
+read by row groups), so memory does not grow with the data's length. The kernel
+carries a short tail of events between chunks (those the strategy has not seen
+yet), which keeps results independent of the chunk size.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import pandas as pd
+
+from hftcore import EVENT_DTYPE
+from hftcore.backtest import ReplayKernel
+
+from hftmm.backtesting.config import BacktestConfig
+from hftmm.backtesting.metrics import PerformanceMetrics, compute_metrics
+from hftmm.progress import Progress
+from hftmm.synthetic import DAY_S, SyntheticConfig, day_start_ns, generate_day
+
+log = logging.getLogger(__name__)
+
+
+def _concat(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a):
+        return np.ascontiguousarray(b)
+    return np.concatenate([np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)]).view(EVENT_DTYPE)
+
+
+@dataclass
+class EventSource:
+    """Chunks of events plus their units; ``span_ns`` = (start, end) for progress."""
+
+    chunks: Iterator[np.ndarray]
+    tick_size: str
+    lot_size: str
+    span_ns: tuple[int, int]
+    description: str
+
+
+def synthetic_source(config: BacktestConfig) -> EventSource:
+    syn = SyntheticConfig(symbol=config.symbol)
+    dates = config.dates()
+
+    def chunks() -> Iterator[np.ndarray]:
+        for d in dates:
+            yield from generate_day(d, syn)
+
+    start = day_start_ns(dates[0])
+    return EventSource(chunks(), syn.tick_size, syn.lot_size, (start, start + int(DAY_S * 1e9) * len(dates)),
+                       f"synthetic {config.symbol} {dates[0]}..{dates[-1]}")
+
+
+def store_source(config: BacktestConfig) -> EventSource:
+    from hftmm.data import store  # the event store (hftmm data convert)
+
+    meta = store.store_metadata(config.data_path, config.symbol)
+    tick = config.tick_size or meta["tick_size"]
+    lot = config.lot_size or meta["lot_size"]
+    start = day_start_ns(config.start_date)
+    end = day_start_ns(config.end_date) + int(DAY_S * 1e9)
+    chunks = store.read_events(config.data_path, config.symbol, start, end)
+    return EventSource(chunks, str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}")
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest produced. ``trades``: one row per fill; ``timeseries``: one
+    row per equity sample; prices in price units, quantities in base units."""
+
+    config: BacktestConfig
+    performance: PerformanceMetrics
+    trades: pd.DataFrame
+    timeseries: pd.DataFrame
+    counters: dict
+    events: int
+    elapsed_s: float
+    data: str = ""
+
+    def summary(self) -> str:
+        p = self.performance
+
+        def f(x: float, fmt: str = "{:,.2f}") -> str:
+            return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+        rows = [
+            ("Total PnL", "$" + f(p.total_pnl)),
+            ("Gross PnL / Fees", f"${f(p.gross_pnl)} / ${f(p.total_fees)}"),
+            ("Return", f(p.return_pct, "{:.4f}") + "%"),
+            ("Sharpe Ratio", f(p.sharpe_ratio)),
+            ("Sortino Ratio", f(p.sortino_ratio)),
+            ("Calmar Ratio", f(p.calmar_ratio)),
+            ("Max Drawdown", f"${f(p.max_drawdown)} ({f(p.max_drawdown_pct, '{:.4f}')}%, "
+                             f"{f(p.max_drawdown_duration_s, '{:,.0f}')} s)"),
+            ("Total Trades", f"{p.total_trades:,}"),
+            ("Win Rate (round trips)", f(p.win_rate) + "%"),
+            ("Avg Trade PnL", "$" + f(p.avg_trade_pnl, "{:,.4f}")),
+            ("Spread Capture", f(p.spread_capture, "{:.4f}") + " per unit"),
+            ("Mark-out 1s/10s/60s (bps)", f"{f(p.markout_1s_bps)} / {f(p.markout_10s_bps)} / {f(p.markout_60s_bps)}"),
+            ("Time-weighted |Inventory|", f(p.time_weighted_abs_inventory, "{:.6f}")),
+            ("Inventory Turnover", f(p.inventory_turnover)),
+            ("Avg Fill Latency", f(p.avg_fill_latency_ms) + " ms"),
+            ("Avg Quote Lifetime", f(p.avg_quote_lifetime_s, "{:.3f}") + " s"),
+            ("Quote Hit Rate", f(p.quote_hit_rate) + "%"),
+            ("Fill Rate", f(p.fill_rate) + "%"),
+        ]
+        lines = ["Performance Summary:"]
+        for i, (k, v) in enumerate(rows):
+            lines.append(f"{'└──' if i == len(rows) - 1 else '├──'} {k}: {v}")
+        return "\n".join(lines)
+
+    def metrics_dict(self) -> dict[str, Any]:
+        d = self.performance.to_dict()
+        d.update(events=self.events, elapsed_s=self.elapsed_s, events_per_s=self.events / max(self.elapsed_s, 1e-9),
+                 counters=self.counters, data=self.data)
+        return d
+
+    def save(self, directory: str) -> str:
+        """Write config.json, metrics.json, trades.parquet and timeseries.parquet."""
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "config.json"), "w") as fh:
+            json.dump(self.config.to_dict(), fh, indent=2)
+        with open(os.path.join(directory, "metrics.json"), "w") as fh:
+            json.dump(self.metrics_dict(), fh, indent=2, default=float)
+        self.trades.to_parquet(os.path.join(directory, "trades.parquet"), index=False)
+        self.timeseries.to_parquet(os.path.join(directory, "timeseries.parquet"), index=False)
+        return directory
+
+    def plot(self, path: str) -> str:
+        """Equity, inventory and drawdown charts to a PNG."""
+        from hftmm.backtesting.plots import plot_result
+
+        return plot_result(self, path)
+
+
+class BacktestEngine:
+    """Runs backtests. ``data_dir``: where event stores live (a relative
+    ``BacktestConfig.data_path`` is resolved against it)."""
+
+    def __init__(self, data_dir: str = "./data") -> None:
+        self.data_dir = data_dir
+
+    def _source(self, config: BacktestConfig) -> EventSource:
+        if config.data_path is None:
+            return synthetic_source(config)
+        path = config.data_path
+        if not os.path.isabs(path) and not os.path.exists(path):
+            path = os.path.join(self.data_dir, path)
+        return store_source(config.replace(data_path=path))
+
+    def run_backtest(self, config: BacktestConfig, progress: bool | Callable[[float, int], None] = False,
+                     source: Optional[EventSource] = None) -> BacktestResult:
+        """Run one backtest. ``progress``: True for a bar on stderr, or a callable
+        ``f(fraction_done, events)``."""
+        src = source or self._source(config)
+        tick, lot = float(src.tick_size), float(src.lot_size)
+        params, quote = kernel_params(config, tick, lot)
+        kernel = ReplayKernel(params, quote, config.seed)
+        bar = Progress(1.0, "backtest", "events", enabled=progress is True)
+        t_start, t_end = src.span_ns
+        span = max(t_end - t_start, 1)
+        fills, samples = [], []
+        tail = np.zeros(0, dtype=EVENT_DTYPE)
+        events = 0
+        last_ts = t_start
+        t0 = time.perf_counter()
+        for chunk in src.chunks:
+            if not len(chunk):
+                continue
+            arr = _concat(tail, chunk)
+            i = kernel.run(arr, len(tail), False)
+            tail = arr[i:].copy()
+            events += len(chunk)
+            last_ts = int(chunk["exch_ts"][-1])
+            fills.append(kernel.take_fills())
+            samples.append(kernel.take_samples())
+            frac = min(max((last_ts - t_start) / span, 0.0), 1.0)
+            bar.done = frac
+            bar.update(0.0, count=len(chunk), count_unit="events")
+            if callable(progress):
+                progress(frac, events)
+        kernel.run(tail, len(tail), True)
+        kernel.finish(last_ts)
+        fills.append(kernel.take_fills())
+        samples.append(kernel.take_samples())
+        elapsed = time.perf_counter() - t0
+        bar.done = 1.0
+        bar.close()
+        trades = fills_frame(np.concatenate(fills), tick, lot)
+        ts = samples_frame(np.concatenate(samples), tick, lot, config.initial_capital)
+        counters = kernel.counters()
+        counters["submitted_qty"] = counters["orders_submitted"] * params["order_lots"] * lot
+        perf = compute_metrics(trades, ts, counters, config.initial_capital)
+        return BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description)
+
+
+def kernel_params(config: BacktestConfig, tick: float, lot: float) -> tuple[dict, dict]:
+    """The kernel's parameter dicts (ns, ticks, lots) from a config."""
+    order_lots = max(int(round(config.order_size / lot)), 1)
+    ns = lambda s: int(round(s * 1e9))  # noqa: E731
+    params = dict(
+        tick_size=tick, lot_size=lot, order_lots=order_lots,
+        entry_latency_ns=ns(config.order_latency), cancel_latency_ns=ns(config.cancel_latency),
+        response_latency_ns=ns(config.response_latency),
+        feed_latency_ns=-1 if config.feed_latency is None else ns(config.feed_latency),
+        queue_model=config.queue_model, queue_power=config.queue_power, fill_model=config.fill_model,
+        maker_fee=config.maker_fee, taker_fee=config.taker_fee, post_only=config.post_only,
+        requote_interval_ns=ns(config.quote_refresh_interval), requote_threshold=config.requote_threshold,
+        sample_interval_ns=ns(config.sample_interval), vol_half_life_s=config.ewma_half_life,
+        estimate_intensity=config.estimate_intensity, intensity_window_s=config.intensity_window,
+        intensity_fit_ns=ns(config.intensity_refit), fill_A=config.fill_A, fill_k=config.fill_k,
+    )
+    quote = dict(model=config.model, gamma=config.gamma, xi=config.gamma if config.xi is None else config.xi,
+                 order_qty=order_lots * lot, k=config.k, A=config.A, horizon_s=config.time_horizon,
+                 rolling=config.rolling_horizon, fair_value=config.fair_value, tick_size=tick,
+                 min_spread=config.min_spread,
+                 max_inventory=config.max_position if config.max_position > 0 else float("inf"))
+    return params, quote
+
+
+def fills_frame(f: np.ndarray, tick: float, lot: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "time": pd.to_datetime(f["exch_ts"], unit="ns", utc=True),
+        "exch_ts": f["exch_ts"],
+        "report_ts": f["report_ts"],
+        "submit_ts": f["submit_ts"],
+        "order_id": f["order_id"],
+        "side": f["side"],
+        "side_name": np.where(f["side"] == 0, "buy", "sell"),
+        "price": f["px"] * tick,
+        "px_ticks": f["px"],
+        "qty": f["qty"] * lot,
+        "fee": f["fee"],
+        "position_qty": f["position"] * lot,
+        "cash": f["cash"],
+        "mid": f["mid"],
+        "taker": f["taker"],
+    })
+
+
+def samples_frame(s: np.ndarray, tick: float, lot: float, initial_capital: float) -> pd.DataFrame:
+    return pd.DataFrame({
+        "time": pd.to_datetime(s["ts"], unit="ns", utc=True),
+        "ts": s["ts"],
+        "mid": s["mid"],
+        "position_qty": s["position"] * lot,
+        "cash": s["cash"] + initial_capital,
+        "equity": s["equity"] + initial_capital,
+        "pnl": s["equity"],
+        "fees": s["fees"],
+        "bid_quote": np.where(s["bid_px"] >= 0, s["bid_px"] * tick, np.nan),
+        "ask_quote": np.where(s["ask_px"] >= 0, s["ask_px"] * tick, np.nan),
+        "sigma": s["sigma"],
+        "reservation_price": s["reservation"],
+    })
