@@ -764,11 +764,14 @@ cdef class ReplayKernel:
         return out
 
     def finish(self, int64_t end_ns):
-        """Record the samples due up to end_ns (ns) after the last event."""
+        """Record the samples due up to end_ns (ns) after the last event, and a
+        closing sample at end_ns itself (so the last equity includes every fill)."""
         with nogil:
             while self.next_sample_ns <= end_ns:
                 self._sample(self.next_sample_ns)
                 self.next_sample_ns += self.p.sample_interval_ns
+            if self.next_sample_ns - self.p.sample_interval_ns < end_ns:
+                self._sample(end_ns)
 
     def take_fills(self):
         """Fills since the last call as a FILL_DTYPE array."""

@@ -62,6 +62,52 @@ def _cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from hftmm.backtesting import BacktestConfig, BacktestEngine
+    from hftmm.config import ConfigError
+
+    fields: dict = {}
+    if args.config:
+        import tomllib
+
+        with open(args.config, "rb") as fh:
+            data = tomllib.load(fh)
+        fields.update(data.get("backtest", data))
+    for name in ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
+                 "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed"):
+        v = getattr(args, name)
+        if v is not None:
+            fields[name] = v
+    if args.date:
+        fields["start_date"] = fields["end_date"] = args.date
+    if args.data:
+        fields["data_path"] = args.data
+    try:
+        config = BacktestConfig.from_dict(fields)
+    except ConfigError as exc:
+        print(f"hftmm backtest: invalid config: {exc}", file=sys.stderr)
+        return 2
+    show = not args.json and not args.no_progress
+    if show:
+        print(f"Backtesting {config.model.upper()} (gamma={config.gamma}, T={config.time_horizon}s) on "
+              f"{config.data_path or 'the synthetic ' + config.symbol + ' market'}, "
+              f"{config.start_date}..{config.end_date}", file=sys.stderr)
+    result = BacktestEngine(args.data_dir).run_backtest(config, progress=show)
+    if args.save:
+        result.save(args.save)
+    if args.plot:
+        result.plot(args.plot)
+    if args.json:
+        print(json.dumps(result.metrics_dict(), indent=2, default=float))
+    else:
+        print(result.summary())
+        print(f"({result.events:,} events in {result.elapsed_s:.1f} s, "
+              f"{result.events / max(result.elapsed_s, 1e-9) / 1e6:.1f}M events/s)", file=sys.stderr)
+        if args.plot:
+            print(f"charts: {args.plot}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hftmm", description="hftmm market-making toolkit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
@@ -81,6 +127,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-interval", type=float, default=1.0, help="seconds between gzip members")
     p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
     p.set_defaults(func=_cmd_record)
+
+    p = sub.add_parser("backtest", help="backtest the market maker (default: AS on one synthetic day)")
+    p.add_argument("--config", help="TOML file with BacktestConfig fields (top level or [backtest])")
+    p.add_argument("--data", help="event store directory (hftmm data convert); default: synthetic market")
+    p.add_argument("--data-dir", default="./data", help="where relative --data paths are looked up")
+    p.add_argument("--date", help="one UTC day YYYY-MM-DD (sets start and end)")
+    p.add_argument("--start-date", dest="start_date")
+    p.add_argument("--end-date", dest="end_date")
+    p.add_argument("--symbol")
+    p.add_argument("--gamma", type=float)
+    p.add_argument("--time-horizon", dest="time_horizon", type=float, help="T, seconds")
+    p.add_argument("--model", choices=["as", "glft"])
+    p.add_argument("--fair-value", dest="fair_value", choices=["mid", "micro"])
+    p.add_argument("--order-size", dest="order_size", type=float, help="base units")
+    p.add_argument("--max-position", dest="max_position", type=float, help="base units")
+    p.add_argument("--min-spread", dest="min_spread", type=float, help="price units")
+    p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"])
+    p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="write equity, inventory and drawdown charts")
+    p.add_argument("--save", metavar="DIR", help="write config, metrics, trades and timeseries")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_backtest)
 
     for mod in ("hftmm.cli_simulate", "hftmm.cli_data"):
         try:
