@@ -69,3 +69,9 @@ class Ratios:
 @pytest.fixture(scope="session")
 def ratios() -> Ratios:
     return Ratios()
+
+
+@pytest.fixture
+def bench_results() -> dict[str, float]:
+    """ns per item recorded by bench_record in this run."""
+    return _RESULTS
