@@ -529,7 +529,7 @@ class MarketStreamHandler(WsHandler):
         extra: list[bytes] = []
         for a in acts:
             k = a.kind
-            sim._fault(k, conn.index)
+            sim._fault(k, conn.index, f.count)
             if k in CONNECTION_KINDS:
                 conn.apply_connection_fault(k, a.params)
                 if conn.closing:
@@ -964,12 +964,14 @@ class ExchangeSimulator:
         d = self._stats[group]
         d[key] = d.get(key, 0) + n
 
-    def _fault(self, kind: str, conn_index: Optional[int]) -> None:
+    def _fault(self, kind: str, conn_index: Optional[int], msg_no: Optional[int] = None) -> None:
         self._count("faults", kind)
-        self._fault_log.append((conn_index, kind))
+        self._fault_log.append((conn_index, msg_no, kind))
 
     def fault_log(self) -> list[tuple]:
-        """Faults injected so far, in order: (connection index or None for REST, kind)."""
+        """Faults injected so far, in order: (connection index or None for REST,
+        message number on that connection (REST: request number; None when
+        timed), kind)."""
         return list(self._fault_log)
 
     async def _scheduler(self) -> None:
@@ -1136,12 +1138,12 @@ class ExchangeSimulator:
         else:
             action = self._rest_faults.decide(path.endswith("/depth")) if self._rest_faults else None
             if action is not None and action.kind == "rest_error":
-                self._fault("rest_error", None)
+                self._fault("rest_error", None, self._rest_faults.count)
                 resp = self._rest_error(action.params)
             else:
                 stale = None
                 if action is not None and action.kind == "stale_snapshot":
-                    self._fault("stale_snapshot", None)
+                    self._fault("stale_snapshot", None, self._rest_faults.count)
                     stale = action.params
                 try:
                     if stale is not None:
