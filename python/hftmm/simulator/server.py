@@ -164,6 +164,9 @@ class WsConnection:
         """Write a frame now, ahead of the queue (control replies, pings)."""
         if self.closing or self.silent:
             return
+        tr = self.writer.transport
+        if tr is None or tr.is_closing():
+            return
         try:
             self.writer.write(encode_frame(opcode, payload))
         except Exception:  # transport gone
@@ -191,16 +194,20 @@ class WsConnection:
                 if self.hold_until > now:
                     await asyncio.sleep(self.hold_until - now)
                     continue
-                n = 0
+                tr = w.transport
+                if tr is None or tr.is_closing():
+                    break
+                batch = []
                 silent = self.silent_until > 0 and now < self.silent_until
-                while q and n < 256 and not self.closing:
+                while q and len(batch) < 512:
                     frame, ch = q.popleft()
                     if silent:
                         self.sim._count("faults_effect", "silenced_messages")
                         continue
-                    w.write(frame)
+                    batch.append(frame)
                     sent[ch] = sent.get(ch, 0) + 1
-                    n += 1
+                if batch and not self.closing:
+                    w.write(b"".join(batch))   # one syscall for many frames
                 if len(q) <= QUEUE_LOW:
                     self._low.set()
                 await w.drain()
