@@ -1,0 +1,87 @@
+"""``hftmm simulate``: run the Binance-compatible exchange simulator on loopback."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import signal
+import sys
+import threading
+import time
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("simulate", help="run the Binance-compatible exchange simulator (loopback only)",
+                              description="Serve Binance-shaped REST and WebSocket market data from a "
+                                          "synthetic market or a recorded capture, with optional faults.")
+    p.add_argument("--port", type=int, required=True, help="TCP port (0 = pick a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    p.add_argument("--market", choices=("spot", "usdm"), default="spot")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--capture", nargs="+", metavar="FILE", help="replay collector-format gzip capture(s)")
+    src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (default)")
+    p.add_argument("--speed", type=float, default=1.0, help="1 = real time, X = X times, 0 = as fast as possible")
+    p.add_argument("--faults", type=int, metavar="SEED", default=None,
+                   help="inject random faults at the default rates with this seed")
+    p.add_argument("--seed", type=int, default=None, help="synthetic market seed")
+    p.add_argument("--symbol", default="BTCUSDT", help="capture symbol (default BTCUSDT)")
+    p.add_argument("--tick-size", default="0.01", help="capture price unit (default 0.01)")
+    p.add_argument("--lot-size", default="0.00000001", help="capture quantity unit (default 0.00000001)")
+    p.add_argument("--depth-interval-ms", type=int, default=None,
+                   help="primary depth interval (spot 100|1000, usdm 0|100|250|500; default 100)")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hftmm.simulator import CaptureSource, ExchangeSimulator, FaultConfig, SyntheticSource
+    from hftmm.synthetic import SyntheticConfig
+
+    if not _loopback(args.host):
+        print(f"refusing to listen on {args.host!r}: only loopback addresses are allowed", file=sys.stderr)
+        return 2
+    if args.speed < 0:
+        print("--speed must be >= 0", file=sys.stderr)
+        return 2
+    if args.capture:
+        source = CaptureSource(args.capture, speed=args.speed, symbol=args.symbol, tick_size=args.tick_size,
+                               lot_size=args.lot_size)
+    else:
+        cfg = SyntheticConfig() if args.seed is None else SyntheticConfig(seed=args.seed)
+        source = SyntheticSource(cfg, speed=args.speed)
+    faults = FaultConfig.default(args.faults) if args.faults is not None else None
+    interval = args.depth_interval_ms if args.depth_interval_ms is not None else 100
+    try:
+        sim = ExchangeSimulator(market=args.market, source=source, faults=faults, host=args.host, port=args.port,
+                                depth_interval_ms=interval)
+        sim.start()
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"simulate: {e}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"REST {sim.rest_url}", flush=True)
+        print(f"WS {sim.ws_url}", flush=True)
+        deadline = time.monotonic() + args.duration if args.duration is not None else None
+        while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            stop.wait(0.2)
+    finally:
+        sim.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0

@@ -1,0 +1,22 @@
+"""``hftmm.simulator``: a Binance-compatible exchange simulator on 127.0.0.1.
+
+One port serves REST (``/api/v3/...`` spot, ``/fapi/v1/...`` USD-M) and
+WebSocket market-data streams (RFC 6455 implemented here on asyncio streams),
+driven by a seeded synthetic market or a recorded capture, with seeded fault
+injection. The exchange's book as published (``ground_truth()``) is exact, so a
+client's rebuilt book can be compared with it.
+
+    from hftmm.simulator import ExchangeSimulator, SyntheticSource
+    from hftmm.synthetic import SyntheticConfig
+
+    with ExchangeSimulator(market="spot", source=SyntheticSource(SyntheticConfig(seed=1), speed=0)) as sim:
+        print(sim.rest_url, sim.ws_url)
+"""
+from hftmm.simulator.faults import DEFAULT_RATES, KINDS, Fault, FaultConfig
+from hftmm.simulator.server import ExchangeSimulator, MarketStreamHandler, Route, WsConnection, WsHandler
+from hftmm.simulator.sources import CaptureSource, Msg, Source, SyntheticSource
+
+__all__ = [
+    "ExchangeSimulator", "SyntheticSource", "CaptureSource", "FaultConfig", "Fault", "DEFAULT_RATES", "KINDS",
+    "Source", "Msg", "Route", "WsHandler", "WsConnection", "MarketStreamHandler",
+]

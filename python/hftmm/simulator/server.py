@@ -1,0 +1,1237 @@
+"""The exchange simulator: one asyncio loop in a background thread, one port
+serving Binance-shaped REST and WebSocket market-data streams on 127.0.0.1.
+
+Extending it (order API later): HTTP routes live in ``ExchangeSimulator.http_routes``
+(``(method, path) -> Route(handler, weight)``; a handler takes a
+:class:`~hftmm.simulator.http.Request` and returns a
+:class:`~hftmm.simulator.http.Response`, or a coroutine of one), WebSocket
+endpoints in ``ws_routes`` (path -> factory ``(sim, request, rest_of_path) ->
+WsHandler``); a :class:`WsHandler` gets ``on_open``/``on_text``/``on_binary``/
+``on_close`` for its :class:`WsConnection`, which does the RFC 6455 work
+(framing, ping/pong, lifetime, incoming rate limit, send queue).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+from typing import Any, Awaitable, Callable, Optional, Union
+
+import numpy as np
+
+from hftmm.simulator import faults as _faults
+from hftmm.simulator.faults import CONNECTION_KINDS, ConnectionFaults, Fault, FaultConfig, RestFaults
+from hftmm.simulator.http import BadRequest, Request, Response, read_request
+from hftmm.simulator.rest import (EXCHANGE_INFO_WEIGHT, SPOT_DEPTH_DEFAULT, SPOT_DEPTH_MAX, USDM_DEPTH_DEFAULT,
+                                  USDM_DEPTH_LIMITS, WEIGHT_LIMIT, depth_weight, exchange_info,
+                                  render_snapshot)
+from hftmm.simulator.sources import DEPTH_INTERVALS, DEFAULT_DEPTH_INTERVAL, Msg, Source
+from hftmm.simulator.websocket import (CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY,
+                                       CLOSE_UNSUPPORTED, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
+                                       MessageAssembler, ProtocolError, accept_key, encode_close, encode_frame,
+                                       parse_close, read_frame)
+
+log = logging.getLogger(__name__)
+
+#: Binance's connection rules per market (BINANCE.md, "Connection rules")
+PING_INTERVAL_S = {"spot": 20.0, "usdm": 180.0}
+PONG_TIMEOUT_S = {"spot": 60.0, "usdm": 600.0}
+INCOMING_RATE = {"spot": 5, "usdm": 10}
+MAX_STREAMS = {"spot": 1024, "usdm": 200}
+MAX_LIFETIME_S = 24 * 3600.0
+
+QUEUE_HIGH = 2048          # speed 0: the engine waits while a queue is above this
+QUEUE_LOW = 512            # ... until it is back below this
+QUEUE_MAX = 200_000        # speed > 0: a connection this far behind is dropped (slow consumer)
+SNAPSHOT_HISTORY_EVERY_NS = 1_000_000_000
+SNAPSHOT_HISTORY_LEN = 30
+MAX_WS_MESSAGE = 1 << 20
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ---------------------------------------------------------------------------
+# stream names
+# ---------------------------------------------------------------------------
+
+class StreamCatalog:
+    """Valid stream names of one market and symbol -> (canonical name, channel,
+    interval, route). Routes (USD-M only): "public" (depth, bookTicker) and
+    "market" (trade, aggTrade)."""
+
+    def __init__(self, market: str, symbol: str) -> None:
+        s = symbol.lower()
+        d = DEFAULT_DEPTH_INTERVAL[market]
+        entries: list[tuple[str, str, Optional[int], str]] = [(f"{s}@depth", "depth", d, "public")]
+        for iv in DEPTH_INTERVALS[market]:
+            entries.append((f"{s}@depth@{iv}ms", "depth", iv, "public"))
+        entries += [(f"{s}@bookTicker", "bookTicker", None, "public"),
+                    (f"{s}@trade", "trade", None, "market"),
+                    (f"{s}@aggTrade", "aggTrade", None, "market")]
+        self.by_lower = {name.lower(): (name, ch, iv, route) for name, ch, iv, route in entries}
+
+    def lookup(self, name: str) -> Optional[tuple[str, str, Optional[int], str]]:
+        return self.by_lower.get(name.lower()) if isinstance(name, str) else None
+
+
+# ---------------------------------------------------------------------------
+# WebSocket connection and handlers
+# ---------------------------------------------------------------------------
+
+class WsHandler:
+    """Behaviour of one WebSocket connection (subclass per endpoint)."""
+
+    conn: "WsConnection"
+
+    def on_open(self, conn: "WsConnection") -> None:
+        self.conn = conn
+
+    def on_text(self, conn: "WsConnection", data: bytes) -> None:
+        pass
+
+    def on_binary(self, conn: "WsConnection", data: bytes) -> None:
+        conn.close_soon(CLOSE_UNSUPPORTED, "binary messages are not supported")
+
+    def on_close(self, conn: "WsConnection") -> None:
+        pass
+
+
+class WsConnection:
+    """One server-side WebSocket: reader loop, writer task with a bounded
+    send queue, pings, pong timeout, lifetime, incoming-message rate limit."""
+
+    def __init__(self, sim: "ExchangeSimulator", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 handler: WsHandler, index: int, path: str) -> None:
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.handler = handler
+        self.index = index
+        self.path = path
+        self.queue: collections.deque = collections.deque()
+        self.closing = False
+        self.close_sent = False
+        self.closed = False
+        self.close_reason = ""
+        self.hold_until = 0.0      # delay fault: writer pauses until then (loop time)
+        self.silent_until = 0.0    # silent fault: nothing is sent until then
+        self._wake = asyncio.Event()
+        self._low = asyncio.Event()
+        self._low.set()
+        self._close_received = asyncio.Event()
+        self._incoming: collections.deque = collections.deque()
+        self._pings: dict[bytes, float] = {}
+        self.faults: Optional[ConnectionFaults] = (ConnectionFaults(sim.faults, index)
+                                                   if sim.faults is not None else None)
+        self._tasks: list[asyncio.Task] = []
+        self.loop = asyncio.get_running_loop()
+
+    # -- state -----------------------------------------------------------
+    @property
+    def silent(self) -> bool:
+        return self.silent_until > 0 and self.loop.time() < self.silent_until
+
+    def idle(self) -> bool:
+        if self.closed:
+            return True
+        tr = self.writer.transport
+        return (not self.queue and self.hold_until <= self.loop.time()
+                and (tr is None or tr.is_closing() or tr.get_write_buffer_size() == 0))
+
+    # -- sending ----------------------------------------------------------
+    def push(self, frame: bytes, channel: str) -> None:
+        """Queue one data frame (sent in order by the writer task)."""
+        if self.closing:
+            return
+        q = self.queue
+        q.append((frame, channel))
+        if len(q) == 1:
+            self._wake.set()
+        if len(q) > QUEUE_HIGH:
+            self._low.clear()
+            if len(q) > QUEUE_MAX and self.sim.source.speed > 0:
+                self.sim._count("disconnects", "slow_consumer")
+                self.close_soon(CLOSE_POLICY, "slow consumer")
+
+    def send_now(self, opcode: int, payload: bytes, channel: str = "control") -> None:
+        """Write a frame now, ahead of the queue (control replies, pings)."""
+        if self.closing or self.silent:
+            return
+        tr = self.writer.transport
+        if tr is None or tr.is_closing():
+            return
+        try:
+            self.writer.write(encode_frame(opcode, payload))
+        except Exception:  # transport gone
+            return
+        self.sim._count("sent", channel)
+
+    async def wait_low(self) -> None:
+        while len(self.queue) > QUEUE_HIGH and not self.closing:
+            self._low.clear()
+            await self._low.wait()
+
+    async def _writer_loop(self) -> None:
+        q = self.queue
+        w = self.writer
+        sent = self.sim._stats["sent"]
+        loop = self.loop
+        try:
+            while not self.closing:
+                if not q:
+                    self._low.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                now = loop.time()
+                if self.hold_until > now:
+                    await asyncio.sleep(self.hold_until - now)
+                    continue
+                tr = w.transport
+                if tr is None or tr.is_closing():
+                    break
+                batch = []
+                silent = self.silent_until > 0 and now < self.silent_until
+                while q and len(batch) < 512:
+                    frame, ch = q.popleft()
+                    if silent:
+                        self.sim._count("faults_effect", "silenced_messages")
+                        continue
+                    batch.append(frame)
+                    sent[ch] = sent.get(ch, 0) + 1
+                if batch and not self.closing:
+                    w.write(b"".join(batch))   # one syscall for many frames
+                if len(q) <= QUEUE_LOW:
+                    self._low.set()
+                await w.drain()
+        except (ConnectionError, RuntimeError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self._low.set()
+
+    # -- closing ----------------------------------------------------------
+    def close_soon(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        if not self.close_sent:
+            self._spawn(self.close(code, reason))
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "", wait_s: float = 2.0) -> None:
+        """Close handshake: send a close frame, wait for the peer's, close TCP."""
+        if self.close_sent or self.closed:
+            return
+        self.close_sent = True
+        self.closing = True
+        self.close_reason = self.close_reason or reason
+        self.queue.clear()
+        self._low.set()
+        self._wake.set()
+        try:
+            self.writer.write(encode_close(code, reason))
+            self.sim._count("sent", "close")
+        except Exception:
+            pass
+        try:
+            await asyncio.wait_for(self._close_received.wait(), wait_s)
+        except asyncio.TimeoutError:
+            pass
+        self.writer.close()
+
+    def abort(self, reason: str = "abort") -> None:
+        """Drop TCP without a close frame."""
+        self.closing = True
+        self.close_reason = self.close_reason or reason
+        self.queue.clear()
+        self._low.set()
+        self._wake.set()
+        tr = self.writer.transport
+        if tr is not None:
+            tr.abort()
+
+    def _spawn(self, coro: Awaitable) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.append(t)
+
+    # -- faults acting on the whole connection ------------------------------
+    def apply_connection_fault(self, kind: str, params: dict) -> None:
+        now = self.loop.time()
+        if kind == "drop_connection":
+            self.sim._count("disconnects", "fault_drop")
+            self.abort("fault: drop_connection")
+        elif kind == "delay":
+            self.hold_until = max(self.hold_until, now + float(params.get("ms", 300.0)) / 1000.0)
+        elif kind == "silent":
+            self.silent_until = max(self.silent_until, now + float(params.get("seconds", 3.0)))
+        elif kind == "server_shutdown":
+            if self.closing:
+                return
+            payload = f'{{"e":"serverShutdown","E":{_now_ms()}}}'.encode()
+            if getattr(self.handler, "combined", False):
+                payload = b'{"stream":"serverShutdown","data":' + payload + b"}"
+            self.push(encode_frame(OP_TEXT, payload), "serverShutdown")
+
+            async def later() -> None:
+                await asyncio.sleep(float(params.get("after_s", 1.0)))
+                self.sim._count("disconnects", "server_shutdown")
+                await self.close(CLOSE_GOING_AWAY, "server shutdown")
+            self._spawn(later())
+
+    # -- tasks -------------------------------------------------------------
+    async def _pinger(self, interval: float, timeout: float) -> None:
+        loop = self.loop
+        step = max(0.01, min(interval, timeout, 1.0) / 4)
+        next_ping = loop.time() + interval
+        while not self.closing:
+            await asyncio.sleep(step)
+            now = loop.time()
+            if self._pings and not self.silent and now - min(self._pings.values()) > timeout:
+                self.sim._count("disconnects", "pong_timeout")
+                await self.close(CLOSE_POLICY, "pong timeout")
+                return
+            if now >= next_ping:
+                next_ping = now + interval
+                if self.silent:
+                    continue
+                payload = str(_now_ms()).encode()
+                if payload in self._pings:
+                    payload += b"." + str(len(self._pings)).encode()
+                self._pings[payload] = now
+                self.send_now(OP_PING, payload, "ping")
+
+    async def _lifetime(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not self.closing:
+            self.sim._count("disconnects", "lifetime")
+            await self.close(CLOSE_GOING_AWAY, "max connection lifetime reached")
+
+    def _on_pong(self, data: bytes) -> None:
+        t = self._pings.get(data)
+        if t is None:
+            return  # unsolicited pong: allowed, does not keep the connection alive
+        for k in [k for k, v in self._pings.items() if v <= t]:
+            del self._pings[k]
+
+    def _rate_ok(self) -> bool:
+        now = self.loop.time()
+        dq = self._incoming
+        dq.append(now)
+        while dq and now - dq[0] > 1.0:
+            dq.popleft()
+        return len(dq) <= self.sim.incoming_rate
+
+    async def run(self) -> None:
+        sim = self.sim
+        self._tasks.append(asyncio.ensure_future(self._writer_loop()))
+        self._tasks.append(asyncio.ensure_future(self._pinger(sim.ping_interval_s, sim.pong_timeout_s)))
+        if sim.max_lifetime_s:
+            self._tasks.append(asyncio.ensure_future(self._lifetime(sim.max_lifetime_s)))
+        asm = MessageAssembler(MAX_WS_MESSAGE)
+        try:
+            self.handler.on_open(self)
+            while True:
+                fin, op, data = await read_frame(self.reader, MAX_WS_MESSAGE)
+                m = asm.feed(fin, op, data)
+                if m is None:
+                    continue
+                op, data = m
+                if op == OP_CLOSE:
+                    code, reason = parse_close(data)
+                    self._close_received.set()
+                    if not self.close_sent:
+                        self.close_sent = True
+                        self.closing = True
+                        self.close_reason = self.close_reason or f"client close {code}"
+                        try:
+                            self.writer.write(encode_close(None if code == 1005 else code, ""))
+                        except Exception:
+                            pass
+                    break
+                if self.closing and self.close_sent:
+                    continue  # draining until the peer's close frame
+                sim._count("received", {OP_TEXT: "text", OP_BINARY: "binary", OP_PING: "ping",
+                                        OP_PONG: "pong"}[op])
+                if not self._rate_ok():
+                    sim._count("disconnects", "rate_limit")
+                    self._spawn(self.close(CLOSE_POLICY, "too many messages"))
+                    continue
+                if op == OP_TEXT:
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError("invalid UTF-8 in a text message", CLOSE_INVALID_DATA) from None
+                    self.handler.on_text(self, data)
+                elif op == OP_BINARY:
+                    self.handler.on_binary(self, data)
+                elif op == OP_PING:
+                    self.send_now(OP_PONG, data, "pong")
+                elif op == OP_PONG:
+                    self._on_pong(data)
+        except ProtocolError as e:
+            sim._count("disconnects", "protocol_error")
+            await self.close(e.code, str(e)[:120], wait_s=0.5)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.close_reason = self.close_reason or "peer gone"
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self.closing = True
+            self.closed = True
+            self._low.set()
+            self._wake.set()
+            try:
+                self.handler.on_close(self)
+            except Exception:  # pragma: no cover
+                log.exception("on_close")
+            for t in self._tasks:
+                if not t.done() and t is not asyncio.current_task():
+                    t.cancel()
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+            sim._conn_closed(self)
+
+
+class MarketStreamHandler(WsHandler):
+    """Market-data streams: raw (``/ws/<stream>``) or combined
+    (``/stream?streams=a/b``) frames, live SUBSCRIBE / UNSUBSCRIBE /
+    LIST_SUBSCRIPTIONS / SET_PROPERTY combined / GET_PROPERTY, and the
+    per-connection faults."""
+
+    METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
+
+    def __init__(self, sim: "ExchangeSimulator", combined: bool, routes: tuple[str, ...],
+                 streams: list[str]) -> None:
+        self.sim = sim
+        self.combined = combined
+        self.routes = routes
+        self.initial = streams
+        self.subscriptions: dict[str, tuple[str, Optional[int]]] = {}   # canonical -> key, in order
+        self._held: Optional[tuple[bytes, str, str]] = None              # reorder: (frame, channel, stream)
+
+    def on_open(self, conn: WsConnection) -> None:
+        self.conn = conn
+        for name in self.initial:
+            self._subscribe(name)
+
+    def on_close(self, conn: WsConnection) -> None:
+        for name in list(self.subscriptions):
+            self._unsubscribe(name)
+
+    def _subscribe(self, name: str) -> Optional[str]:
+        """Subscribe; returns an error text or None."""
+        ent = self.sim.catalog.lookup(name)
+        if ent is None:
+            return f"Invalid request: invalid stream name {name!r}" if isinstance(name, str) else \
+                "Invalid request: stream names must be strings"
+        canonical, ch, iv, route = ent
+        if route not in self.routes:
+            return f"Invalid request: stream {canonical!r} is not served on this endpoint"
+        if canonical in self.subscriptions:
+            return None
+        if len(self.subscriptions) >= self.sim.max_streams:
+            return f"Invalid request: too many streams (max {self.sim.max_streams})"
+        self.subscriptions[canonical] = (ch, iv)
+        self.sim._add_subscriber(self, canonical, ch, iv)
+        return None
+
+    def _unsubscribe(self, name: str) -> None:
+        ent = self.sim.catalog.lookup(name)
+        if ent is None or ent[0] not in self.subscriptions:
+            return
+        ch, iv = self.subscriptions.pop(ent[0])
+        self.sim._remove_subscriber(self, ent[0], ch, iv)
+
+    def _reply(self, obj: dict) -> None:
+        self.conn.send_now(OP_TEXT, json.dumps(obj, separators=(",", ":")).encode())
+
+    def _error(self, code: int, msg: str, rid: Any = None) -> None:
+        self.sim._count("control", "error")
+        self._reply({"error": {"code": code, "msg": msg}, "id": rid})
+
+    def on_text(self, conn: WsConnection, data: bytes) -> None:
+        try:
+            req = json.loads(data)
+        except ValueError as e:
+            return self._error(3, f"Invalid JSON: {e}")
+        if not isinstance(req, dict):
+            return self._error(3, "Invalid JSON: expected an object")
+        rid = req.get("id")
+        if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 2 ** 63)
+                or (isinstance(rid, str) and len(rid) <= 36 and re.fullmatch(r"[A-Za-z0-9_-]*", rid))):
+            return self._error(2, "Invalid request: request ID must be an unsigned integer or an "
+                                  "alphanumeric string of at most 36 characters", None)
+        for k in req:
+            if k not in ("method", "params", "id"):
+                return self._error(0, "Unknown property", rid)
+        method = req.get("method")
+        if not isinstance(method, str):
+            return self._error(2, "Invalid request: missing field `method`", rid)
+        if method not in self.METHODS:
+            return self._error(2, f"Invalid request: unknown variant `{method}`, expected one of "
+                                  "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, "
+                                  "`GET_PROPERTY`", rid)
+        params = req.get("params", [])
+        if not isinstance(params, list):
+            return self._error(2, "Invalid request: params must be an array", rid)
+        self.sim._count("control", method)
+        if method == "SUBSCRIBE" or method == "UNSUBSCRIBE":
+            if not params:
+                return self._error(2, "Invalid request: params must name at least one stream", rid)
+            bad = [p for p in params if self.sim.catalog.lookup(p) is None]
+            if bad:
+                return self._error(2, f"Invalid request: invalid stream name {bad[0]!r}", rid)
+            if method == "SUBSCRIBE":
+                new = {self.sim.catalog.lookup(p)[0] for p in params} - set(self.subscriptions)
+                if len(self.subscriptions) + len(new) > self.sim.max_streams:
+                    return self._error(2, f"Invalid request: too many streams (max {self.sim.max_streams})",
+                                       rid)
+                for p in params:
+                    err = self._subscribe(p)
+                    if err:
+                        return self._error(2, err, rid)
+            else:
+                for p in params:
+                    self._unsubscribe(p)
+            return self._reply({"result": None, "id": rid})
+        if method == "LIST_SUBSCRIPTIONS":
+            return self._reply({"result": list(self.subscriptions), "id": rid})
+        if method == "SET_PROPERTY":
+            if len(params) != 2 or params[0] != "combined" or not isinstance(params[1], bool):
+                return self._error(1, "Invalid value type: expected Boolean", rid)
+            self.combined = params[1]
+            return self._reply({"result": None, "id": rid})
+        # GET_PROPERTY
+        if params != ["combined"]:
+            return self._error(0, "Unknown property", rid)
+        return self._reply({"result": self.combined, "id": rid})
+
+    # -- data path (called by the engine, in the loop thread) --------------
+    def deliver(self, msg: Msg, frame: bytes, stream: str) -> None:
+        conn = self.conn
+        if conn.closing:
+            return
+        f = conn.faults
+        ch = msg.channel
+        if f is None:
+            conn.push(frame, ch)
+            return
+        acts = f.decide(ch == "depth")
+        held = self._held
+        if not acts:
+            conn.push(frame, ch)
+            if held is not None and ch == "depth" and held[2] == stream:
+                conn.push(held[0], held[1])
+                self._held = None
+            return
+        sim = self.sim
+        frames = [frame]
+        extra: list[bytes] = []
+        for a in acts:
+            k = a.kind
+            sim._fault(k, conn.index, f.count)
+            if k in CONNECTION_KINDS:
+                conn.apply_connection_fault(k, a.params)
+                if conn.closing:
+                    return
+            elif k == "skip":
+                frames = []
+                sim._count("faults_effect", "update_ids_skipped", msg.u - msg.pu)
+            elif k == "duplicate":
+                frames = frames + frames if frames else [frame, frame]
+            elif k == "reorder":
+                if self._held is None and frames:
+                    self._held = (frames[0], ch, stream)   # goes out after the next depth message
+                    frames = frames[1:]
+            elif k == "malformed":
+                extra.append(self._malformed(a.params.get("variant"), msg, frame, stream))
+        for fr in frames:
+            conn.push(fr, ch)
+        for fr in extra:
+            conn.push(fr, "malformed")
+        if held is not None and self._held is held and ch == "depth" and held[2] == stream and frames:
+            conn.push(held[0], held[1])
+            self._held = None
+
+    def _malformed(self, variant: Optional[str], msg: Msg, frame: bytes, stream: str) -> bytes:
+        if variant is None:
+            variant = "truncated"
+        sim = self.sim
+        sim._count("faults_effect", f"malformed_{variant}")
+        if variant == "garbage":
+            body = b"<html><body>502 Bad Gateway</body></html> \x7f{{not json"
+        elif variant == "bad_price":
+            u = msg.u if msg.channel == "depth" else sim._last_update_id
+            sym = sim.symbol
+            if sim.market == "spot":
+                body = (f'{{"e":"depthUpdate","E":{_now_ms()},"s":"{sym}","U":{u},"u":{u},'
+                        f'"b":[["abc","1.00000000"]],"a":[]}}').encode()
+            else:
+                body = (f'{{"e":"depthUpdate","E":{_now_ms()},"T":{_now_ms()},"s":"{sym}","U":{u},"u":{u},'
+                        f'"pu":{u},"b":[["abc","1.000"]],"a":[]}}').encode()
+            if self.combined:
+                body = b'{"stream":"' + stream.encode() + b'","data":' + body + b"}"
+        else:  # truncated
+            payload = msg.payload
+            if self.combined:
+                payload = b'{"stream":"' + stream.encode() + b'","data":' + payload + b"}"
+            body = payload[: max(1, len(payload) // 2)]
+        return encode_frame(OP_TEXT, body)
+
+
+# ---------------------------------------------------------------------------
+# the simulator
+# ---------------------------------------------------------------------------
+
+class Route:
+    """An HTTP route: handler(request) -> Response (or awaitable); weight: int
+    or callable(request) -> int (REQUEST_WEIGHT counted before the handler)."""
+
+    __slots__ = ("handler", "weight")
+
+    def __init__(self, handler: Callable[[Request], Union[Response, Awaitable[Response]]],
+                 weight: Union[int, Callable[[Request], int]] = 1) -> None:
+        self.handler = handler
+        self.weight = weight
+
+
+class _HttpError(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class ExchangeSimulator:
+    """A Binance-compatible exchange on 127.0.0.1 (see the package docstring).
+
+    ``depth_interval_ms`` selects the *primary* depth stream: the one whose
+    published state ``ground_truth()`` and ``last_update_id`` describe (spot:
+    100 or 1000; USD-M: 0, 100, 250 or 500). Every standard interval is served
+    under its own name with its real cadence (spot ``@depth`` = 1000 ms,
+    ``@depth@100ms``; USD-M ``@depth`` = 250 ms, ``@depth@500ms``,
+    ``@depth@100ms``, ``@depth@0ms``); a non-primary interval starts being
+    rendered when first subscribed.
+    """
+
+    def __init__(self, market: str = "spot", source: Optional[Source] = None,
+                 faults: Optional[FaultConfig] = None, host: str = "127.0.0.1", port: int = 0,
+                 depth_interval_ms: int = 100, ping_interval_s: Optional[float] = None,
+                 pong_timeout_s: Optional[float] = None, max_lifetime_s: Optional[float] = MAX_LIFETIME_S,
+                 incoming_rate: Optional[int] = None, max_streams: Optional[int] = None) -> None:
+        if market not in ("spot", "usdm"):
+            raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
+        if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
+            raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
+        if depth_interval_ms not in DEPTH_INTERVALS[market]:
+            raise ValueError(f"depth_interval_ms must be one of {DEPTH_INTERVALS[market]} for {market}")
+        if source is None:
+            from hftmm.simulator.sources import SyntheticSource
+            source = SyntheticSource()
+        self.market = market
+        self.source = source
+        self.faults = faults
+        self.host = host
+        self.port = port
+        self.depth_interval_ms = depth_interval_ms
+        self.ping_interval_s = float(ping_interval_s if ping_interval_s is not None else PING_INTERVAL_S[market])
+        self.pong_timeout_s = float(pong_timeout_s if pong_timeout_s is not None else PONG_TIMEOUT_S[market])
+        self.max_lifetime_s = max_lifetime_s
+        self.incoming_rate = int(incoming_rate if incoming_rate is not None else INCOMING_RATE[market])
+        self.max_streams = int(max_streams if max_streams is not None else MAX_STREAMS[market])
+        self.symbol = source.symbol.upper()
+        self.tick_size: str = source.tick_size
+        self.lot_size: str = source.lot_size
+        self.catalog = StreamCatalog(market, self.symbol)
+        self._lock = threading.Lock()
+        self._paused = False
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._started = threading.Event()
+        self._start_error: Optional[BaseException] = None
+        self._stopped = False
+        self._conns: dict[int, WsConnection] = {}
+        self._n_conns = 0
+        self._http_writers: set = set()
+        self._subs: dict[tuple[str, Optional[int]], dict[str, set[MarketStreamHandler]]] = {}
+        self._last_update_id = 0
+        self._history: collections.deque = collections.deque(maxlen=SNAPSHOT_HISTORY_LEN)
+        self._last_hist_ts = 0
+        self._t0 = 0.0
+        self._weight_minute = -1
+        self._weight_used = 0
+        self._rest_faults = RestFaults(faults) if faults is not None else None
+        self._fault_log: list[tuple] = []
+        self._stats: dict[str, dict] = {k: {} for k in (
+            "sent", "received", "published", "faults", "faults_effect", "disconnects", "rest_requests",
+            "rest_status", "control")}
+        self.exhausted = False
+        self.http_routes: dict[tuple[str, str], Route] = {}
+        self.ws_routes: dict[str, Callable[["ExchangeSimulator", Request, str], WsHandler]] = {}
+        self._install_routes()
+
+    # ------------------------------------------------------------------
+    # routes
+    # ------------------------------------------------------------------
+    def _install_routes(self) -> None:
+        if self.market == "spot":
+            p = "/api/v3"
+            ws = {"/ws": ("public", "market"), "/stream": ("public", "market")}
+        else:
+            p = "/fapi/v1"
+            ws = {"/ws": ("public",), "/stream": ("public",),
+                  "/public/ws": ("public",), "/public/stream": ("public",),
+                  "/market/ws": ("market",), "/market/stream": ("market",)}
+        self.http_routes[("GET", f"{p}/depth")] = Route(self._rest_depth, self._depth_weight)
+        self.http_routes[("GET", f"{p}/exchangeInfo")] = Route(self._rest_exchange_info,
+                                                              EXCHANGE_INFO_WEIGHT[self.market])
+        self.http_routes[("GET", f"{p}/time")] = Route(lambda req: Response.json({"serverTime": _now_ms()}), 1)
+        self.http_routes[("GET", f"{p}/ping")] = Route(lambda req: Response.json({}), 1)
+        for path, routes in ws.items():
+            self.ws_routes[path] = self._stream_factory(path.endswith("/stream"), routes)
+
+    def _stream_factory(self, combined: bool, routes: tuple[str, ...]):
+        def factory(sim: "ExchangeSimulator", req: Request, rest: str) -> WsHandler:
+            if combined:
+                if rest:
+                    raise _HttpError(Response.error(404, -1000, f"Not found: {req.path}"))
+                raw = req.query.get("streams", "")
+                names = [s for s in raw.split("/") if s]
+            else:
+                names = [s for s in rest.split("/") if s] if rest else []
+            if len(names) > sim.max_streams:
+                raise _HttpError(Response.error(400, 2, f"Invalid request: too many streams "
+                                                        f"(max {sim.max_streams})"))
+            for n in names:
+                ent = sim.catalog.lookup(n)
+                if ent is None:
+                    raise _HttpError(Response.error(400, 2, f"Invalid request: invalid stream name {n!r}"))
+                if ent[3] not in routes:
+                    raise _HttpError(Response.error(400, 2, f"Invalid request: stream {ent[0]!r} is not "
+                                                            f"served on {req.path}"))
+            return MarketStreamHandler(sim, combined, routes, names)
+        return factory
+
+    # ------------------------------------------------------------------
+    # lifecycle
+    # ------------------------------------------------------------------
+    def start(self, paused: bool = False) -> "ExchangeSimulator":
+        """Start the loop thread; returns once listening. ``paused``: the market
+        clock starts stopped (call ``resume()``), e.g. to connect clients first."""
+        if self._thread is not None:
+            raise RuntimeError("already started")
+        self._paused = paused
+        self._thread = threading.Thread(target=self._thread_main, name="hftmm-simulator", daemon=True)
+        self._thread.start()
+        if not self._started.wait(30):
+            raise RuntimeError("simulator did not start")
+        if self._start_error is not None:
+            self._thread.join(5)
+            raise RuntimeError(f"simulator failed to start: {self._start_error}") from self._start_error
+        return self
+
+    def __enter__(self) -> "ExchangeSimulator":
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as e:  # pragma: no cover
+            if not self._started.is_set():
+                self._start_error = e
+                self._started.set()
+            else:
+                log.exception("simulator loop crashed")
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _main(self) -> None:
+        try:
+            self.source.open(self.market, self.depth_interval_ms)
+            self._last_update_id = self.source.last_update_id
+            self._stop_event = asyncio.Event()
+            server = await asyncio.start_server(self._on_client, self.host, self.port, limit=1 << 16,
+                                                reuse_address=True)
+            self.port = server.sockets[0].getsockname()[1]
+            self._server = server
+        except BaseException as e:
+            self._start_error = e
+            self._started.set()
+            return
+        self._t0 = time.monotonic()
+        engine = asyncio.ensure_future(self._engine())
+        scheduler = asyncio.ensure_future(self._scheduler())
+        self._started.set()
+        await self._stop_event.wait()
+        self._stopping = True
+        server.close()
+        for t in (engine, scheduler):
+            t.cancel()
+        for conn in list(self._conns.values()):
+            try:
+                conn.closing = True
+                conn.writer.write(encode_close(CLOSE_GOING_AWAY, "simulator stopping"))
+            except Exception:
+                pass
+            conn.abort("stop")
+        for w in list(self._http_writers):
+            w.close()
+        await asyncio.sleep(0.05)
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(server.wait_closed(), 1.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+    def stop(self) -> None:
+        """Close everything and join the thread (idempotent)."""
+        if self._stopped or self._thread is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(lambda: getattr(self, "_stop_event", None) and self._stop_event.set())
+            except RuntimeError:
+                pass
+        self._thread.join(10)
+
+    # ------------------------------------------------------------------
+    # market clock
+    # ------------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop the market clock; returns once nothing more is being published
+        (frames already queued still go out: see wait_idle)."""
+        self._paused = True
+        with self._lock:
+            pass
+
+    def resume(self) -> None:
+        self._paused = False
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every connection's send queue and socket buffer is empty
+        (True) or the timeout passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(c.idle() for c in list(self._conns.values())):
+                time.sleep(0.01)  # one more look: the writer may be between steps
+                if all(c.idle() for c in list(self._conns.values())):
+                    return True
+            time.sleep(0.005)
+        return False
+
+    @property
+    def last_update_id(self) -> int:
+        """Update id of the last change published on the primary depth stream."""
+        return self._last_update_id
+
+    def ground_truth(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(last_update_id, bid_ticks, bid_lots, ask_ticks, ask_lots): a consistent
+        copy of the exchange's full book as published (best first)."""
+        with self._lock:
+            book = self.source.book
+            bt, bq = book.levels(0)
+            at, aq = book.levels(1)
+            return (self._last_update_id, np.array(bt, dtype=np.int64), np.array(bq, dtype=np.int64),
+                    np.array(at, dtype=np.int64), np.array(aq, dtype=np.int64))
+
+    async def _engine(self) -> None:
+        src = self.source
+        speed = src.speed
+        loop = asyncio.get_running_loop()
+        origin_wall: Optional[float] = None
+        origin_ts = 0
+        n = 0
+        try:
+            while not self._stopping:
+                while self._paused and not self._stopping:
+                    await asyncio.sleep(0.002)
+                batch = src.next_batch()
+                if batch is None:
+                    self.exhausted = True
+                    log.info("source exhausted")
+                    return
+                if not batch:
+                    await asyncio.sleep(0)
+                    continue
+                for msg in batch:
+                    while True:
+                        if self._paused:
+                            t_pause = loop.time()
+                            while self._paused and not self._stopping:
+                                await asyncio.sleep(0.002)
+                            if origin_wall is not None:
+                                origin_wall += loop.time() - t_pause
+                            continue
+                        if self._stopping:
+                            return
+                        if speed > 0:
+                            if origin_wall is None:
+                                origin_wall, origin_ts = loop.time(), msg.ts
+                            delay = origin_wall + (msg.ts - origin_ts) / 1e9 / speed - loop.time()
+                            if delay > 0.0005:
+                                await asyncio.sleep(min(delay, 0.05))
+                                continue
+                        with self._lock:
+                            if self._paused:
+                                continue
+                            self._publish(msg)
+                        break
+                    n += 1
+                    if speed == 0 and n % 32 == 0:
+                        for conn in list(self._conns.values()):
+                            if len(conn.queue) > QUEUE_HIGH:
+                                await conn.wait_low()
+                        await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover
+            log.exception("engine crashed")
+            raise
+
+    def _publish(self, msg: Msg) -> None:
+        """Advance the ground truth and fan the message out (caller holds the lock)."""
+        src = self.source
+        if msg.truth:
+            src.apply(msg)
+            self._last_update_id = src.last_update_id
+            if msg.ts - self._last_hist_ts >= SNAPSHOT_HISTORY_EVERY_NS:
+                self._last_hist_ts = msg.ts
+                top = src.book.top(SPOT_DEPTH_MAX)
+                self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
+        pub = self._stats["published"]
+        key = msg.channel if msg.channel != "depth" else f"depth@{msg.interval}ms"
+        pub[key] = pub.get(key, 0) + 1
+        entry = self._subs.get((msg.channel, msg.interval))
+        if not entry:
+            return
+        payload = msg.payload
+        for name, handlers in entry.items():
+            if not handlers:
+                continue
+            raw = comb = None
+            for h in list(handlers):
+                if h.combined:
+                    if comb is None:
+                        comb = encode_frame(OP_TEXT, b'{"stream":"' + name.encode() + b'","data":' + payload + b"}")
+                    h.deliver(msg, comb, name)
+                else:
+                    if raw is None:
+                        raw = encode_frame(OP_TEXT, payload)
+                    h.deliver(msg, raw, name)
+
+    def _add_subscriber(self, h: MarketStreamHandler, name: str, ch: str, iv: Optional[int]) -> None:
+        if ch == "depth" and iv is not None:
+            self.source.ensure_interval(iv)
+        self._subs.setdefault((ch, iv), {}).setdefault(name, set()).add(h)
+
+    def _remove_subscriber(self, h: MarketStreamHandler, name: str, ch: str, iv: Optional[int]) -> None:
+        s = self._subs.get((ch, iv), {}).get(name)
+        if s is not None:
+            s.discard(h)
+
+    # ------------------------------------------------------------------
+    # faults, stats
+    # ------------------------------------------------------------------
+    def _count(self, group: str, key: str, n: int = 1) -> None:
+        d = self._stats[group]
+        d[key] = d.get(key, 0) + n
+
+    def _fault(self, kind: str, conn_index: Optional[int], msg_no: Optional[int] = None) -> None:
+        self._count("faults", kind)
+        self._fault_log.append((conn_index, msg_no, kind))
+
+    def fault_log(self) -> list[tuple]:
+        """Faults injected so far, in order: (connection index or None for REST,
+        message number on that connection (REST: request number; None when
+        timed), kind)."""
+        return list(self._fault_log)
+
+    async def _scheduler(self) -> None:
+        """Scripted faults with at_time_s."""
+        if self.faults is None:
+            return
+        timed = sorted((f for f in self.faults.script if f.at_time_s is not None), key=lambda f: f.at_time_s)
+        for f in timed:
+            delay = self._t0 + f.at_time_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if f.kind in _faults.REST_KINDS:
+                self._rest_faults.add(f)
+                continue
+            for conn in list(self._conns.values()):
+                if f.connection is not None and conn.index != f.connection:
+                    continue
+                if conn.closing or not isinstance(conn.handler, MarketStreamHandler):
+                    continue
+                if f.kind in CONNECTION_KINDS:
+                    self._fault(f.kind, conn.index)
+                    conn.apply_connection_fault(f.kind, dict(f.params))
+                elif conn.faults is not None:
+                    conn.faults.add(f)
+
+    def stats(self) -> dict:
+        s = {k: dict(v) for k, v in self._stats.items()}
+        eff = s.pop("faults_effect")
+        return {
+            "connections_accepted": self._n_conns,
+            "connections_open": sum(1 for c in list(self._conns.values()) if not c.closed),
+            "messages_sent": s["sent"],
+            "messages_received": s["received"],
+            "messages_published": s["published"],
+            "faults": s["faults"],
+            "update_ids_skipped": eff.get("update_ids_skipped", 0),
+            "fault_effects": eff,
+            "disconnects": s["disconnects"],
+            "rest_requests": s["rest_requests"],
+            "rest_status": s["rest_status"],
+            "rest_weight_used_1m": self._weight_used,
+            "control_messages": s["control"],
+            "last_update_id": self._last_update_id,
+            "source_exhausted": self.exhausted,
+        }
+
+    def _conn_closed(self, conn: WsConnection) -> None:
+        self._conns.pop(conn.index, None)
+
+    # ------------------------------------------------------------------
+    # networking
+    # ------------------------------------------------------------------
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        self._http_writers.add(writer)
+        try:
+            while not self._stopping:
+                try:
+                    req = await asyncio.wait_for(read_request(reader, peer), 120.0)
+                except BadRequest as e:
+                    writer.write(Response.error(400, -1100, f"Bad request: {e}").encode(False))
+                    await writer.drain()
+                    return
+                except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+                    return
+                if req is None:
+                    return
+                if req.is_websocket() or self._ws_route(req.path) is not None:
+                    self._http_writers.discard(writer)
+                    await self._upgrade(req, reader, writer)
+                    return
+                resp = await self._dispatch(req)
+                keep = req.keep_alive
+                writer.write(resp.encode(keep, head_only=req.method == "HEAD"))
+                await writer.drain()
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._http_writers.discard(writer)
+            if not writer.is_closing():
+                writer.close()
+
+    def _ws_route(self, path: str) -> Optional[tuple[Callable, str]]:
+        path = path.rstrip("/") or "/"
+        for prefix, factory in self.ws_routes.items():
+            if path == prefix:
+                return factory, ""
+            if path.startswith(prefix + "/"):
+                return factory, path[len(prefix) + 1:]
+        return None
+
+    async def _upgrade(self, req: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        def refuse(resp: Response) -> None:
+            writer.write(resp.encode(False))
+            self._count("disconnects", "handshake_refused")
+
+        route = self._ws_route(req.path)
+        try:
+            if route is None:
+                raise _HttpError(Response.error(404, -1000, f"Not found: {req.path}"))
+            if req.method != "GET":
+                raise _HttpError(Response.error(405, -1000, "WebSocket handshake must be a GET"))
+            if not req.is_websocket():
+                raise _HttpError(Response.error(400, -1000, "Expected a WebSocket upgrade"))
+            if req.headers.get("sec-websocket-version", "") != "13":
+                raise _HttpError(Response(426, b"", {"Sec-WebSocket-Version": "13"}))
+            key = req.headers.get("sec-websocket-key", "")
+            if not key:
+                raise _HttpError(Response.error(400, -1000, "Missing Sec-WebSocket-Key"))
+            factory, rest = route
+            handler = factory(self, req, rest)
+        except _HttpError as e:
+            refuse(e.response)
+            try:
+                await writer.drain()
+            finally:
+                writer.close()
+            return
+        writer.write((
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n").encode("ascii"))
+        index = self._n_conns
+        self._n_conns += 1
+        conn = WsConnection(self, reader, writer, handler, index, req.path)
+        self._conns[index] = conn
+        await conn.run()
+
+    async def _dispatch(self, req: Request) -> Response:
+        path = req.path.rstrip("/") or "/"
+        self._count("rest_requests", path)
+        route = self.http_routes.get((req.method if req.method != "HEAD" else "GET", path))
+        if route is None:
+            if any(p == path for _, p in self.http_routes):
+                resp = Response.error(405, -1000, f"Method {req.method} is not allowed on {path}")
+            else:
+                resp = Response.error(404, -1000, f"Path {path}, Method {req.method} is invalid")
+            self._count("rest_status", str(resp.status))
+            return resp
+        try:
+            weight = route.weight(req) if callable(route.weight) else int(route.weight)
+        except _HttpError as e:
+            weight = 1
+            err: Optional[Response] = e.response
+        else:
+            err = None
+        minute = int(time.time() // 60)
+        if minute != self._weight_minute:
+            self._weight_minute = minute
+            self._weight_used = 0
+        self._weight_used += weight
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self._weight_used)}
+        if self.market == "spot":
+            headers["X-MBX-USED-WEIGHT"] = str(self._weight_used)
+        resp: Response
+        if err is not None:
+            resp = err
+        elif self._weight_used > WEIGHT_LIMIT[self.market]:
+            self._count("disconnects", "rest_weight_limit")
+            resp = Response.error(429, -1003, f"Too many requests; current limit of IP is "
+                                              f"{WEIGHT_LIMIT[self.market]} requests per minute.",
+                                  {"Retry-After": str(60 - int(time.time()) % 60)})
+        else:
+            action = self._rest_faults.decide(path.endswith("/depth")) if self._rest_faults else None
+            if action is not None and action.kind == "rest_error":
+                self._fault("rest_error", None, self._rest_faults.count)
+                resp = self._rest_error(action.params)
+            else:
+                stale = None
+                if action is not None and action.kind == "stale_snapshot":
+                    self._fault("stale_snapshot", None, self._rest_faults.count)
+                    stale = action.params
+                try:
+                    if stale is not None:
+                        resp = self._rest_depth(req, stale=stale)
+                    else:
+                        r = route.handler(req)
+                        resp = await r if asyncio.iscoroutine(r) else r
+                except _HttpError as e:
+                    resp = e.response
+                except Exception as e:  # pragma: no cover
+                    log.exception("REST handler %s", path)
+                    resp = Response.error(500, -1001, f"Internal error: {e}")
+        resp.headers.update(headers)
+        self._count("rest_status", str(resp.status))
+        return resp
+
+    def _rest_error(self, params: dict) -> Response:
+        status = params.get("status") or 429
+        if status == 429:
+            return Response.error(429, -1003, "Too many requests; please use the websocket for live updates "
+                                              "to avoid polling the API.",
+                                  {"Retry-After": str(int(params.get("retry_after", 1)))})
+        if status == 503:
+            return Response.error(503, -1008, "Server is currently overloaded with other requests. "
+                                              "Please try again in a few minutes.")
+        return Response.error(int(status), -1001, "Internal error; unable to process your request. "
+                                                  "Please try again.")
+
+    # -- REST handlers ---------------------------------------------------
+    def _check_symbol(self, req: Request) -> None:
+        sym = req.query.get("symbol")
+        if not sym:
+            raise _HttpError(Response.error(400, -1102, "Mandatory parameter 'symbol' was not sent, was "
+                                                        "empty/null, or malformed."))
+        if sym.upper() != self.symbol or sym != sym.upper():
+            raise _HttpError(Response.error(400, -1121, "Invalid symbol."))
+
+    def _depth_limit(self, req: Request) -> int:
+        raw = req.query.get("limit")
+        if raw is None or raw == "":
+            return SPOT_DEPTH_DEFAULT if self.market == "spot" else USDM_DEPTH_DEFAULT
+        if not re.fullmatch(r"[0-9]{1,20}", raw):
+            raise _HttpError(Response.error(400, -1100, "Illegal characters found in parameter 'limit'; "
+                                                        "legal range is '^[0-9]{1,20}$'."))
+        n = int(raw)
+        if self.market == "spot":
+            if n < 1:
+                raise _HttpError(Response.error(400, -1130, "Data sent for parameter 'limit' is not valid."))
+            return min(n, SPOT_DEPTH_MAX)
+        if n not in USDM_DEPTH_LIMITS:
+            raise _HttpError(Response.error(400, -1130, "Data sent for parameter 'limit' is not valid."))
+        return n
+
+    def _depth_weight(self, req: Request) -> int:
+        try:
+            return depth_weight(self.market, self._depth_limit(req))
+        except _HttpError:
+            return 1
+
+    def _rest_depth(self, req: Request, stale: Optional[dict] = None) -> Response:
+        self._check_symbol(req)
+        limit = self._depth_limit(req)
+        src = self.source
+        if stale is not None and self._history:
+            age_ns = int(float(stale.get("age_s", 3.0)) * 1e9)
+            now_ts = self._history[-1][0] if self._last_hist_ts else 0
+            pick = self._history[0]
+            for ent in reversed(self._history):
+                if now_ts - ent[0] >= age_ns:
+                    pick = ent
+                    break
+            self._count("faults_effect", "stale_snapshot_age_ids", self._last_update_id - pick[1])
+            _, lid, levels = pick
+        else:
+            lid = self._last_update_id
+            levels = src.book.top(limit)
+        body = render_snapshot(self.market, lid, levels, src.px, src.qty, _now_ms(), limit)
+        return Response.json(body)
+
+    def _rest_exchange_info(self, req: Request) -> Response:
+        sym = req.query.get("symbol")
+        if sym is not None and sym.upper() != self.symbol:
+            raise _HttpError(Response.error(400, -1121, "Invalid symbol."))
+        return Response.json(exchange_info(self.market, self.symbol, self.tick_size, self.lot_size, _now_ms()))
