@@ -38,6 +38,12 @@ cdef class BookSync:
     cdef bint _synced
     cdef bint _first_pending
     cdef int64_t _book_id
+    cdef int64_t _last_seen     # final id of the newest event received on the stream
+    # update-id ranges reported lost, so a late (reordered) event is credited back
+    cdef int64_t _miss_lo[32]
+    cdef int64_t _miss_hi[32]
+    cdef int _miss_n
+    cdef readonly int64_t late
     cdef int _reason
     cdef sync_buf_ev_t* _ev
     cdef Py_ssize_t _ev_n
@@ -70,3 +76,4 @@ cdef class BookSync:
                      const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
     cdef void _start_resync(self, int reason) noexcept nogil
+    cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil

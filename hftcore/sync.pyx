@@ -19,9 +19,13 @@ book yields an outcome naming the reason and the book is flagged not ready
 until a new snapshot is accepted. Nothing here does I/O: the caller fetches the
 snapshot when :attr:`BookSync.needs_snapshot` is true.
 
-Counters: applied, dropped_old, buffered, gaps, crossed, resyncs, ids_lost (the
-update ids skipped by gaps: the message-loss figure), snapshots,
-stale_snapshots, buffer_dropped.
+Counters: applied, dropped_old, buffered, gaps (discontinuities that broke a
+valid book), crossed, resyncs, ids_lost (update ids missing from the received
+stream, counted on arrival whether the book was valid or buffering: the
+message-loss figure; spot: U - last u - 1, USD-M: pu - last u), snapshots,
+stale_snapshots, buffer_dropped (buffered events discarded: before an internal
+gap of the buffer, or beyond max_buffer), late (events that arrived after a later
+one and filled a hole already reported: credited back from ids_lost).
 """
 cimport cython
 cimport numpy as cnp
@@ -135,6 +139,8 @@ cdef class BookSync:
         self._synced = False
         self._first_pending = False
         self._book_id = HFT_NO_ID
+        self._last_seen = HFT_NO_ID
+        self._miss_n = 0
         self._reason = -1
 
     def __dealloc__(self):
@@ -144,6 +150,65 @@ cdef class BookSync:
     # ------------------------------------------------------------------
     # C-level core
     # ------------------------------------------------------------------
+
+    cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil:
+        """Message-loss accounting on the received stream, whatever the book's state
+        (snapshots do not hide losses): ids between the newest event received and
+        this one are lost (spot: U - last u - 1; USD-M: pu - last u); an older event
+        that falls in a range reported lost was late, not lost, and is credited back.
+        Returns the ids newly reported lost."""
+        cdef int64_t seen = self._last_seen, lost = 0, lo, hi, a, b, ov
+        cdef int i
+        if seen == HFT_NO_ID:
+            self._last_seen = last_id
+            return 0
+        if last_id > seen:
+            if self.market == SYNC_SPOT:
+                lo, hi = seen + 1, first_id - 1
+            else:
+                lo, hi = seen + 1, prev_id if prev_id != HFT_NO_ID else seen
+            if hi >= lo:
+                lost = hi - lo + 1
+                self.ids_lost += lost
+                if self._miss_n == 32:          # forget the oldest range
+                    for i in range(31):
+                        self._miss_lo[i] = self._miss_lo[i + 1]
+                        self._miss_hi[i] = self._miss_hi[i + 1]
+                    self._miss_n = 31
+                self._miss_lo[self._miss_n] = lo
+                self._miss_hi[self._miss_n] = hi
+                self._miss_n += 1
+            self._last_seen = last_id
+            return lost
+        # an older event: a duplicate, or a late one filling a reported hole
+        a = first_id if self.market == SYNC_SPOT else (prev_id + 1 if prev_id != HFT_NO_ID else last_id)
+        b = last_id
+        i = 0
+        while i < self._miss_n:
+            lo = self._miss_lo[i]
+            hi = self._miss_hi[i]
+            ov = (b if b < hi else hi) - (a if a > lo else lo) + 1
+            if ov > 0:
+                self.ids_lost -= ov
+                self.late += 1
+                if a <= lo and b >= hi:           # the whole hole arrived: forget it
+                    self._miss_n -= 1
+                    self._miss_lo[i] = self._miss_lo[self._miss_n]
+                    self._miss_hi[i] = self._miss_hi[self._miss_n]
+                    continue
+                if a <= lo:
+                    self._miss_lo[i] = b + 1
+                elif b >= hi:
+                    self._miss_hi[i] = a - 1
+                elif self._miss_n < 32:           # the middle arrived: split
+                    self._miss_lo[self._miss_n] = b + 1
+                    self._miss_hi[self._miss_n] = hi
+                    self._miss_hi[i] = a - 1
+                    self._miss_n += 1
+                else:
+                    self._miss_hi[i] = a - 1
+            i += 1
+        return 0
 
     cdef void _start_resync(self, int reason) noexcept nogil:
         self._synced = False
@@ -222,14 +287,12 @@ cdef class BookSync:
                     return SYNC_DROPPED
                 if first_id > L + 1:
                     gap = True
-                    self.ids_lost += first_id - L - 1
             else:
                 if last_id < L:
                     self.dropped_old += 1
                     return SYNC_DROPPED
                 if first_id > L:
                     gap = True
-                    self.ids_lost += first_id - L
         else:
             if last_id <= L:
                 # already in the book (duplicate or out of order)
@@ -238,11 +301,8 @@ cdef class BookSync:
             if self.market == SYNC_SPOT:
                 if first_id > L + 1:
                     gap = True
-                    self.ids_lost += first_id - L - 1
             elif prev_id != L:
                 gap = True
-                if prev_id > L:
-                    self.ids_lost += prev_id - L
         if gap:
             self.gaps += 1
             return SYNC_RESYNC_GAP
@@ -262,7 +322,14 @@ cdef class BookSync:
                         const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                         const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
         cdef int out
+        cdef int64_t lost = self._account_stream(first_id, last_id, prev_id)
         if not self._synced:
+            if lost and self._ev_n:
+                # events before a gap can never be replayed: drop them, so the
+                # next snapshot is judged against the stream after the gap
+                self.buffer_dropped += self._ev_n
+                self._ev_n = 0
+                self._pool_n = 0
             self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na)
             return SYNC_BUFFERED
         out = self._process(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na)
@@ -375,6 +442,8 @@ cdef class BookSync:
         self._synced = False
         self._first_pending = False
         self._book_id = HFT_NO_ID
+        self._last_seen = HFT_NO_ID
+        self._miss_n = 0
         self._reason = -1
         self._ev_n = 0
         self._pool_n = 0
@@ -428,6 +497,7 @@ cdef class BookSync:
             "snapshots": self.snapshots,
             "stale_snapshots": self.stale_snapshots,
             "buffer_dropped": self.buffer_dropped,
+            "late": self.late,
         }
 
     def __repr__(self):

@@ -283,6 +283,7 @@ class BinanceConnector:
         self._snap_thread: Optional[threading.Thread] = None
         self._snap_lock = threading.Lock()
         self._pending_snapshot: Optional[DepthSnapshot] = None
+        self._snap_wanted = False        # a snapshot is requested or in flight (one at a time)
         self._conns: list[_Conn] = []
         self._attempts: deque[float] = deque()
         self._attempt_lock = threading.Lock()
@@ -521,7 +522,7 @@ class BinanceConnector:
             if out == RESYNC_GAP or out == RESYNC_CROSSED:
                 log.warning("%s: book resync needed (%s) at u=%d", self.symbol, self.sync.last_reason, msg.last_id)
             if self.sync.needs_snapshot:
-                self._snap_request.set()
+                self._want_snapshot()
             elif self.sync.last_update_id == msg.last_id:
                 self._check_ticker(msg.last_id)
                 if self.on_book is not None:
@@ -585,9 +586,14 @@ class BinanceConnector:
                       self.symbol, t.update_id, b.best_bid(), b.best_ask(), t.bid_px, t.ask_px)
             with self._lock:
                 self.sync.reset()
-            self._snap_request.set()
+            self._want_snapshot()
 
     # ------------------------------------------------------------ snapshots
+    def _want_snapshot(self) -> None:
+        if not self._snap_wanted:
+            self._snap_wanted = True
+            self._snap_request.set()
+
     def _maybe_apply_snapshot(self) -> None:
         if self._pending_snapshot is None:
             return
@@ -599,10 +605,11 @@ class BinanceConnector:
             out = self.sync.on_snapshot(snap)
             self.stats.snapshots += 1
             self._copy_sync_counters()
+        self._snap_wanted = False
         if out == STALE_SNAPSHOT or self.sync.needs_snapshot:
             log.info("%s: snapshot %d not usable (%s); fetching again", self.symbol, snap.last_update_id,
                      "stale" if out == STALE_SNAPSHOT else self.sync.last_reason)
-            self._snap_request.set()
+            self._want_snapshot()
         else:
             log.info("%s: book synced at u=%s", self.symbol, self.sync.last_update_id)
 
@@ -619,6 +626,7 @@ class BinanceConnector:
             while not self._stop.is_set() and (self.sync.buffered_events == 0 and not self.sync.ready):
                 self._stop.wait(0.01)
             if self._stop.is_set() or self.sync.ready:
+                self._snap_wanted = False
                 continue
             try:
                 snap = self._fetch_snapshot()

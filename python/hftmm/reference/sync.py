@@ -20,12 +20,60 @@ class RefBookSync:
         self.synced = False
         self.first_pending = False
         self.book_id: Optional[int] = None
+        self.last_seen: Optional[int] = None
+        self.missing: list[list[int]] = []
         self.reason: Optional[str] = "initial"
         self.buffer: list[tuple] = []
         self.counters = dict(applied=0, dropped_old=0, buffered=0, gaps=0, crossed=0, resyncs=0,
-                             ids_lost=0, snapshots=0, stale_snapshots=0, buffer_dropped=0)
+                             ids_lost=0, snapshots=0, stale_snapshots=0, buffer_dropped=0, late=0)
 
     # -- helpers
+    def _account_stream(self, U: int, u: int, pu: Optional[int]) -> int:
+        """Loss on the received stream (see hftcore.sync): new holes are counted,
+        late events that fill a reported hole are credited back."""
+        c = self.counters
+        seen = self.last_seen
+        if seen is None:
+            self.last_seen = u
+            return 0
+        if u > seen:
+            lo = seen + 1
+            hi = U - 1 if self.market == "spot" else (pu if pu is not None else seen)
+            lost = 0
+            if hi >= lo:
+                lost = hi - lo + 1
+                c["ids_lost"] += lost
+                if len(self.missing) == 32:
+                    self.missing.pop(0)
+                self.missing.append([lo, hi])
+            self.last_seen = u
+            return lost
+        a = U if self.market == "spot" else (pu + 1 if pu is not None else u)
+        b = u
+        i = 0
+        while i < len(self.missing):
+            lo, hi = self.missing[i]
+            ov = min(b, hi) - max(a, lo) + 1
+            if ov > 0:
+                c["ids_lost"] -= ov
+                c["late"] += 1
+                if a <= lo and b >= hi:
+                    last = self.missing.pop()
+                    if i < len(self.missing):
+                        self.missing[i] = last
+                    continue
+                if a <= lo:
+                    self.missing[i][0] = b + 1
+                elif b >= hi:
+                    self.missing[i][1] = a - 1
+                elif len(self.missing) < 32:
+                    self.missing.append([b + 1, hi])
+                    self.missing[i][1] = a - 1
+                else:
+                    self.missing[i][1] = a - 1
+            i += 1
+        return 0
+
     def _start_resync(self, reason: str) -> None:
         self.synced = False
         self.first_pending = False
@@ -54,14 +102,12 @@ class RefBookSync:
                     return DROPPED
                 if U > L + 1:
                     gap = True
-                    c["ids_lost"] += U - L - 1
             else:
                 if u < L:
                     c["dropped_old"] += 1
                     return DROPPED
                 if U > L:
                     gap = True
-                    c["ids_lost"] += U - L
         else:
             if u <= L:
                 c["dropped_old"] += 1
@@ -69,11 +115,8 @@ class RefBookSync:
             if self.market == "spot":
                 if U > L + 1:
                     gap = True
-                    c["ids_lost"] += U - L - 1
             elif pu != L:
                 gap = True
-                if pu > L:
-                    c["ids_lost"] += pu - L
         if gap:
             c["gaps"] += 1
             return RESYNC_GAP
@@ -93,7 +136,11 @@ class RefBookSync:
         bids = list(zip(map(int, bid_ticks), map(int, bid_lots)))
         asks = list(zip(map(int, ask_ticks), map(int, ask_lots)))
         ev = (U, u, pu, bids, asks)
+        lost = self._account_stream(U, u, pu)
         if not self.synced:
+            if lost and self.buffer:
+                self.counters["buffer_dropped"] += len(self.buffer)
+                self.buffer = []
             self._buffer(ev)
             return BUFFERED
         out = self._process(*ev)

@@ -838,6 +838,14 @@ class ExchangeSimulator:
     def resume(self) -> None:
         self._paused = False
 
+    def calm(self) -> None:
+        """Stop injecting faults from now on: random and scripted, on every open
+        connection, on new connections and on REST (a test's clean final window)."""
+        self.faults = None
+        self._rest_faults = None
+        for conn in list(self._conns.values()):
+            conn.faults = None
+
     @property
     def paused(self) -> bool:
         return self._paused

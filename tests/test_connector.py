@@ -1,0 +1,206 @@
+"""BinanceConnector against the Binance-compatible simulator on 127.0.0.1.
+
+After every scenario the connector's book must equal the simulator's ground
+truth exactly (every level of both sides), the bookTicker cross-check must never
+have found a divergence (zero silent divergence), and message loss must be
+accounted for: in scenarios whose only loss is injected skips, the update ids the
+connector counts as lost are exactly those the simulator skipped.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from hftmm.data_ingestion import BinanceConnector, depth_weight, stream_names
+from hftmm.simulator import ExchangeSimulator, Fault, FaultConfig, SyntheticSource
+from hftmm.synthetic import SyntheticConfig
+
+N_SCENARIOS = int(os.environ.get("HFTMM_FAULT_SCENARIOS", "200"))
+
+
+def make_sim(market="spot", seed=1, faults=None, speed=0.0, levels=400):
+    sim = ExchangeSimulator(market=market, source=SyntheticSource(SyntheticConfig(seed=seed, book_levels=levels),
+                                                                  speed=speed),
+                            faults=faults, ping_interval_s=0.5, pong_timeout_s=3.0)
+    return sim.start(paused=True)
+
+
+def make_conn(sim, market="spot", **kw):
+    kw = {"watchdog_s": 0.4, "backoff_initial_s": 0.02, "backoff_max_s": 0.2, "request_timeout_s": 3.0, **kw}
+    return BinanceConnector("BTCUSDT", market=market, rest_url=sim.rest_url, ws_url=sim.ws_url, **kw)
+
+
+def caught_up(conn, sim, timeout=15.0) -> bool:
+    """Wait until the connector's book is ready at the simulator's last update id.
+
+    A client whose last messages were lost cannot know it is behind until the
+    next message arrives, so when it does not catch up on a paused market the
+    market runs on briefly, fault-free (``sim.calm()``), and is paused again."""
+    sim.calm()
+    end = time.monotonic() + timeout
+    nudge = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        if conn.ready and conn.sync.last_update_id == sim.last_update_id:
+            return True
+        if time.monotonic() > nudge:
+            sim.resume()
+            time.sleep(0.1)
+            sim.pause()
+            sim.wait_idle(5.0)
+            nudge = time.monotonic() + 1.0
+        time.sleep(0.005)
+    return False
+
+
+def assert_book_equals_ground_truth(conn, sim):
+    lid, bt, bq, at, aq = sim.ground_truth()
+    ratio = round(float(sim.lot_size) / conn.lot_size)
+    assert conn.tick_size == pytest.approx(float(sim.tick_size))
+    with conn._lock:
+        assert conn.sync.last_update_id == lid
+        cb, cbq = conn.book.levels(0)
+        ca, caq = conn.book.levels(1)
+    np.testing.assert_array_equal(cb, bt)
+    np.testing.assert_array_equal(ca, at)
+    np.testing.assert_array_equal(cbq, bq * ratio)
+    np.testing.assert_array_equal(caq, aq * ratio)
+
+
+def stream_for(sim, conn, seconds):
+    sim.resume()
+    assert conn.wait_ready(10.0), conn.statistics()
+    time.sleep(seconds)
+    sim.pause()
+    assert sim.wait_idle(10.0)
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_syncs_and_equals_ground_truth(market):
+    sim = make_sim(market)
+    conn = make_conn(sim, market, on_book=lambda b, m: None).start()
+    try:
+        stream_for(sim, conn, 0.6)
+        assert caught_up(conn, sim)
+        assert_book_equals_ground_truth(conn, sim)
+        st = conn.statistics()
+        assert st["gaps"] == 0 and st["resyncs"] == 0 and st["malformed"] == 0
+        assert st["ticker_checks"] > 50 and st["ticker_mismatches"] == 0
+        assert st["trades"] > 0 and st["snapshots"] == 1
+        assert set(st["latency_ms"]) == {"p50", "p90", "p99", "p99.9"}
+        snap = conn.get_order_book().get_snapshot(5)
+        assert snap.ready and snap.update_id == sim.last_update_id and len(snap.bid_ticks) == 5
+        assert snap.best_bid < snap.best_ask and snap.spread > 0 and not snap.bid_ticks.flags.writeable
+        assert snap.bids.shape == (5, 2)
+        if market == "usdm":
+            assert [c.name for c in conn._conns] == ["book", "trades"]
+            assert "/public/stream?" in conn._conns[0].url and "/market/stream?" in conn._conns[1].url
+    finally:
+        conn.stop()
+        sim.stop()
+
+
+def test_callbacks_and_trades():
+    sim = make_sim()
+    books, trades, tickers = [], [], []
+    conn = make_conn(sim, on_book=lambda b, m: books.append(m.last_id), on_trade=trades.append,
+                     on_book_ticker=tickers.append).start()
+    try:
+        stream_for(sim, conn, 0.3)
+        assert caught_up(conn, sim)
+        assert books and books == sorted(books) and trades and tickers
+        assert books[-1] == sim.last_update_id
+    finally:
+        conn.stop()
+        sim.stop()
+
+
+def test_configuration_is_validated():
+    with pytest.raises(ValueError, match="market"):
+        BinanceConnector("BTCUSDT", market="coinm")
+    with pytest.raises(ValueError, match="snapshot_limit"):
+        BinanceConnector("BTCUSDT", market="usdm", snapshot_limit=5000)
+    with pytest.raises(ValueError, match="depth_speed_ms"):
+        BinanceConnector("BTCUSDT", market="spot", depth_speed_ms=250)
+    with pytest.raises(ValueError, match="symbol"):
+        BinanceConnector("BTC/USDT")
+    assert depth_weight("spot", 100) == 5 and depth_weight("spot", 1000) == 50 and depth_weight("spot", 5000) == 250
+    assert depth_weight("usdm", 1000) == 20 and depth_weight("usdm", 50) == 2
+    assert stream_names("BTCUSDT", "usdm", 0, "aggTrade") == (["btcusdt@depth@0ms", "btcusdt@bookTicker"],
+                                                                ["btcusdt@aggTrade"])
+    c = BinanceConnector("ethusdt", market="usdm", testnet=True)
+    assert c.rest_url == "https://testnet.binancefuture.com" and c.ws_url == "wss://fstream.binancefuture.com"
+    c = BinanceConnector("ETHUSDT")
+    assert c.rest_url == "https://api.binance.com" and c.ws_url == "wss://stream.binance.com:9443"
+
+
+# ---------------------------------------------------------------- fault scenarios
+def scenario(seed: int):
+    """(market, FaultConfig, kind) for a seed; four families of faults."""
+    kind = seed % 4
+    market = "usdm" if seed % 8 >= 4 else "spot"
+    if kind == 0:      # lost / doubled / broken messages, no reconnects: exact loss accounting
+        rates = {"skip": 2e-3, "duplicate": 2e-3, "malformed": 1e-3}
+        return market, FaultConfig(seed=seed, rates=rates), kind
+    if kind == 1:      # out of order and late
+        rates = {"reorder": 1e-3, "delay": 3e-4, "duplicate": 1e-3}
+        return market, FaultConfig(seed=seed, rates=rates), kind
+    if kind == 2:      # the connection itself: dropped, silent, shut down
+        script = [Fault(("drop_connection", "silent", "server_shutdown")[seed % 3], at_message=300 + 37 * (seed % 11),
+                        connection=0,
+                        **({"seconds": 0.8} if seed % 3 == 1 else {"after_s": 0.05} if seed % 3 == 2 else {}))]
+        return market, FaultConfig(seed=seed, rates={"skip": 5e-4}, script=script), kind
+    # REST: stale snapshots and errors while resyncing after gaps
+    rates = {"skip": 2e-3, "stale_snapshot": 0.5, "rest_error": 0.3}
+    script = [Fault("rest_error", at_message=2, status=503)]
+    return market, FaultConfig(seed=seed, rates=rates, script=script), kind
+
+
+@pytest.mark.parametrize("seed", range(N_SCENARIOS))
+def test_fault_scenario(seed):
+    market, faults, kind = scenario(seed)
+    sim = make_sim(market, seed=seed, faults=faults)
+    conn = make_conn(sim, market).start()
+    try:
+        stream_for(sim, conn, 0.25 if kind != 2 else 0.6)
+        assert caught_up(conn, sim), (conn.statistics(), sim.stats()["faults"])
+        assert_book_equals_ground_truth(conn, sim)
+        st = conn.statistics()
+        ss = sim.stats()
+        assert st["ticker_mismatches"] == 0
+        assert st["resyncs"] >= (1 if st["gaps"] else 0)
+        if kind == 0:
+            assert st["reconnects"] == 0
+            assert st["ids_lost"] == ss["update_ids_skipped"]
+            assert st["malformed"] == ss["faults"].get("malformed", 0)
+        if kind == 2:
+            assert st["reconnects"] >= 1
+    finally:
+        conn.stop()
+        sim.stop()
+
+
+def test_soak_100k_messages_with_random_faults():
+    rates = {"skip": 3e-4, "duplicate": 3e-4, "reorder": 2e-4, "malformed": 2e-4, "delay": 3e-5,
+             "drop_connection": 1e-5, "stale_snapshot": 0.3, "rest_error": 0.1}
+    sim = make_sim("spot", seed=99, faults=FaultConfig(seed=99, rates=rates))
+    conn = make_conn(sim).start()
+    try:
+        sim.resume()
+        assert conn.wait_ready(10.0)
+        deadline = time.monotonic() + 120.0
+        while conn.stats.messages < 100_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sim.pause()
+        assert sim.wait_idle(10.0)
+        assert conn.stats.messages >= 100_000
+        assert caught_up(conn, sim, 20.0)
+        assert_book_equals_ground_truth(conn, sim)
+        st = conn.statistics()
+        assert st["ticker_mismatches"] == 0 and st["ticker_checks"] > 1000
+        assert st["gaps"] > 0 and st["resyncs"] >= 1 and st["malformed"] > 0
+    finally:
+        conn.stop()
+        sim.stop()
