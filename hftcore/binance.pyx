@@ -65,6 +65,10 @@ cnp.import_array()
 cdef extern from "hftcore/decimal.h":
     unsigned hft_dec__ctz64(uint64_t x) nogil
     int hft_dec__little_endian() nogil
+    # one-pass shortcut for a plain decimal followed by '"' (1 = parsed, 0 = use
+    # the string scan + hft_parse_units, which define every result)
+    int hft_parse_units_quoted(const char* s, size_t avail, const hft_scale_t* scale,
+                               int64_t* out, size_t* len) nogil
 
 
 class DecodeError(ValueError):
@@ -276,6 +280,7 @@ cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcep
     """A JSON number at p; sets tag T_INT (value in ival) or T_NUM."""
     cdef const char* end = c.end
     cdef const char* start = p
+    cdef const char* digits
     cdef bint neg = False, over = False, is_int = True
     cdef uint64_t acc = 0, d
     cdef uint64_t lim
@@ -283,18 +288,27 @@ cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcep
         neg = True
         p += 1
     lim = (<uint64_t>INT64_MAX) + (1 if neg else 0)
+    digits = p
     if p >= end:
         return _fail(c, E_TRUNC, end, "unexpected end of frame in a number", -1)
     if p[0] == c'0':
         p += 1
     elif c'1' <= p[0] <= c'9':
         while p < end and c'0' <= p[0] <= c'9':
-            d = <uint64_t>(p[0] - c'0')
-            if acc > (lim - d) // 10:
-                over = True
-            else:
-                acc = acc * 10 + d
             p += 1
+        if p - digits <= 18:
+            # up to 18 digits cannot overflow int64 (ids, ms/us times)
+            while digits < p:
+                acc = acc * 10 + <uint64_t>(digits[0] - c'0')
+                digits += 1
+        else:
+            while digits < p:
+                d = <uint64_t>(digits[0] - c'0')
+                if acc > (lim - d) // 10:
+                    over = True
+                else:
+                    acc = acc * 10 + d
+                digits += 1
     else:
         return _fail(c, E_SYNTAX, p, "invalid number", -1)
     if p < end and p[0] == c'.':
@@ -472,6 +486,16 @@ cdef inline const char* _level_fail(Ctx* c, const char* p, int field, Py_ssize_t
     return _fail(c, E_LEVEL, p, msg, field)
 
 
+cdef const char* _string_end(Ctx* c, const char* s, int field) noexcept nogil:
+    """s: first byte of a string's content. Returns its closing quote, or NULL
+    (error set, attributed to field). The out-of-line path of _levels."""
+    cdef bint esc = False
+    cdef const char* e = _str_end_fast(c, s, &esc)
+    if e == NULL:
+        c.err_field = field
+    return e
+
+
 cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noexcept nogil:
     """p at '[' of [[px, qty], ...]; appends the levels to the scratch side."""
     cdef const char* end = c.end
@@ -481,8 +505,10 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
     cdef const char* s2
     cdef const char* e2
     cdef const char* q
-    cdef bint esc = False
     cdef Py_ssize_t start = scr.n[side], k
+    cdef int64_t px = 0, qty = 0
+    cdef bint px_ok, qty_ok
+    cdef size_t n
     cdef int rc
     p = _ws(p + 1, end)
     if p >= end:
@@ -492,28 +518,44 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             k = scr.n[side]
             if p[0] != c'[':
                 return _level_fail(c, p, field, k - start, "a level must be a [price, qty] array")
-            q = _after(p + 1, end, c'"')
-            if q == NULL:
-                return _level_fail(c, _ws(p + 1, end), field, k - start,
-                                   "a level must hold two strings [price, qty]")
-            s1 = q
-            e1 = _str_end_fast(c, s1, &esc)
-            if e1 == NULL:
-                c.err_field = field
-                return NULL
-            q = _after(e1 + 1, end, c',')
-            if q != NULL:
-                q = _after(q, end, c'"')
-            if q == NULL:
-                p = _ws(e1 + 1, end)
-                if p < end and p[0] == c',':
-                    p = _ws(p + 1, end)
-                return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
-            s2 = q
-            e2 = _str_end_fast(c, s2, &esc)
-            if e2 == NULL:
-                c.err_field = field
-                return NULL
+            # compact `["px","qty"]` is checked byte by byte; anything else
+            # (whitespace) goes through _after
+            if p + 1 < end and p[1] == c'"':
+                s1 = p + 2
+            else:
+                s1 = _after(p + 1, end, c'"')
+                if s1 == NULL:
+                    return _level_fail(c, _ws(p + 1, end), field, k - start,
+                                       "a level must hold two strings [price, qty]")
+            # a plain decimal (the usual case) is converted while its end is
+            # found; anything else is converted below, after the level's
+            # structure is checked (the error precedence of a separate scan)
+            px_ok = hft_parse_units_quoted(s1, <size_t>(end - s1), c.px_scale, &px, &n)
+            if px_ok:
+                e1 = s1 + n
+            else:
+                e1 = _string_end(c, s1, field)
+                if e1 == NULL:
+                    return NULL
+            if e1 + 2 < end and e1[1] == c',' and e1[2] == c'"':
+                s2 = e1 + 3
+            else:
+                q = _after(e1 + 1, end, c',')
+                if q != NULL:
+                    q = _after(q, end, c'"')
+                if q == NULL:
+                    p = _ws(e1 + 1, end)
+                    if p < end and p[0] == c',':
+                        p = _ws(p + 1, end)
+                    return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
+                s2 = q
+            qty_ok = hft_parse_units_quoted(s2, <size_t>(end - s2), c.qty_scale, &qty, &n)
+            if qty_ok:
+                e2 = s2 + n
+            else:
+                e2 = _string_end(c, s2, field)
+                if e2 == NULL:
+                    return NULL
             q = _after(e2 + 1, end, c']')
             if q == NULL:
                 return _level_fail(c, _ws(e2 + 1, end), field, k - start,
@@ -521,15 +563,19 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if k == scr.cap[side]:
                 if not _grow(scr, side):
                     return _fail(c, E_NOMEM, q, "out of memory", field)
-            rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &scr.px[side][k])
-            if rc != HFT_DEC_OK:
-                return _dec_fail(c, rc, s1, e1, field, k - start, 0)
-            rc = hft_parse_units(s2, <size_t>(e2 - s2), c.qty_scale, &scr.qty[side][k])
-            if rc != HFT_DEC_OK:
-                return _dec_fail(c, rc, s2, e2, field, k - start, 1)
+            if not px_ok:
+                rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &px)
+                if rc != HFT_DEC_OK:
+                    return _dec_fail(c, rc, s1, e1, field, k - start, 0)
+            if not qty_ok:
+                rc = hft_parse_units(s2, <size_t>(e2 - s2), c.qty_scale, &qty)
+                if rc != HFT_DEC_OK:
+                    return _dec_fail(c, rc, s2, e2, field, k - start, 1)
+            scr.px[side][k] = px
+            scr.qty[side][k] = qty
             scr.n[side] = k + 1
             p = q
-            if p < end and p[0] == c',' and p + 1 < end and p[1] == c'[':
+            if p + 1 < end and p[0] == c',' and p[1] == c'[':
                 p += 1
                 continue
             p = _ws(p, end)
