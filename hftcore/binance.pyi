@@ -96,3 +96,11 @@ class BinanceDecoder:
     def __init__(self, tick_size: str, lot_size: str, time_unit: str = ...) -> None: ...
     def decode(self, frame: bytes | bytearray | memoryview | str) -> Message:
         """One frame -> a new message; DecodeError if malformed."""
+    def decode_lines(self, buf: bytes | bytearray | memoryview, fmt: str = ..., out: npt.NDArray[np.void] | None = ...,
+                     *, final: bool = ..., symbol: str | None = ..., line_offset: int = ...,
+                     max_errors: int = ...) -> tuple[npt.NDArray[np.void], dict]:
+        """``<ns> <json>`` lines -> EVENT_DTYPE records (as decode(json).to_events(ns)),
+        without message objects. Malformed lines are counted, never raised. stats:
+        lines, messages, events, malformed, errors [(line, message)], skipped (other
+        symbol), empty, consumed (bytes; carry buf[consumed:] over unless final),
+        full (out was full), depth, snapshot, trade, book_ticker, other."""

@@ -25,7 +25,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStri
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcmp, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 cimport numpy as cnp
 from hftcore.decimal cimport (
@@ -65,6 +65,10 @@ cnp.import_array()
 cdef extern from "hftcore/decimal.h":
     unsigned hft_dec__ctz64(uint64_t x) nogil
     int hft_dec__little_endian() nogil
+    # one-pass shortcut for a plain decimal followed by '"' (1 = parsed, 0 = use
+    # the string scan + hft_parse_units, which define every result)
+    int hft_parse_units_quoted(const char* s, size_t avail, const hft_scale_t* scale,
+                               int64_t* out, size_t* len) nogil
 
 
 class DecodeError(ValueError):
@@ -276,6 +280,7 @@ cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcep
     """A JSON number at p; sets tag T_INT (value in ival) or T_NUM."""
     cdef const char* end = c.end
     cdef const char* start = p
+    cdef const char* digits
     cdef bint neg = False, over = False, is_int = True
     cdef uint64_t acc = 0, d
     cdef uint64_t lim
@@ -283,18 +288,27 @@ cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcep
         neg = True
         p += 1
     lim = (<uint64_t>INT64_MAX) + (1 if neg else 0)
+    digits = p
     if p >= end:
         return _fail(c, E_TRUNC, end, "unexpected end of frame in a number", -1)
     if p[0] == c'0':
         p += 1
     elif c'1' <= p[0] <= c'9':
         while p < end and c'0' <= p[0] <= c'9':
-            d = <uint64_t>(p[0] - c'0')
-            if acc > (lim - d) // 10:
-                over = True
-            else:
-                acc = acc * 10 + d
             p += 1
+        if p - digits <= 18:
+            # up to 18 digits cannot overflow int64 (ids, ms/us times)
+            while digits < p:
+                acc = acc * 10 + <uint64_t>(digits[0] - c'0')
+                digits += 1
+        else:
+            while digits < p:
+                d = <uint64_t>(digits[0] - c'0')
+                if acc > (lim - d) // 10:
+                    over = True
+                else:
+                    acc = acc * 10 + d
+                digits += 1
     else:
         return _fail(c, E_SYNTAX, p, "invalid number", -1)
     if p < end and p[0] == c'.':
@@ -472,6 +486,16 @@ cdef inline const char* _level_fail(Ctx* c, const char* p, int field, Py_ssize_t
     return _fail(c, E_LEVEL, p, msg, field)
 
 
+cdef const char* _string_end(Ctx* c, const char* s, int field) noexcept nogil:
+    """s: first byte of a string's content. Returns its closing quote, or NULL
+    (error set, attributed to field). The out-of-line path of _levels."""
+    cdef bint esc = False
+    cdef const char* e = _str_end_fast(c, s, &esc)
+    if e == NULL:
+        c.err_field = field
+    return e
+
+
 cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noexcept nogil:
     """p at '[' of [[px, qty], ...]; appends the levels to the scratch side."""
     cdef const char* end = c.end
@@ -481,8 +505,10 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
     cdef const char* s2
     cdef const char* e2
     cdef const char* q
-    cdef bint esc = False
     cdef Py_ssize_t start = scr.n[side], k
+    cdef int64_t px = 0, qty = 0
+    cdef bint px_ok, qty_ok
+    cdef size_t n
     cdef int rc
     p = _ws(p + 1, end)
     if p >= end:
@@ -492,28 +518,44 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             k = scr.n[side]
             if p[0] != c'[':
                 return _level_fail(c, p, field, k - start, "a level must be a [price, qty] array")
-            q = _after(p + 1, end, c'"')
-            if q == NULL:
-                return _level_fail(c, _ws(p + 1, end), field, k - start,
-                                   "a level must hold two strings [price, qty]")
-            s1 = q
-            e1 = _str_end_fast(c, s1, &esc)
-            if e1 == NULL:
-                c.err_field = field
-                return NULL
-            q = _after(e1 + 1, end, c',')
-            if q != NULL:
-                q = _after(q, end, c'"')
-            if q == NULL:
-                p = _ws(e1 + 1, end)
-                if p < end and p[0] == c',':
-                    p = _ws(p + 1, end)
-                return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
-            s2 = q
-            e2 = _str_end_fast(c, s2, &esc)
-            if e2 == NULL:
-                c.err_field = field
-                return NULL
+            # compact `["px","qty"]` is checked byte by byte; anything else
+            # (whitespace) goes through _after
+            if p + 1 < end and p[1] == c'"':
+                s1 = p + 2
+            else:
+                s1 = _after(p + 1, end, c'"')
+                if s1 == NULL:
+                    return _level_fail(c, _ws(p + 1, end), field, k - start,
+                                       "a level must hold two strings [price, qty]")
+            # a plain decimal (the usual case) is converted while its end is
+            # found; anything else is converted below, after the level's
+            # structure is checked (the error precedence of a separate scan)
+            px_ok = hft_parse_units_quoted(s1, <size_t>(end - s1), c.px_scale, &px, &n)
+            if px_ok:
+                e1 = s1 + n
+            else:
+                e1 = _string_end(c, s1, field)
+                if e1 == NULL:
+                    return NULL
+            if e1 + 2 < end and e1[1] == c',' and e1[2] == c'"':
+                s2 = e1 + 3
+            else:
+                q = _after(e1 + 1, end, c',')
+                if q != NULL:
+                    q = _after(q, end, c'"')
+                if q == NULL:
+                    p = _ws(e1 + 1, end)
+                    if p < end and p[0] == c',':
+                        p = _ws(p + 1, end)
+                    return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
+                s2 = q
+            qty_ok = hft_parse_units_quoted(s2, <size_t>(end - s2), c.qty_scale, &qty, &n)
+            if qty_ok:
+                e2 = s2 + n
+            else:
+                e2 = _string_end(c, s2, field)
+                if e2 == NULL:
+                    return NULL
             q = _after(e2 + 1, end, c']')
             if q == NULL:
                 return _level_fail(c, _ws(e2 + 1, end), field, k - start,
@@ -521,15 +563,19 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if k == scr.cap[side]:
                 if not _grow(scr, side):
                     return _fail(c, E_NOMEM, q, "out of memory", field)
-            rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &scr.px[side][k])
-            if rc != HFT_DEC_OK:
-                return _dec_fail(c, rc, s1, e1, field, k - start, 0)
-            rc = hft_parse_units(s2, <size_t>(e2 - s2), c.qty_scale, &scr.qty[side][k])
-            if rc != HFT_DEC_OK:
-                return _dec_fail(c, rc, s2, e2, field, k - start, 1)
+            if not px_ok:
+                rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &px)
+                if rc != HFT_DEC_OK:
+                    return _dec_fail(c, rc, s1, e1, field, k - start, 0)
+            if not qty_ok:
+                rc = hft_parse_units(s2, <size_t>(e2 - s2), c.qty_scale, &qty)
+                if rc != HFT_DEC_OK:
+                    return _dec_fail(c, rc, s2, e2, field, k - start, 1)
+            scr.px[side][k] = px
+            scr.qty[side][k] = qty
             scr.n[side] = k + 1
             p = q
-            if p < end and p[0] == c',' and p + 1 < end and p[1] == c'[':
+            if p + 1 < end and p[0] == c',' and p[1] == c'[':
                 p += 1
                 continue
             p = _ws(p, end)
@@ -991,6 +1037,57 @@ cdef class BinanceDecoder:
         finally:
             PyBuffer_Release(&view)
 
+    def decode_lines(self, buf, fmt="collector", out=None, *, bint final=False, symbol=None,
+                     Py_ssize_t line_offset=0, Py_ssize_t max_errors=10):
+        """Decode a buffer of ``<ns> <json>`` lines (the collector format) straight
+        into hftcore.EVENT_DTYPE records, exactly as ``decode(json).to_events(ns)``
+        would give them, without creating message objects.
+
+        Returns ``(events, stats)``. ``events`` is a new array, or a view of the
+        start of ``out`` (an EVENT_DTYPE array to fill; decoding stops before the
+        first line whose records do not fit). Malformed lines are counted and
+        skipped, never raised: ``stats["errors"]`` holds ``(line number, message)``
+        of the first ``max_errors`` (line numbers count from ``line_offset + 1``).
+        A last line without its newline is left for the next call unless
+        ``final``; ``stats["consumed"]`` is the number of bytes used, so the
+        caller carries ``buf[consumed:]`` over. ``symbol`` (e.g. "BTCUSDT")
+        keeps only the lines of that symbol (by the combined-stream name, else
+        the "s" field; lines naming no symbol, such as REST snapshots, are
+        kept) and counts the others in ``stats["skipped"]``.
+        """
+        if fmt != "collector":
+            raise ValueError(f'unknown line format {fmt!r} (only "collector": <ns> <json>)')
+        cdef Py_buffer view
+        cdef _EvBuf eb
+        cdef cnp.ndarray arr
+        cdef cnp.ndarray res
+        cdef bytes sym_b = None
+        if symbol:
+            sym_b = symbol.upper().encode("ascii") if isinstance(symbol, str) else bytes(symbol).upper()
+        memset(&eb, 0, sizeof(_EvBuf))
+        if out is not None:
+            arr = out
+            if arr.dtype != EVENT_DTYPE or not arr.flags.c_contiguous or not arr.flags.writeable:
+                raise ValueError("out must be a writeable, C-contiguous hftcore.EVENT_DTYPE array")
+            eb.ev = <hft_event_t*>cnp.PyArray_DATA(arr)
+            eb.cap = arr.shape[0]
+            eb.fixed = True
+        PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE)
+        try:
+            stats = _decode_lines(self, <const char*>view.buf, view.len, &eb, final, sym_b,
+                                  line_offset, max_errors)
+            if out is not None:
+                res = out[:eb.n]
+            else:
+                res = _events(eb.n)
+                if eb.n:
+                    memcpy(cnp.PyArray_DATA(res), eb.ev, <size_t>eb.n * sizeof(hft_event_t))
+        finally:
+            PyBuffer_Release(&view)
+            if not eb.fixed:
+                free(eb.ev)
+        return res, stats
+
     # -------------------------------------------------------------- decode
     cdef object decode_c(self, const char* data, Py_ssize_t n):
         cdef Ctx c
@@ -1346,3 +1443,311 @@ cdef Py_ssize_t _num_len(const char* p, const char* end) noexcept nogil:
                        or q[0] == c'e' or q[0] == c'E'):
         q += 1
     return q - p
+
+
+
+# ----------------------------------------------------------------- batch decoding
+# decode_lines: lines -> event records without message objects. The emitters
+# below mirror _depth/_snapshot/_trade/_bbo + to_events field by field (same
+# validation through the same helpers, same records); tests/test_decode_lines.py
+# checks them against decode(...).to_events(...) on real captures and fuzz.
+
+cdef struct _EvBuf:
+    hft_event_t* ev
+    Py_ssize_t n
+    Py_ssize_t cap
+    bint fixed          # caller's array: never grown
+
+
+cdef bint _reserve(_EvBuf* b, Py_ssize_t k) noexcept nogil:
+    """Room for k more records; False when a fixed buffer is full or out of memory."""
+    cdef Py_ssize_t cap
+    cdef hft_event_t* ev
+    if b.n + k <= b.cap:
+        return True
+    if b.fixed:
+        return False
+    cap = b.cap * 2 if b.cap else 4096
+    while cap < b.n + k:
+        cap *= 2
+    ev = <hft_event_t*>realloc(b.ev, <size_t>cap * sizeof(hft_event_t))
+    if ev == NULL:
+        return False
+    b.ev = ev
+    b.cap = cap
+    return True
+
+
+cdef inline Py_ssize_t _level_records(BinanceDecoder self, Obj* o, int64_t local_ts, int64_t exch_ts,
+                                      int kind, int64_t first_id, int64_t last_id, int64_t prev_id,
+                                      _EvBuf* b) except -1:
+    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], i, n = nb + na
+    cdef const int64_t* bpx = self._scr.px[0] + o.lv_start[0]
+    cdef const int64_t* bqty = self._scr.qty[0] + o.lv_start[0]
+    cdef const int64_t* apx = self._scr.px[1] + o.lv_start[1]
+    cdef const int64_t* aqty = self._scr.qty[1] + o.lv_start[1]
+    cdef hft_event_t* e
+    if not _reserve(b, n if n else 1):
+        if b.fixed:
+            return -2
+        raise MemoryError()
+    e = b.ev + b.n
+    if n == 0:
+        _ev(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
+            HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
+        b.n += 1
+        return 1
+    for i in range(nb):
+        _ev(&e[i], local_ts, exch_ts, bpx[i], bqty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
+    for i in range(na):
+        _ev(&e[nb + i], local_ts, exch_ts, apx[i], aqty[i], first_id, last_id, prev_id, kind, HFT_ASK, 0)
+    e[0].flags |= HFT_EVF_BEGIN
+    e[n - 1].flags |= HFT_EVF_END
+    b.n += n
+    return n
+
+
+cdef int _check_symbol(BinanceDecoder self, Ctx* c, Obj* o) except -1:
+    # what _symbol(..., strict=True) validates
+    if (o.present >> F_s) & 1 and o.f[F_s].tag != T_STR:
+        _field_error(self, c, o, F_s, "expected a string, got " + _type_name(o.f[F_s].tag))
+    return 0
+
+
+cdef Py_ssize_t _emit_depth(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
+    cdef const char* kind = "depthUpdate"
+    cdef int64_t U = _int(self, c, o, F_U, kind)
+    cdef int64_t u = _int(self, c, o, F_u, kind)
+    cdef int64_t pu = _int(self, c, o, F_pu, kind) if (o.present >> F_pu) & 1 else HFT_NO_ID
+    cdef int64_t E = _time(self, c, o, F_E, kind)
+    _opt_time(self, c, o, F_T, kind)
+    _levels_field(self, c, o, F_b, 0, kind)
+    _levels_field(self, c, o, F_a, 1, kind)
+    _check_symbol(self, c, o)
+    return _level_records(self, o, ts, E, HFT_EV_DEPTH, U, u, pu, b)
+
+
+cdef Py_ssize_t _emit_snapshot(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
+    cdef const char* kind = "a depth snapshot"
+    cdef int64_t L = _int(self, c, o, F_lastUpdateId, kind)
+    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
+    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
+    _levels_field(self, c, o, F_bids, 0, kind)
+    _levels_field(self, c, o, F_asks, 1, kind)
+    _check_symbol(self, c, o)
+    return _level_records(self, o, ts, E if E else T, HFT_EV_SNAPSHOT, L, L, HFT_NO_ID, b)
+
+
+cdef Py_ssize_t _emit_trade(BinanceDecoder self, Ctx* c, Obj* o, bint agg, int64_t ts,
+                            _EvBuf* b) except -1:
+    cdef const char* kind = "aggTrade" if agg else "trade"
+    cdef int64_t tid = _int(self, c, o, F_a if agg else F_t, kind)
+    cdef int64_t first = _int(self, c, o, F_f, kind) if agg else tid
+    cdef int64_t last = _int(self, c, o, F_l, kind) if agg else tid
+    cdef int64_t px = _units(self, c, o, F_p, True, kind)
+    cdef int64_t qty = _units(self, c, o, F_q, False, kind)
+    cdef int64_t T = _time(self, c, o, F_T, kind)
+    _time(self, c, o, F_E, kind)
+    cdef bint maker = _bool(self, c, o, F_m, kind)
+    if (o.present >> F_X) & 1 and o.f[F_X].tag != T_STR:
+        _field_error(self, c, o, F_X, "expected a string, got " + _type_name(o.f[F_X].tag))
+    _check_symbol(self, c, o)
+    if not _reserve(b, 1):
+        if b.fixed:
+            return -2
+        raise MemoryError()
+    _ev(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
+        HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
+    b.n += 1
+    return 1
+
+
+cdef Py_ssize_t _emit_bbo(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
+    cdef const char* kind = "bookTicker"
+    cdef int64_t u = _int(self, c, o, F_u, kind)
+    cdef int64_t bp = _units(self, c, o, F_b, True, kind)
+    cdef int64_t bq = _units(self, c, o, F_B, False, kind)
+    cdef int64_t ap = _units(self, c, o, F_a, True, kind)
+    cdef int64_t aq = _units(self, c, o, F_A, False, kind)
+    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
+    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
+    cdef int64_t xt = E if E else T
+    _check_symbol(self, c, o)
+    if not _reserve(b, 2):
+        if b.fixed:
+            return -2
+        raise MemoryError()
+    _ev(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
+    _ev(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
+    b.n += 2
+    return 2
+
+
+cdef enum:
+    K_DEPTH = 0
+    K_SNAPSHOT
+    K_TRADE
+    K_BBO
+    K_OTHER
+    K_COUNT
+
+
+cdef Py_ssize_t _emit_frame(BinanceDecoder self, const char* data, Py_ssize_t n, int64_t ts,
+                            _EvBuf* b, const char* sym, Py_ssize_t sym_n, int* kind) except -1:
+    """One frame -> records appended to b (the dispatch of decode_c). Returns
+    the number of records, -2 when a fixed buffer is full, -3 when the frame is
+    of another symbol; raises DecodeError when malformed."""
+    cdef Ctx c
+    cdef Obj top
+    cdef Obj inner
+    cdef Obj* o
+    cdef Fld* fe
+    cdef Fld* fs
+    cdef Py_ssize_t i, k
+    c.base = data
+    c.end = data + n
+    c.px_scale = &self._px_scale
+    c.qty_scale = &self._qty_scale
+    c.scr = &self._scr
+    c.depth = 0
+    c.has_inner = False
+    c.err = E_NONE
+    c.err_field = -1
+    c.err_level = -1
+    self._scr.n[0] = 0
+    self._scr.n[1] = 0
+    inner.present = 0
+    if not _scan(&c, &top, &inner):
+        _error(self, &c)
+    o = &top
+    if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
+            and top.f[F_data].tag == T_OBJ):
+        o = &inner
+    if sym != NULL:
+        # the combined-stream name "<sym>@...", else "s"
+        fs = NULL
+        if o == &inner:
+            fs = &top.f[F_stream]
+            k = 0
+            while k < fs.n and fs.s[k] != c'@':
+                k += 1
+        elif (o.present >> F_s) & 1 and o.f[F_s].tag == T_STR:
+            fs = &o.f[F_s]
+            k = fs.n
+        if fs != NULL:
+            if k != sym_n:
+                return -3
+            for i in range(k):
+                if (fs.s[i] & ~0x20) != (sym[i] & ~0x20):
+                    return -3
+    if (o.present >> F_e) & 1:
+        fe = &o.f[F_e]
+        if fe.tag != T_STR:
+            _field_error(self, &c, o, F_e, "expected a string, got " + _type_name(fe.tag))
+        if not fe.esc:
+            if fe.n == 11 and memcmp(fe.s, "depthUpdate", 11) == 0:
+                kind[0] = K_DEPTH
+                return _emit_depth(self, &c, o, ts, b)
+            if fe.n == 5 and memcmp(fe.s, "trade", 5) == 0:
+                kind[0] = K_TRADE
+                return _emit_trade(self, &c, o, False, ts, b)
+            if fe.n == 8 and memcmp(fe.s, "aggTrade", 8) == 0:
+                kind[0] = K_TRADE
+                return _emit_trade(self, &c, o, True, ts, b)
+            if fe.n == 10 and memcmp(fe.s, "bookTicker", 10) == 0:
+                kind[0] = K_BBO
+                return _emit_bbo(self, &c, o, ts, b)
+        else:
+            et = _span_text(fe.s, fe.n, True)
+            if et == "depthUpdate":
+                kind[0] = K_DEPTH
+                return _emit_depth(self, &c, o, ts, b)
+            if et == "trade" or et == "aggTrade":
+                kind[0] = K_TRADE
+                return _emit_trade(self, &c, o, et == "aggTrade", ts, b)
+            if et == "bookTicker":
+                kind[0] = K_BBO
+                return _emit_bbo(self, &c, o, ts, b)
+        kind[0] = K_OTHER
+        return 0
+    if (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
+        kind[0] = K_SNAPSHOT
+        return _emit_snapshot(self, &c, o, ts, b)
+    if (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
+            == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
+        kind[0] = K_BBO
+        return _emit_bbo(self, &c, o, ts, b)
+    kind[0] = K_OTHER
+    return 0
+
+
+cdef dict _decode_lines(BinanceDecoder self, const char* data, Py_ssize_t size, _EvBuf* b,
+                        bint final, bytes sym_b, Py_ssize_t line_offset, Py_ssize_t max_errors):
+    cdef const char* p = data
+    cdef const char* end = data + size
+    cdef const char* eol
+    cdef const char* q
+    cdef const char* frame
+    cdef const char* fend
+    cdef const char* sym = NULL
+    cdef Py_ssize_t sym_n = 0, lineno = line_offset, nrec
+    cdef Py_ssize_t messages = 0, malformed = 0, skipped = 0, empty = 0
+    cdef Py_ssize_t counts[<int>K_COUNT]
+    cdef uint64_t ts
+    cdef int kind
+    cdef bint full = False
+    errors = []
+    memset(counts, 0, sizeof(counts))
+    if sym_b is not None:
+        sym = PyBytes_AS_STRING(sym_b)
+        sym_n = PyBytes_GET_SIZE(sym_b)
+    while p < end:
+        eol = <const char*>memchr(p, c'\n', <size_t>(end - p))
+        if eol == NULL:
+            if not final:
+                break
+            eol = end
+        lineno += 1
+        fend = eol
+        if fend > p and (fend - 1)[0] == c'\r':
+            fend -= 1
+        if fend == p:
+            empty += 1
+            p = eol + 1 if eol < end else end
+            continue
+        # "<ns> <json>"
+        q = p
+        ts = 0
+        while q < fend and c'0' <= q[0] <= c'9' and q - p < 19:
+            ts = ts * 10 + <uint64_t>(q[0] - c'0')
+            q += 1
+        if q == p or q >= fend or q[0] != c' ':
+            malformed += 1
+            if len(errors) < max_errors:
+                errors.append((lineno, "not '<ns> <json>'"))
+            p = eol + 1 if eol < end else end
+            continue
+        frame = q + 1
+        nrec = -1
+        kind = K_OTHER
+        try:
+            nrec = _emit_frame(self, frame, fend - frame, <int64_t>ts, b, sym, sym_n, &kind)
+        except DecodeError as exc:
+            malformed += 1
+            if len(errors) < max_errors:
+                errors.append((lineno, str(exc)))
+        if nrec == -2:          # the caller's array is full: stop before this line
+            lineno -= 1
+            full = True
+            break
+        if nrec == -3:
+            skipped += 1
+        elif nrec >= 0:
+            messages += 1
+            counts[kind] += 1
+        p = eol + 1 if eol < end else end
+    return {"lines": lineno - line_offset, "messages": messages, "events": b.n,
+            "malformed": malformed, "errors": errors, "skipped": skipped, "empty": empty,
+            "consumed": p - data, "full": full,
+            "depth": counts[K_DEPTH], "snapshot": counts[K_SNAPSHOT], "trade": counts[K_TRADE],
+            "book_ticker": counts[K_BBO], "other": counts[K_OTHER]}

@@ -27,6 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -276,6 +279,111 @@ static HFT_DEC__INLINE int hft_parse_units(const char* s, size_t n, const hft_sc
         }
     }
     return hft_dec__parse_slow(s, n, scale, out);
+}
+
+/* Mask of the n lowest bytes (0 <= n <= 8). */
+static inline uint64_t hft_dec__low_bytes(size_t n)
+{
+    return n >= 8 ? ~0ULL : (1ULL << (8 * n)) - 1;
+}
+
+/* Per byte of v: 0x80 marks a '"' byte; exact for the lowest marked byte. */
+static inline uint64_t hft_dec__quote_mask(uint64_t v)
+{
+    uint64_t x = v ^ 0x2222222222222222ULL; /* '"' -> 0x00 */
+    return (x - HFT_DEC__ONES) & ~x & 0x8080808080808080ULL;
+}
+
+/*
+ * Shortcut for a decimal inside a JSON string, finding its end and its value in
+ * one pass: s is the first byte after the opening quote and at least `avail`
+ * bytes are readable from s (24 are needed).
+ *
+ * When s holds 1..7 integer digits, a '.', fraction digits and then the closing
+ * '"' within its first 16 bytes (e.g. `61837.63000000"`), the scale has e <= 8
+ * decimals and the value is a valid count of scale units, it stores the value
+ * in *out and the offset of the closing quote in *len, and returns 1.
+ * Otherwise it returns 0 and writes nothing: the caller then finds the end of
+ * the string and calls hft_parse_units, which defines every result (including
+ * every error). So this function never changes a result; it only saves the
+ * separate scans.
+ *
+ * The end of the string is found from two independent 8-byte loads, so that a
+ * scanner stepping from string to string waits only for that short chain; the
+ * checks and the digit conversion are off it.
+ */
+static HFT_DEC__INLINE int hft_parse_units_quoted(const char* s, size_t avail, const hft_scale_t* scale,
+                                                  int64_t* out, size_t* len)
+{
+    const int32_t e = scale->exponent;
+    uint64_t v0, fw, N;
+    size_t n, k, fl, d;
+
+    if (avail < 24 || e > 8 || !hft_dec__little_endian()) return 0;
+#if defined(__SSE2__)
+    {
+        /* bit i of each mask tells about byte s[i], i < 16 */
+        const __m128i x = _mm_loadu_si128((const __m128i*)s);
+        const unsigned quote = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')));
+        /* digit iff (byte - '0') < 10 unsigned, via a signed compare after ^0x80 */
+        const __m128i y = _mm_xor_si128(_mm_sub_epi8(x, _mm_set1_epi8('0')), _mm_set1_epi8((char)0x80));
+        const unsigned digit = (unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(y, _mm_set1_epi8((char)(0x80 + 10))));
+        unsigned before, nondigit;
+        if (quote == 0) return 0;
+        n = hft_dec__ctz64(quote);              /* the first '"' */
+        before = (1u << n) - 1;
+        nondigit = ~digit & before;             /* must be exactly the '.' */
+        if (nondigit == 0) return 0;
+        k = hft_dec__ctz64(nondigit);           /* integer digits */
+        if (k == 0 || k > 7 || nondigit != (1u << k) || s[k] != '.') return 0;
+    }
+    v0 = hft_dec__load8(s);
+#else
+    {
+        uint64_t v1, q0, q1, nd0;
+        v0 = hft_dec__load8(s);
+        v1 = hft_dec__load8(s + 8);
+        q0 = hft_dec__quote_mask(v0);
+        q1 = hft_dec__quote_mask(v1);
+        if (q0) n = hft_dec__ctz64(q0) >> 3;    /* the first '"' */
+        else if (q1) n = 8 + (hft_dec__ctz64(q1) >> 3);
+        else return 0;
+        /* [0, n) = 1..7 digits, '.', digits. The non-digit mask flags every
+         * non-digit byte (and possibly a byte right after one: conservative). */
+        nd0 = hft_dec__nondigit_mask(v0);
+        if (nd0 == 0) return 0;
+        k = hft_dec__ctz64(nd0) >> 3;           /* integer digits */
+        if (k == 0 || k >= n || s[k] != '.') return 0;
+        nd0 &= ~(0xFFULL << (8 * k));           /* the '.' itself */
+        if (nd0 & hft_dec__low_bytes(n)) return 0;
+        if (n > 8 && (hft_dec__nondigit_mask(v1) & hft_dec__low_bytes(n - 8))) return 0;
+    }
+#endif
+    fl = n - k - 1;                             /* fraction digits, 0..14 */
+    fw = hft_dec__load8(s + k + 1);             /* its first 8 bytes */
+    /* fraction digits past the e that count must be '0' */
+    if ((fw ^ HFT_DEC__ZEROS) & hft_dec__low_bytes(fl < 8 ? fl : 8) & ~hft_dec__low_bytes((size_t)e)) return 0;
+    if (fl > 8 && ((hft_dec__load8(s + k + 9) ^ HFT_DEC__ZEROS) & hft_dec__low_bytes(fl - 8))) return 0;
+    d = (size_t)e < fl ? (size_t)e : fl;        /* fraction digits that count */
+    if (k + d <= 8) {
+        /* integer digits and the d counting fraction digits glued into one
+         * word ("61837.63" -> "6183763"): one SWAR conversion */
+        uint64_t w = (v0 & hft_dec__low_bytes(k)) | ((fw & hft_dec__low_bytes(d)) << (8 * k));
+        N = hft_dec__swar8(w << (8 * (8 - k - d)));
+    } else {
+        uint64_t ipart = hft_dec__swar8(v0 << (8 * (8 - k)));
+        uint64_t fpart = hft_dec__swar8(fw << (8 * (8 - d))); /* d >= 2 here */
+        N = ipart * hft_dec__pow10[d] + fpart;                /* < 1e15 */
+    }
+    N *= hft_dec__pow10[(size_t)e - d];         /* fraction shorter than e */
+    if (scale->mantissa != 1) {
+        uint64_t m = (uint64_t)scale->mantissa;
+        if (N % m) return 0;
+        N /= m;
+    }
+    *out = (int64_t)N;
+    *len = n;
+    return 1;
 }
 
 /*

@@ -1,0 +1,175 @@
+"""BinanceDecoder.decode_lines: collector lines -> event records, equal to
+decode(json).to_events(ns) line by line, on real captures, chunked, and fuzzed."""
+import gzip
+import os
+import random
+
+import numpy as np
+import pytest
+
+from hftcore import EVENT_DTYPE, EV_SNAPSHOT
+from hftcore.binance import BinanceDecoder, DecodeError
+from hftmm.captures import group_by_symbol, read_cryptofeed
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+CAPTURE = os.path.join(DATA, "hftbacktest-collector", "spot_btcusdt_20240808.gz")
+
+
+def _reference(dec, raw):
+    """Per-line decode + to_events; (records, malformed line numbers)."""
+    out, bad = [], []
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        ts, sep, js = line.partition(b" ")
+        if not sep or not ts.isdigit() or len(ts) > 19:
+            bad.append(lineno)
+            continue
+        try:
+            out.append(dec.decode(js).to_events(int(ts)))
+        except DecodeError:
+            bad.append(lineno)
+    ev = np.concatenate(out) if out else np.zeros(0, EVENT_DTYPE)
+    return ev, bad
+
+
+@pytest.fixture(scope="module")
+def capture():
+    with gzip.open(CAPTURE, "rb") as fh:
+        return fh.read()
+
+
+def test_real_capture_equals_to_events(capture):
+    dec = BinanceDecoder("0.01", "0.00000001")
+    ev, st = dec.decode_lines(capture, final=True)
+    ref, bad = _reference(dec, capture)
+    assert ev.dtype == EVENT_DTYPE and not bad
+    assert np.array_equal(ev, ref)
+    assert st["lines"] == st["messages"] == 41249 and st["malformed"] == 0
+    assert st["consumed"] == len(capture) and st["events"] == len(ev)
+    assert st["snapshot"] == 1 and st["book_ticker"] == 28040
+    snap = ev[ev["kind"] == EV_SNAPSHOT]
+    assert len(snap) > 0 and (snap["first_id"] == snap["last_id"]).all()
+
+
+def test_chunks_with_carried_tail_equal_whole(capture):
+    dec = BinanceDecoder("0.01", "0.00000001")
+    whole, _ = dec.decode_lines(capture, final=True)
+    rnd = random.Random(5)
+    parts, tail, pos, lines = [], b"", 0, 0
+    while pos < len(capture):
+        n = rnd.randint(1, 200_000)
+        chunk = tail + capture[pos:pos + n]
+        pos += n
+        ev, st = dec.decode_lines(chunk, final=pos >= len(capture), line_offset=lines)
+        lines += st["lines"]
+        tail = chunk[st["consumed"]:]
+        parts.append(ev)
+    assert tail == b"" and lines == 41249
+    assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_partial_last_line_is_left_unless_final():
+    dec = BinanceDecoder("0.01", "0.001")
+    buf = (b'1 {"e":"trade","E":1,"s":"X","t":1,"p":"1.00","q":"1.000","T":2,"m":true}\n'
+           b'2 {"e":"trade","E":1,"s":"X","t":2,"p":"1.00",')
+    ev, st = dec.decode_lines(buf)
+    assert len(ev) == 1 and st["consumed"] == buf.index(b"\n") + 1 and st["malformed"] == 0
+    ev, st = dec.decode_lines(buf, final=True)
+    assert len(ev) == 1 and st["malformed"] == 1 and st["errors"][0][0] == 2
+    assert st["consumed"] == len(buf)
+
+
+def test_malformed_lines_counted_with_line_numbers(capture):
+    dec = BinanceDecoder("0.01", "0.00000001")
+    lines = capture.split(b"\n")[:2000]
+    lines[10] = b"garbage"
+    lines[20] = lines[20][:-7]                   # truncated JSON
+    lines[30] = b"\x00\xff\xfe binary junk"
+    lines[40] = lines[40].replace(b'"', b"'", 3)
+    lines[50] = b""                              # empty lines are skipped silently
+    buf = b"\n".join(lines)
+    ev, st = dec.decode_lines(buf, final=True, line_offset=100)
+    ref, bad = _reference(dec, buf)
+    assert np.array_equal(ev, ref)
+    assert st["malformed"] == len(bad) == 4
+    assert [n for n, _ in st["errors"]] == [100 + b for b in bad] == [111, 121, 131, 141]
+    assert st["empty"] == 1
+
+
+def test_max_errors_and_never_raises():
+    dec = BinanceDecoder("0.01", "0.001")
+    buf = b"x\n" * 100
+    ev, st = dec.decode_lines(buf, max_errors=3)
+    assert len(ev) == 0 and st["malformed"] == 100 and len(st["errors"]) == 3
+
+
+def test_out_array_stops_before_a_line_that_does_not_fit(capture):
+    dec = BinanceDecoder("0.01", "0.00000001")
+    whole, _ = dec.decode_lines(capture, final=True)
+    out = np.zeros(7000, EVENT_DTYPE)
+    got, pos, lines = [], 0, 0
+    while pos < len(capture):
+        ev, st = dec.decode_lines(capture[pos:], out=out, final=True, line_offset=lines)
+        assert st["consumed"] > 0
+        pos += st["consumed"]
+        lines += st["lines"]
+        got.append(ev.copy())
+    assert lines == 41249 and np.array_equal(np.concatenate(got), whole)
+    with pytest.raises(ValueError):
+        dec.decode_lines(capture, out=np.zeros(10, np.int64))
+
+
+def test_symbol_filter_and_snapshot_lines():
+    dec = BinanceDecoder("0.01", "0.001")
+    buf = (b'1 {"lastUpdateId":5,"bids":[["1.00","1.000"]],"asks":[["2.00","1.000"],["3.00","2.000"]]}\n'
+           b'2 {"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.00",'
+           b'"q":"1.000","T":2,"m":false}}\n'
+           b'3 {"stream":"ethusdt@trade","data":{"e":"trade","E":1,"s":"ETHUSDT","t":1,"p":"1.00",'
+           b'"q":"1.000","T":2,"m":false}}\n'
+           b'4 {"e":"trade","E":1,"s":"ETHUSDT","t":1,"p":"1.00","q":"1.000","T":2,"m":false}\n'
+           b'5 {"result":null,"id":1}\n')
+    ev, st = dec.decode_lines(buf, symbol="btcusdt")
+    assert st["skipped"] == 2 and st["snapshot"] == 1 and st["trade"] == 1 and st["other"] == 1
+    assert list(ev["kind"]) == [EV_SNAPSHOT] * 3 + [2]
+    assert list(ev["local_ts"]) == [1, 1, 1, 2] and list(ev["first_id"][:3]) == [5, 5, 5]
+    ev_all, st_all = dec.decode_lines(buf)
+    assert st_all["skipped"] == 0 and st_all["trade"] == 3
+
+
+@pytest.mark.parametrize("prefix", ["BINANCE", "BINANCE_FUTURES"])
+def test_cryptofeed_frames_as_lines(prefix):
+    msgs = read_cryptofeed(os.path.join(DATA, "cryptofeed", f"{prefix}.ws.1.0"),
+                           os.path.join(DATA, "cryptofeed", f"{prefix}.http.0.0"))
+    for sym, sym_msgs in group_by_symbol(msgs).items():
+        dec = BinanceDecoder("0.00000001", "0.00000001")
+        buf = b"".join(b"%d %s\n" % (m.local_ns, m.payload) for m in sym_msgs)
+        ev, st = dec.decode_lines(buf)
+        ref, bad = _reference(dec, buf)
+        assert st["malformed"] == len(bad)
+        assert np.array_equal(ev, ref), sym
+
+
+def test_fuzzed_lines_match_per_line_decoding(capture):
+    dec = BinanceDecoder("0.01", "0.00000001")
+    rnd = random.Random(11)
+    lines = [ln for ln in capture.split(b"\n")[1:3000] if ln]
+    out = []
+    for ln in lines:
+        b = bytearray(ln)
+        for _ in range(rnd.choice([0, 0, 1, 2])):
+            i = rnd.randrange(len(b))
+            op = rnd.random()
+            if op < 0.4:
+                b[i] = rnd.choice(b'"{}[],:0123456789.-eE \\x')
+            elif op < 0.7:
+                del b[i:i + rnd.randint(1, 5)]
+            else:
+                b[i:i] = bytes(rnd.choice(b'"{}[],: 0.') for _ in range(rnd.randint(1, 3)))
+        out.append(bytes(b).replace(b"\n", b" "))
+    buf = b"\n".join(out) + b"\n"
+    ev, st = dec.decode_lines(buf)
+    ref, bad = _reference(dec, buf)
+    assert st["malformed"] == len(bad) > 0
+    assert np.array_equal(ev, ref)
