@@ -152,12 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_backtest)
 
-    for mod in ("hftmm.cli_simulate", "hftmm.cli_data"):
-        try:
-            module = __import__(mod, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        module.add_parser(sub)
+    from hftmm import cli_data, cli_simulate
+
+    cli_simulate.add_parser(sub)
+    cli_data.add_parser(sub)
     return parser
 
 

@@ -28,12 +28,14 @@ class Progress:
     ``enabled`` is False (or the stream is not a terminal and ``force`` is not set)."""
 
     def __init__(self, total: float, desc: str = "", unit: str = "it", stream: Optional[TextIO] = None,
-                 enabled: bool = True, min_interval: float = 0.2, width: int = 28, force: bool = False) -> None:
+                 enabled: Optional[bool] = True, min_interval: float = 0.2, width: int = 28,
+                 force: bool = False) -> None:
         self.total = float(total)
         self.desc = desc
         self.unit = unit
         self.stream = stream or sys.stderr
-        self.enabled = enabled and (force or getattr(self.stream, "isatty", lambda: False)())
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        self.enabled = bool(enabled) and (force or tty) if enabled is not None else tty
         self.min_interval = min_interval
         self.width = width
         self.done = 0.0
@@ -51,6 +53,11 @@ class Progress:
         if self.enabled and now - self._last >= self.min_interval:
             self._last = now
             self._draw(now)
+
+    def moveto(self, done: float, count: float = 0.0, count_unit: str = "") -> None:
+        """Set absolute progress (``done`` of ``total``) and the counted items."""
+        self.done = done
+        self.update(0.0, count - self.count, count_unit)
 
     def line(self, now: Optional[float] = None) -> str:
         now = now or time.monotonic()

@@ -43,7 +43,7 @@ from hftcore.decimal import Scale
 
 from hftmm.captures import decoder_units, group_by_symbol, read_cryptofeed, read_exchange_info
 from hftmm.data import sources
-from hftmm.data.progress import Progress
+from hftmm.progress import Progress
 from hftmm.data.store import EventWriter
 
 FORMATS = ("auto", "collector", "cryptofeed", "binance-trades", "binance-aggtrades",
@@ -162,7 +162,7 @@ class Converter:
             w = self.writer(sym, market, units, path)
             filt = sym if (len(syms) > 1 or self.symbol) else None
             st = sources.ReadStats(path)
-            bar = Progress(total, f"{os.path.basename(path)} {sym}", enabled=self.progress)
+            bar = Progress(total, f"{os.path.basename(path)} {sym}", unit="B", enabled=self.progress)
             tail, lines = b"", 0
             # three stages on the cores: zlib (reader thread) and Parquet
             # writing (writer thread) release the GIL; decoding runs here
@@ -177,7 +177,7 @@ class Converter:
                     pending.append(wpool.submit(w.write, ev))
                     while len(pending) > 4 or (pending and pending[0].done()):
                         pending.popleft().result()
-                    bar.update(st.bytes_in, lines)
+                    bar.moveto(st.bytes_in, lines, "lines")
                 if tail:
                     ev, s = dec.decode_lines(tail, symbol=filt, line_offset=lines, final=True)
                     self._count(s, path)
@@ -185,7 +185,8 @@ class Converter:
                     pending.append(wpool.submit(w.write, ev))
                 while pending:
                     pending.popleft().result()
-            bar.close(st.bytes_in, lines)
+            bar.moveto(st.bytes_in, lines, "lines")
+            bar.close()
             self.report.problems += st.errors
             if len(syms) > 1 and sym != syms[0]:
                 self.report.lines -= lines   # count each line once

@@ -222,3 +222,11 @@ def read_events(path_or_dir: str, symbol: Optional[str] = None, start=None, end=
                     ev = ev[keep]
             if len(ev):
                 yield ev
+
+
+def store_metadata(path_or_dir: str, symbol: Optional[str] = None) -> dict:
+    """Metadata (symbol, market, tick_size, lot_size, ...) of a symbol's store."""
+    files = store_files(path_or_dir, symbol)
+    if not files:
+        raise FileNotFoundError(f"no event store files for {symbol or 'any symbol'} under {path_or_dir}")
+    return read_metadata(files[0])
