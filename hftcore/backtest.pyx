@@ -10,12 +10,14 @@ Two clocks run over the same event array, merged by time:
   running maximum, never before the exchange applied it) on its own book, keeps
   the EWMA volatility and the intensity estimate, and quotes.
 
-Merge order: before an exchange event at time T, everything local with a time
-< T happens (visible events, fill reports, equity samples), then our orders that
-reach the exchange at <= T (arrivals, cancels), then the event itself. Ties
-therefore favour the exchange. The rule is the same whatever the chunking, so
-results do not depend on chunk sizes, and the same data, parameters and seed
-give bit-identical results.
+Merge order: everything happens in time order. Before an exchange event at time
+T, everything local with a time < T happens (visible events, fill reports, equity
+samples) and our orders that reach the exchange at <= T (arrivals, cancels), each
+in time order with the others, then the event itself. Ties therefore favour the
+exchange: at equal times, order arrivals first, then exchange events, then the
+strategy's visible events, then samples, then reports. The rule is the same
+whatever the chunking, so results do not depend on chunk sizes, and the same
+data, parameters and seed give bit-identical results.
 
 Orders: the strategy quotes (AS or GLFT, hftcore.quoting) at most every
 ``requote_interval`` and only moves an order when the desired price differs by
@@ -37,7 +39,8 @@ p = f(back) / (f(back) + f(front)), f(x) = x**n or log(1 + x).
 
 Intensity fill model (fill_model = intensity): at each exchange event an open
 order at depth delta (price units from the exchange mid) fills completely with
-probability 1 - exp(-A exp(-k delta) dt) (seeded xoshiro256**).
+probability 1 - exp(-A exp(-k delta) dt), dt the time since the previous such
+event or since the order arrived, whichever is later (seeded xoshiro256**).
 """
 cimport cython
 cimport numpy as cnp
@@ -511,18 +514,24 @@ cdef class ReplayKernel:
         cdef bt_order_t* o
         cdef double dt, mid, delta, lam
         cdef int64_t bb = self.xbook.best_bid_c(), ba = self.xbook.best_ask_c()
-        if self.last_intensity_ns == 0:
+        cdef int64_t prev = self.last_intensity_ns, since
+        if prev == 0:
             self.last_intensity_ns = now
             return 0
-        dt = <double>(now - self.last_intensity_ns) * 1e-9
         self.last_intensity_ns = now
-        if dt <= 0 or bb == BOOK_NO_BID or ba == BOOK_NO_ASK:
+        if now <= prev or bb == BOOK_NO_BID or ba == BOOK_NO_ASK:
             return 0
         mid = (<double>bb + <double>ba) * 0.5
         cdef int j = self.n_open - 1
         while j >= 0:
             o = &self.orders[self.open_idx[j]]
             j -= 1
+            # exposed since the last draw or since the order arrived, whichever is
+            # later (an order is not exposed before it rests, nor while none rests)
+            since = prev if prev > o.arrive_ns else o.arrive_ns
+            if since >= now:
+                continue
+            dt = <double>(now - since) * 1e-9
             delta = fabs(<double>o.px - mid) * self.p.tick_size
             lam = self.p.fill_A * exp(-self.p.fill_k * delta)
             if _u01(self.rng) < 1.0 - exp(-lam * dt):
@@ -684,7 +693,12 @@ cdef class ReplayKernel:
         return 0
 
     cdef int _local_until(self, int64_t upto) except -1 nogil:
-        """Reports and samples with time < upto (the local side's own timeline)."""
+        """Our order arrivals/cancels at the exchange with time <= upto, reports and
+        samples with time < upto, in time order (at equal times: arrivals, then the
+        sample, then reports). Arrivals belong here, not just before the next
+        exchange event: they make reports (rejections, cancels, taker fills) and
+        taker fills move the position, which the strategy and the samples in
+        between must see."""
         cdef int64_t t
         while True:
             t = INT64_MAX
@@ -692,6 +706,9 @@ cdef class ReplayKernel:
                 t = self.reports[self.rep_head].ts
             if self.next_sample_ns < t:
                 t = self.next_sample_ns
+            if self.next_order_ns <= t and self.next_order_ns <= upto:
+                self._order_arrivals(self.next_order_ns)   # raises next_order_ns
+                continue
             if t >= upto:
                 return 0
             if t == self.next_sample_ns:
@@ -733,17 +750,15 @@ cdef class ReplayKernel:
                     self._deliver_reports(INT64_MAX)   # samples after the data: finish()
                 return i_l
             if tl < tx:
-                if self.rep_n > 0 or self.next_sample_ns < tl:
+                if self.rep_n > 0 or self.next_sample_ns < tl or self.next_order_ns <= tl:
                     self._local_until(tl)
                 self.t_l = tl
                 self._local_event(&ev[i_l], tl)
                 i_l += 1
                 self.events += 1
             else:
-                if self.rep_n > 0 or self.next_sample_ns < tx:
-                    self._local_until(tx)
-                if tx >= self.next_order_ns:
-                    self._order_arrivals(tx)
+                if self.rep_n > 0 or self.next_sample_ns < tx or self.next_order_ns <= tx:
+                    self._local_until(tx)      # (arrivals at <= tx included)
                 self.t_x = tx
                 self._exchange_event(&ev[i_x])
                 i_x += 1
