@@ -685,10 +685,13 @@ class ReferenceReplay:
                 i_x += 1
 
     def finish(self, end_ns: int) -> None:
-        """Record the samples due up to end_ns after the last event."""
+        """Record the samples due up to end_ns after the last event, and a closing
+        sample at end_ns itself (so the last equity includes every fill)."""
         while self.next_sample_ns <= end_ns:
             self._sample(self.next_sample_ns)
             self.next_sample_ns += self.sample_interval_ns
+        if self.next_sample_ns - self.sample_interval_ns < end_ns:
+            self._sample(end_ns)
 
     def take_fills(self) -> np.ndarray:
         out = np.array(self.fills, dtype=FILL_DTYPE) if self.fills else np.empty(0, dtype=FILL_DTYPE)
