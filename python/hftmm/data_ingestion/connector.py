@@ -301,7 +301,7 @@ class BinanceConnector:
             raise RuntimeError("connector already started")
         tick, lot = self._units
         if not tick or not lot:
-            info = self._rest_json(_REST_PATHS[self.market]["info"], {"symbol": self.symbol})
+            info = self._rest_json_retry(_REST_PATHS[self.market]["info"], {"symbol": self.symbol})
             t2, l2 = decoder_units(info, self.symbol)
             tick, lot = tick or t2, lot or l2
         self.tick_size, self.lot_size = float(tick), float(lot)
@@ -686,3 +686,23 @@ class BinanceConnector:
 
     def _rest_json(self, path: str, params: dict) -> dict:
         return json.loads(self._rest_get(path, params))
+
+    def _rest_json_retry(self, path: str, params: dict, attempts: int = 6) -> dict:
+        """GET with retries on transient failures (5xx, 429/418 with their
+        Retry-After, network errors); 4xx other than those is final."""
+        for attempt in range(attempts):
+            try:
+                return self._rest_json(path, params)
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 and exc.code not in (418, 429):
+                    raise
+                if attempt == attempts - 1:
+                    raise
+                wait = max(self._banned_until - time.time(), self._backoff(attempt))
+            except (urllib.error.URLError, OSError, ValueError):
+                if attempt == attempts - 1:
+                    raise
+                wait = self._backoff(attempt)
+            log.warning("%s: %s failed (attempt %d); retrying in %.2fs", self.symbol, path, attempt + 1, wait)
+            time.sleep(wait)
+        raise RuntimeError("unreachable")
