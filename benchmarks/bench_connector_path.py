@@ -1,0 +1,117 @@
+"""The connector's per-message CPU on top of websocket-client's own receive,
+through a real WebSocket on 127.0.0.1: a server thread sends N combined-stream
+20-levels-per-side depthUpdate frames (ids contiguous) as fast as it can; the
+client thread receives them with websocket-client (UTF-8 validation off) and
+
+* baseline: only receives (``recv_data``),
+* path: receives and runs the connector's path: decode -> BookSync -> L2Book.
+
+Figure: (path CPU - baseline CPU) / N, the client thread's CPU time
+(``time.thread_time``), both measured in the same run. Target <= 3 us/message.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import websocket
+
+from hftcore.binance import BinanceDecoder
+from hftcore.sync import BookSync
+from hftmm.simulator.websocket import encode_frame
+
+N = 30_000
+_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def make_frames(n: int) -> list[bytes]:
+    rng = np.random.default_rng(3)
+    frames = []
+    u = 1_000_000
+    for _ in range(n):
+        U, u = u + 1, u + 40
+        # most levels near the touch; sides never cross (bids below, asks above a fixed mid)
+        mid = 6_183_763
+        ob = np.sort(rng.choice(60, 20, replace=False))
+        oa = np.sort(rng.choice(60, 20, replace=False))
+        bids = ",".join(f'["{(mid - 1 - k) // 100}.{(mid - 1 - k) % 100:02d}000000","{rng.integers(1, 99999) / 1e5:.8f}"]'
+                        for k in ob.tolist())
+        asks = ",".join(f'["{(mid + 1 + k) // 100}.{(mid + 1 + k) % 100:02d}000000","{rng.integers(1, 99999) / 1e5:.8f}"]'
+                        for k in oa.tolist())
+        payload = (f'{{"stream":"btcusdt@depth@100ms","data":{{"e":"depthUpdate","E":1723161255208,'
+                   f'"s":"BTCUSDT","U":{U},"u":{u},"b":[{bids}],"a":[{asks}]}}}}').encode()
+        frames.append(encode_frame(0x1, payload))
+    return frames
+
+
+def serve(frames: list[bytes]) -> tuple[int, threading.Thread]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def run():
+        conn, _ = srv.accept()
+        req = b""
+        while b"\r\n\r\n" not in req:
+            req += conn.recv(4096)
+        key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+        acc = base64.b64encode(hashlib.sha1(key + _GUID.encode()).digest())
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+        conn.sendall(b"".join(frames))
+        time.sleep(0.5)
+        conn.close()
+        srv.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return port, t
+
+
+def client_cpu(frames: list[bytes], work: bool) -> float:
+    port, t = serve(frames)
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/stream", skip_utf8_validation=True)
+    dec = BinanceDecoder("0.01", "0.00000001")
+    sync = BookSync(market="spot", tick_size="0.01")
+    sync.on_snapshot_arrays(1_000_000, [6_183_700], [1], [6_183_800], [1])
+    recv = ws.recv_data
+    decode, on_depth = dec.decode, sync.on_depth
+    c0 = time.thread_time()
+    for _ in range(len(frames)):
+        op, data = recv()
+        if work:
+            on_depth(decode(data))
+    cpu = time.thread_time() - c0
+    ws.close()
+    t.join(5)
+    if work:
+        assert sync.ready and sync.applied == len(frames) and sync.gaps == 0
+    return cpu
+
+
+@pytest.fixture(scope="module")
+def frames(request):
+    return make_frames(N if not request.config.getoption("benchmark_disable") else 500)
+
+
+@pytest.mark.benchmark(group="connector-path")
+def test_connector_path_cpu_per_message(benchmark, frames):
+    def measure():
+        base = min(client_cpu(frames, False) for _ in range(3))
+        path = min(client_cpu(frames, True) for _ in range(3))
+        return base, path
+
+    base, path = benchmark.pedantic(measure, rounds=1, iterations=1)
+    per_msg_us = (path - base) / len(frames) * 1e6
+    benchmark.extra_info.update(baseline_us=base / len(frames) * 1e6, path_us=path / len(frames) * 1e6,
+                                added_us=per_msg_us)
+    print(f"\nwebsocket-client recv: {base / len(frames) * 1e6:.2f} us/msg; with decode+sync+book: "
+          f"{path / len(frames) * 1e6:.2f} us/msg; added: {per_msg_us:.2f} us/msg")
+    if not benchmark.disabled:
+        assert per_msg_us < 6.0   # target 3 us; room for a noisy machine
