@@ -26,7 +26,10 @@ from hftcore import EVENT_DTYPE
 FIELDS = [("local_ts", pa.int64()), ("exch_ts", pa.int64()), ("px", pa.int64()), ("qty", pa.int64()),
           ("first_id", pa.int64()), ("last_id", pa.int64()), ("prev_id", pa.int64()),
           ("kind", pa.uint8()), ("side", pa.uint8()), ("flags", pa.uint8())]
-SCHEMA = pa.schema(FIELDS)
+SCHEMA = pa.schema([pa.field(n, t, nullable=False) for n, t in FIELDS])
+#: int64 columns are DELTA_BINARY_PACKED (times and ids grow slowly, prices stay
+#: near each other): smaller files and about 3x faster to read than PLAIN
+_DELTA = {n: "DELTA_BINARY_PACKED" for n, t in FIELDS if t == pa.int64()}
 assert [n for n, _ in FIELDS] == list(EVENT_DTYPE.names)
 
 DAY_NS = 86_400 * 1_000_000_000
@@ -50,7 +53,8 @@ def to_table(events: np.ndarray, metadata: Optional[dict] = None) -> pa.Table:
 
 def from_batch(batch: Union[pa.RecordBatch, pa.Table]) -> np.ndarray:
     """An Arrow batch of SCHEMA -> EVENT_DTYPE records."""
-    out = np.zeros(batch.num_rows, EVENT_DTYPE)
+    out = np.empty(batch.num_rows, EVENT_DTYPE)
+    out.view(np.uint8).reshape(-1, 64)[:, 59:] = 0      # padding: bytes are deterministic
     for name, _ in FIELDS:
         col = batch.column(name)
         out[name] = col.to_numpy(zero_copy_only=False) if batch.num_rows else []
@@ -144,7 +148,8 @@ class EventWriter:
             # dictionary encoding only where it pays (kind/side/flags): on the
             # int64 columns it doubles the write time and grows the file
             w = pq.ParquetWriter(path, SCHEMA.with_metadata(_encode_meta(meta)),
-                                 compression=self.compression, use_dictionary=["kind", "side", "flags"])
+                                 compression=self.compression, use_dictionary=["kind", "side", "flags"],
+                                 column_encoding=_DELTA)
             self._writers[day] = w
             self.paths.append(path)
         w.write_table(to_table(ev), row_group_size=max(len(ev), 1))
