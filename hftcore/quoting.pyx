@@ -193,6 +193,13 @@ cdef inline int64_t _ceil_i64(double x) noexcept nogil:
 cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_ask,
                        int64_t bid_qty_lots, int64_t ask_qty_lots, double sigma, double q,
                        int64_t t_ns, quote_out_t* out) noexcept nogil:
+    """One quote (see _quote_at); the horizon position is t_ns mod T."""
+    return _quote_at(p, best_bid, best_ask, bid_qty_lots, ask_qty_lots, sigma, q, t_ns, -1, out)
+
+
+cdef inline int _quote_at(const quote_params_t* p, int64_t best_bid, int64_t best_ask,
+                          int64_t bid_qty_lots, int64_t ask_qty_lots, double sigma, double q,
+                          int64_t t_ns, int64_t rem_known, quote_out_t* out) noexcept nogil:
     """One quote from the book top, sigma, inventory and time (units in quoting.pxd).
 
     best_bid/best_ask [ticks] (QUOTE_NO_BID / QUOTE_NO_ASK when a side is
@@ -238,9 +245,12 @@ cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_a
         if p.rolling:
             tau = p.horizon_s
         else:
-            rem = t_ns % p.horizon_ns
-            if rem < 0:
-                rem += p.horizon_ns
+            if rem_known >= 0:
+                rem = rem_known          # t_ns mod T, known by the caller
+            else:
+                rem = t_ns % p.horizon_ns
+                if rem < 0:
+                    rem += p.horizon_ns
             tau = p.horizon_s - <double>rem * 1e-9  # seconds (multiply: no divsd latency)
         skew = p.gamma * var * tau                 # price units per base unit
         r = s - q * skew * p.inv_tick              # ticks
@@ -300,9 +310,21 @@ cdef Py_ssize_t quote_batch_kernel(const quote_params_t* p, Py_ssize_t n,
     cdef quote_params_t lp = p[0]
     cdef Py_ssize_t i, bad = 0
     cdef quote_out_t o
+    # the horizon window [w0, w0 + T) of the previous row: rows in time order
+    # need no 64-bit division (t mod T = t - w0 while t stays in the window)
+    cdef int64_t w0 = 1, w1 = 0, t, rem
     for i in range(n):
-        if compute_quote(&lp, best_bid[i], best_ask[i], bid_qty[i], ask_qty[i],
-                         sigma[i], q[i], t_ns[i], &o) == 0:
+        t = t_ns[i]
+        if t >= w0 and t < w1:
+            rem = t - w0
+        else:
+            rem = t % lp.horizon_ns
+            if rem < 0:
+                rem += lp.horizon_ns
+            w0 = t - rem
+            w1 = w0 + lp.horizon_ns
+        if _quote_at(&lp, best_bid[i], best_ask[i], bid_qty[i], ask_qty[i],
+                     sigma[i], q[i], t, rem, &o) == 0:
             out_bid[i] = o.bid_tick
             out_ask[i] = o.ask_tick
             out_flags[i] = <uint8_t>(o.bid_ok * QUOTE_FLAG_BID_OK + o.ask_ok * QUOTE_FLAG_ASK_OK)
