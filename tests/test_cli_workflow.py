@@ -25,12 +25,9 @@ def free_port() -> int:
 
 
 def env() -> dict:
-    e = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # make the source tree importable when running from a checkout with an in-place build
-    if os.path.isdir(os.path.join(here, "python", "hftmm")):
-        e["PYTHONPATH"] = os.pathsep.join([here, os.path.join(here, "python"), e.get("PYTHONPATH", "")])
-    return e
+    # the subprocesses import hftmm exactly as this test process does (the
+    # installed package, or whatever PYTHONPATH says)
+    return dict(os.environ)
 
 
 @pytest.fixture
