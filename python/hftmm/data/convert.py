@@ -77,6 +77,7 @@ _SPOT_AGG = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_
              "is_buyer_maker", "is_best_match"]
 _BOOKTICKER = ["update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty",
                "transaction_time", "event_time"]
+READ_CHUNK = 256 << 10   # compressed bytes read at a time
 _SYM_IN_NAME = re.compile(r"^([A-Z0-9]{2,})-(?:trades|aggTrades|bookTicker)-")
 
 
@@ -206,11 +207,13 @@ class Converter:
             st = sources.ReadStats(path)
             bar = Progress(total, f"{os.path.basename(path)} {sym}", unit="B", enabled=self.progress)
             tail, lines = b"", 0
-            # three stages on the cores: zlib (reader thread) and Parquet
-            # writing (writer thread) release the GIL; decoding runs here
+            # three stages on the cores: zlib (reader thread), decoding and
+            # normalising (here) and Parquet writing (writer thread) all
+            # release the GIL for their work; 256 KB of gzip (~2.5 MB of text)
+            # a chunk keeps the stages overlapping
             with ThreadPoolExecutor(1) as wpool:
                 pending: deque = deque()
-                for chunk in _prefetch(sources.iter_chunks(path, st, chunk=1 << 20)):
+                for chunk in _prefetch(sources.iter_chunks(path, st, chunk=READ_CHUNK)):
                     buf = tail + chunk if tail else chunk
                     ev, s = dec.decode_lines(buf, symbol=filt, line_offset=lines)
                     self._count(s, path)
