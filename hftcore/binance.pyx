@@ -1054,6 +1054,13 @@ cdef class BinanceDecoder:
         keeps only the lines of that symbol (by the combined-stream name, else
         the "s" field; lines naming no symbol, such as REST snapshots, are
         kept) and counts the others in ``stats["skipped"]``.
+
+        The scan runs without the GIL (other threads -- zlib, a Parquet writer
+        -- keep going): lines are decoded in C into the record buffer, format
+        errors collected in a C buffer; a line the C path does not accept (a
+        malformed frame, an escaped "e") is decoded with the GIL by the
+        message path, which gives its error. Do not use one decoder from two
+        threads at once (its level scratch is shared).
         """
         if fmt != "collector":
             raise ValueError(f'unknown line format {fmt!r} (only "collector": <ns> <json>)')
@@ -1681,38 +1688,259 @@ cdef Py_ssize_t _emit_frame(BinanceDecoder self, const char* data, Py_ssize_t n,
     return 0
 
 
-cdef dict _decode_lines(BinanceDecoder self, const char* data, Py_ssize_t size, _EvBuf* b,
-                        bint final, bytes sym_b, Py_ssize_t line_offset, Py_ssize_t max_errors):
-    cdef const char* p = data
-    cdef const char* end = data + size
+# ---------------------------------------------------------- the GIL-free fast path
+# decode_lines scans lines and emits records without the GIL through the
+# helpers below: the same checks as the emitters above, answering "ok" or "let
+# the slow path decide". A line the fast path does not accept (any malformed
+# frame, an escaped "e") stops the scan; it is decoded with the GIL by
+# _emit_frame, which raises the DecodeError with its message, and the scan
+# resumes. So the records and the errors are the slow path's, byte for byte.
+
+cdef struct _DecCfg:
+    _Scratch* scr
+    const hft_scale_t* px_scale
+    const hft_scale_t* qty_scale
+    int64_t time_mult
+    int64_t time_max        # INT64_MAX // time_mult
+    int64_t time_min        # INT64_MIN // time_mult (floor)
+
+cdef enum:
+    R_FULL = -2             # the caller's fixed array is full
+    R_OTHER_SYMBOL = -3
+    R_SLOW = -4             # decode this line with the GIL
+    R_NOMEM = -5
+
+
+cdef inline bint _f_int(Obj* o, int fid, int64_t* out) noexcept nogil:
+    if not (o.present >> fid) & 1 or o.f[fid].tag != T_INT:
+        return False
+    out[0] = o.f[fid].i
+    return True
+
+cdef inline bint _f_time(_DecCfg* d, Obj* o, int fid, int64_t* out) noexcept nogil:
+    cdef int64_t v
+    if not _f_int(o, fid, &v) or v > d.time_max or v < d.time_min:
+        return False
+    out[0] = v * d.time_mult
+    return True
+
+cdef inline bint _f_opt_time(_DecCfg* d, Obj* o, int fid, int64_t* out) noexcept nogil:
+    if not (o.present >> fid) & 1:
+        out[0] = 0
+        return True
+    return _f_time(d, o, fid, out)
+
+cdef inline bint _f_units(Obj* o, int fid, const hft_scale_t* scale, int64_t* out) noexcept nogil:
+    cdef Fld* f = &o.f[fid]
+    if not (o.present >> fid) & 1 or f.tag != T_STR:
+        return False
+    return hft_parse_units(f.s, <size_t>f.n, scale, out) == HFT_DEC_OK
+
+cdef inline bint _f_bool(Obj* o, int fid, bint* out) noexcept nogil:
+    if not (o.present >> fid) & 1:
+        return False
+    if o.f[fid].tag == T_TRUE:
+        out[0] = True
+        return True
+    if o.f[fid].tag == T_FALSE:
+        out[0] = False
+        return True
+    return False
+
+cdef inline bint _f_array(Obj* o, int fid) noexcept nogil:
+    return (o.present >> fid) & 1 and o.f[fid].tag == T_ARR
+
+cdef inline bint _f_opt_str(Obj* o, int fid) noexcept nogil:
+    return not (o.present >> fid) & 1 or o.f[fid].tag == T_STR
+
+
+cdef Py_ssize_t _records_c(_DecCfg* d, Obj* o, int64_t local_ts, int64_t exch_ts, int kind,
+                           int64_t first_id, int64_t last_id, int64_t prev_id, _EvBuf* b) noexcept nogil:
+    """_level_records without the GIL."""
+    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], i, n = nb + na
+    cdef const int64_t* bpx = d.scr.px[0] + o.lv_start[0]
+    cdef const int64_t* bqty = d.scr.qty[0] + o.lv_start[0]
+    cdef const int64_t* apx = d.scr.px[1] + o.lv_start[1]
+    cdef const int64_t* aqty = d.scr.qty[1] + o.lv_start[1]
+    cdef hft_event_t* e
+    if not _reserve(b, n if n else 1):
+        return R_FULL if b.fixed else R_NOMEM
+    e = b.ev + b.n
+    if n == 0:
+        _ev(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
+            HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
+        b.n += 1
+        return 1
+    for i in range(nb):
+        _ev(&e[i], local_ts, exch_ts, bpx[i], bqty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
+    for i in range(na):
+        _ev(&e[nb + i], local_ts, exch_ts, apx[i], aqty[i], first_id, last_id, prev_id, kind, HFT_ASK, 0)
+    e[0].flags |= HFT_EVF_BEGIN
+    e[n - 1].flags |= HFT_EVF_END
+    b.n += n
+    return n
+
+
+cdef Py_ssize_t _emit_frame_c(_DecCfg* d, const char* data, Py_ssize_t n, int64_t ts, _EvBuf* b,
+                              const char* sym, Py_ssize_t sym_n, int* kind) noexcept nogil:
+    """_emit_frame without the GIL: records appended, or R_* (R_SLOW when the
+    frame is not accepted here: the slow path decides and reports)."""
+    cdef Ctx c
+    cdef Obj top
+    cdef Obj inner
+    cdef Obj* o
+    cdef Fld* fe
+    cdef Fld* fs
+    cdef Py_ssize_t i, k
+    cdef int64_t U, u, pu, E, T, L, tid, first, last, px, qty, bp, bq, ap, aq
+    cdef bint maker, agg
+    c.base = data
+    c.end = data + n
+    c.px_scale = d.px_scale
+    c.qty_scale = d.qty_scale
+    c.scr = d.scr
+    c.depth = 0
+    c.has_inner = False
+    c.err = E_NONE
+    c.err_field = -1
+    c.err_level = -1
+    d.scr.n[0] = 0
+    d.scr.n[1] = 0
+    inner.present = 0
+    if not _scan(&c, &top, &inner):
+        return R_SLOW
+    o = &top
+    if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
+            and top.f[F_data].tag == T_OBJ):
+        o = &inner
+    if sym != NULL:
+        fs = NULL
+        if o == &inner:
+            fs = &top.f[F_stream]
+            k = 0
+            while k < fs.n and fs.s[k] != c'@':
+                k += 1
+        elif (o.present >> F_s) & 1 and o.f[F_s].tag == T_STR:
+            fs = &o.f[F_s]
+            k = fs.n
+        if fs != NULL:
+            if k != sym_n:
+                return R_OTHER_SYMBOL
+            for i in range(k):
+                if (fs.s[i] & ~0x20) != (sym[i] & ~0x20):
+                    return R_OTHER_SYMBOL
+    if (o.present >> F_e) & 1:
+        fe = &o.f[F_e]
+        if fe.tag != T_STR or fe.esc:
+            return R_SLOW
+        if fe.n == 11 and memcmp(fe.s, "depthUpdate", 11) == 0:
+            kind[0] = K_DEPTH
+            pu = HFT_NO_ID
+            if not (_f_int(o, F_U, &U) and _f_int(o, F_u, &u)
+                    and (not (o.present >> F_pu) & 1 or _f_int(o, F_pu, &pu))
+                    and _f_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T)
+                    and _f_array(o, F_b) and _f_array(o, F_a) and _f_opt_str(o, F_s)):
+                return R_SLOW
+            return _records_c(d, o, ts, E, HFT_EV_DEPTH, U, u, pu, b)
+        agg = fe.n == 8 and memcmp(fe.s, "aggTrade", 8) == 0
+        if agg or (fe.n == 5 and memcmp(fe.s, "trade", 5) == 0):
+            kind[0] = K_TRADE
+            if not _f_int(o, F_a if agg else F_t, &tid):
+                return R_SLOW
+            first = last = tid
+            if agg and not (_f_int(o, F_f, &first) and _f_int(o, F_l, &last)):
+                return R_SLOW
+            if not (_f_units(o, F_p, d.px_scale, &px) and _f_units(o, F_q, d.qty_scale, &qty)
+                    and _f_time(d, o, F_T, &T) and _f_time(d, o, F_E, &E) and _f_bool(o, F_m, &maker)
+                    and _f_opt_str(o, F_X) and _f_opt_str(o, F_s)):
+                return R_SLOW
+            if not _reserve(b, 1):
+                return R_FULL if b.fixed else R_NOMEM
+            _ev(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
+                HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
+            b.n += 1
+            return 1
+        if fe.n == 10 and memcmp(fe.s, "bookTicker", 10) == 0:
+            kind[0] = K_BBO
+            return _bbo_c(d, o, ts, b)
+        kind[0] = K_OTHER
+        return 0
+    if (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
+        kind[0] = K_SNAPSHOT
+        if not (_f_int(o, F_lastUpdateId, &L) and _f_opt_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T)
+                and _f_array(o, F_bids) and _f_array(o, F_asks) and _f_opt_str(o, F_s)):
+            return R_SLOW
+        return _records_c(d, o, ts, E if E else T, HFT_EV_SNAPSHOT, L, L, HFT_NO_ID, b)
+    if (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
+            == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
+        kind[0] = K_BBO
+        return _bbo_c(d, o, ts, b)
+    kind[0] = K_OTHER
+    return 0
+
+
+cdef Py_ssize_t _bbo_c(_DecCfg* d, Obj* o, int64_t ts, _EvBuf* b) noexcept nogil:
+    cdef int64_t u, bp, bq, ap, aq, E, T, xt
+    if not (_f_int(o, F_u, &u) and _f_units(o, F_b, d.px_scale, &bp) and _f_units(o, F_B, d.qty_scale, &bq)
+            and _f_units(o, F_a, d.px_scale, &ap) and _f_units(o, F_A, d.qty_scale, &aq)
+            and _f_opt_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T) and _f_opt_str(o, F_s)):
+        return R_SLOW
+    xt = E if E else T
+    if not _reserve(b, 2):
+        return R_FULL if b.fixed else R_NOMEM
+    _ev(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
+    _ev(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
+    b.n += 2
+    return 2
+
+
+cdef enum:
+    S_DONE = 0              # end of the buffer (or an unfinished last line)
+    S_SLOW = 1              # the line at .p needs the slow path (frame/fend/ts/eol set)
+    S_FULL = 2
+    S_NOMEM = 3
+
+cdef struct _LineScan:
+    const char* p           # next line
+    Py_ssize_t lineno
+    Py_ssize_t messages
+    Py_ssize_t malformed
+    Py_ssize_t skipped
+    Py_ssize_t empty
+    Py_ssize_t counts[<int>K_COUNT]
+    int stop
+    const char* frame       # S_SLOW: the line's frame, its end, receive time, end of line
+    const char* fend
+    const char* eol
+    int64_t ts
+    Py_ssize_t* err_line    # line numbers of "not <ns> <json>" lines, in order
+    Py_ssize_t err_n
+    Py_ssize_t err_cap
+
+
+cdef void _scan_lines(_DecCfg* d, _LineScan* st, const char* end, _EvBuf* b, bint final,
+                      const char* sym, Py_ssize_t sym_n) noexcept nogil:
+    cdef const char* p = st.p
     cdef const char* eol
     cdef const char* q
     cdef const char* frame
     cdef const char* fend
-    cdef const char* sym = NULL
-    cdef Py_ssize_t sym_n = 0, lineno = line_offset, nrec
-    cdef Py_ssize_t messages = 0, malformed = 0, skipped = 0, empty = 0
-    cdef Py_ssize_t counts[<int>K_COUNT]
+    cdef Py_ssize_t nrec
     cdef uint64_t ts
     cdef int kind
-    cdef bint full = False
-    errors = []
-    memset(counts, 0, sizeof(counts))
-    if sym_b is not None:
-        sym = PyBytes_AS_STRING(sym_b)
-        sym_n = PyBytes_GET_SIZE(sym_b)
+    st.stop = S_DONE
     while p < end:
         eol = <const char*>memchr(p, c'\n', <size_t>(end - p))
         if eol == NULL:
             if not final:
                 break
             eol = end
-        lineno += 1
+        st.lineno += 1
         fend = eol
         if fend > p and (fend - 1)[0] == c'\r':
             fend -= 1
         if fend == p:
-            empty += 1
+            st.empty += 1
             p = eol + 1 if eol < end else end
             continue
         # "<ns> <json>"
@@ -1722,32 +1950,105 @@ cdef dict _decode_lines(BinanceDecoder self, const char* data, Py_ssize_t size, 
             ts = ts * 10 + <uint64_t>(q[0] - c'0')
             q += 1
         if q == p or q >= fend or q[0] != c' ':
-            malformed += 1
-            if len(errors) < max_errors:
-                errors.append((lineno, "not '<ns> <json>'"))
+            st.malformed += 1
+            if st.err_n < st.err_cap:
+                st.err_line[st.err_n] = st.lineno
+                st.err_n += 1
             p = eol + 1 if eol < end else end
             continue
         frame = q + 1
-        nrec = -1
         kind = K_OTHER
-        try:
-            nrec = _emit_frame(self, frame, fend - frame, <int64_t>ts, b, sym, sym_n, &kind)
-        except DecodeError as exc:
-            malformed += 1
-            if len(errors) < max_errors:
-                errors.append((lineno, str(exc)))
-        if nrec == -2:          # the caller's array is full: stop before this line
-            lineno -= 1
-            full = True
+        nrec = _emit_frame_c(d, frame, fend - frame, <int64_t>ts, b, sym, sym_n, &kind)
+        if nrec >= 0:
+            st.messages += 1
+            st.counts[kind] += 1
+        elif nrec == R_OTHER_SYMBOL:
+            st.skipped += 1
+        elif nrec == R_SLOW:
+            st.stop = S_SLOW
+            st.frame = frame
+            st.fend = fend
+            st.eol = eol
+            st.ts = <int64_t>ts
             break
-        if nrec == -3:
-            skipped += 1
-        elif nrec >= 0:
-            messages += 1
-            counts[kind] += 1
+        elif nrec == R_FULL:
+            st.lineno -= 1          # stop before this line
+            st.stop = S_FULL
+            break
+        else:
+            st.lineno -= 1
+            st.stop = S_NOMEM
+            break
         p = eol + 1 if eol < end else end
-    return {"lines": lineno - line_offset, "messages": messages, "events": b.n,
-            "malformed": malformed, "errors": errors, "skipped": skipped, "empty": empty,
-            "consumed": p - data, "full": full,
-            "depth": counts[K_DEPTH], "snapshot": counts[K_SNAPSHOT], "trade": counts[K_TRADE],
-            "book_ticker": counts[K_BBO], "other": counts[K_OTHER]}
+    st.p = p
+
+
+cdef dict _decode_lines(BinanceDecoder self, const char* data, Py_ssize_t size, _EvBuf* b,
+                        bint final, bytes sym_b, Py_ssize_t line_offset, Py_ssize_t max_errors):
+    """The line loop runs without the GIL (_scan_lines); it stops at a line
+    only the slow path handles, which is decoded here with the GIL."""
+    cdef const char* end = data + size
+    cdef const char* sym = NULL
+    cdef Py_ssize_t sym_n = 0, nrec, i
+    cdef _DecCfg d
+    cdef _LineScan st
+    cdef int kind
+    cdef bint full = False
+    errors = []
+    if sym_b is not None:
+        sym = PyBytes_AS_STRING(sym_b)
+        sym_n = PyBytes_GET_SIZE(sym_b)
+    d.scr = &self._scr
+    d.px_scale = &self._px_scale
+    d.qty_scale = &self._qty_scale
+    d.time_mult = self._time_mult
+    d.time_max = INT64_MAX // self._time_mult
+    d.time_min = INT64_MIN // self._time_mult
+    memset(&st, 0, sizeof(_LineScan))
+    st.p = data
+    st.lineno = line_offset
+    if max_errors > 0:
+        st.err_line = <Py_ssize_t*>malloc(<size_t>max_errors * sizeof(Py_ssize_t))
+        if st.err_line == NULL:
+            raise MemoryError()
+    try:
+        while True:
+            st.err_cap = max(0, max_errors - len(errors))
+            with nogil:
+                _scan_lines(&d, &st, end, b, final, sym, sym_n)
+            # format errors found by the scan come before the line it stopped at
+            for i in range(st.err_n):
+                errors.append((st.err_line[i], "not '<ns> <json>'"))
+            st.err_n = 0
+            if st.stop == S_NOMEM:
+                raise MemoryError()
+            if st.stop == S_FULL:
+                full = True
+                break
+            if st.stop != S_SLOW:
+                break
+            nrec = -1
+            kind = K_OTHER
+            try:
+                nrec = _emit_frame(self, st.frame, st.fend - st.frame, st.ts, b, sym, sym_n, &kind)
+            except DecodeError as exc:
+                st.malformed += 1
+                if len(errors) < max_errors:
+                    errors.append((st.lineno, str(exc)))
+            if nrec == -2:          # the caller's array is full: stop before this line
+                st.lineno -= 1
+                full = True
+                break
+            if nrec == -3:
+                st.skipped += 1
+            elif nrec >= 0:
+                st.messages += 1
+                st.counts[kind] += 1
+            st.p = st.eol + 1 if st.eol < end else end
+    finally:
+        free(st.err_line)
+    return {"lines": st.lineno - line_offset, "messages": st.messages, "events": b.n,
+            "malformed": st.malformed, "errors": errors, "skipped": st.skipped, "empty": st.empty,
+            "consumed": st.p - data, "full": full,
+            "depth": st.counts[K_DEPTH], "snapshot": st.counts[K_SNAPSHOT], "trade": st.counts[K_TRADE],
+            "book_ticker": st.counts[K_BBO], "other": st.counts[K_OTHER]}

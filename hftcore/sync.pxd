@@ -7,6 +7,7 @@ outcome of each comes out; the REST snapshot is fetched by the caller when
 """
 from libc.stdint cimport int64_t
 from hftcore.book cimport L2Book
+from hftcore.types cimport hft_event_t
 
 cdef enum:
     SYNC_SPOT = 0
@@ -29,6 +30,18 @@ cdef struct sync_buf_ev_t:
     Py_ssize_t nb
     Py_ssize_t na
     Py_ssize_t off        # pool offset of [bid_px nb][bid_qty nb][ask_px na][ask_qty na]
+    int64_t local_ts      # times given with the event (for the applied-event output)
+    int64_t exch_ts
+
+
+# growable output of event records (the applied-event output of BookSync, and
+# the normalised stream of EventNormalizer)
+cdef struct sync_out_t:
+    hft_event_t* ev
+    Py_ssize_t n
+    Py_ssize_t cap
+
+cdef int sync_out_reserve(sync_out_t* o, Py_ssize_t k) except -1 nogil
 
 
 cdef class BookSync:
@@ -62,6 +75,14 @@ cdef class BookSync:
     cdef readonly int64_t snapshots
     cdef readonly int64_t stale_snapshots
     cdef readonly int64_t buffer_dropped
+    # applied-event output (off unless enabled): every change made to the book,
+    # as EVENT_DTYPE records -- a SNAPSHOT run per loaded snapshot, the DEPTH
+    # records of each applied event, in application order
+    cdef sync_out_t* _out           # NULL = off, else &_outbuf
+    cdef sync_out_t _outbuf
+    cdef int64_t _in_local_ts       # times of the event being fed (set by the caller
+    cdef int64_t _in_exch_ts        # before on_depth_c / on_snapshot_c; 0 otherwise)
+    cdef int64_t _ts_floor          # replayed events: local_ts = max(own, snapshot's)
 
     cdef int on_depth_c(self, int64_t first_id, int64_t last_id, int64_t prev_id,
                         const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
@@ -71,9 +92,41 @@ cdef class BookSync:
                            const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
     cdef int _process(self, int64_t first_id, int64_t last_id, int64_t prev_id,
                       const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
-                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
+                      int64_t local_ts, int64_t exch_ts) except -1 nogil
     cdef int _buffer(self, int64_t first_id, int64_t last_id, int64_t prev_id,
                      const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
-                     const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
+                     const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
+                     int64_t local_ts, int64_t exch_ts) except -1 nogil
+    cdef int _emit(self, int kind, int64_t local_ts, int64_t exch_ts,
+                   int64_t first_id, int64_t last_id, int64_t prev_id,
+                   const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                   const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
     cdef void _start_resync(self, int reason) noexcept nogil
     cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil
+
+
+cdef struct norm_span_t:
+    int64_t start_ts        # local_ts of the event that invalidated the book
+    int64_t end_ts          # local_ts of the snapshot that restored it (or the last event seen)
+    int reason              # SYNC_RESYNC_GAP / SYNC_RESYNC_CROSSED / -1 initial
+
+
+cdef class EventNormalizer:
+    cdef readonly BookSync sync
+    cdef int64_t* _lv               # level scratch: [bid px][bid qty][ask px][ask qty]
+    cdef Py_ssize_t _lv_cap
+    cdef bint _seen_book            # a depth/snapshot record was seen
+    cdef bint _open                 # an unsynced span is open
+    cdef norm_span_t _cur
+    cdef norm_span_t _spans[64]     # the first 64 spans, for the report
+    cdef readonly int64_t spans
+    cdef readonly int64_t unsynced_ns
+    cdef readonly int64_t initial_wait_ns
+    cdef int64_t _last_ts
+    cdef readonly int64_t depth_in
+    cdef readonly int64_t snapshots_in
+    cdef readonly int64_t passed
+    cdef readonly int64_t records_out
+    cdef int feed_c(self, const hft_event_t* ev, Py_ssize_t n) except -1 nogil
+    cdef void _close_span(self) noexcept nogil

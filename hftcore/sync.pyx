@@ -29,17 +29,19 @@ one and filled a hole already reported: credited back from ids_lost).
 """
 cimport cython
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint8_t
 from libc.stdlib cimport free, realloc
-from libc.string cimport memcpy, memmove
+from libc.string cimport memcpy, memmove, memset
 
 from hftcore.binance cimport DepthSnapshot, DepthUpdate
 from hftcore.book cimport L2Book
-from hftcore.types cimport HFT_NO_ID
+from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
+                            HFT_EVF_END, HFT_NO_ID, hft_event_t)
 
 import numpy as np
 
 from hftcore.book import L2Book as _L2Book
+from hftcore.types import EVENT_DTYPE
 
 cnp.import_array()
 
@@ -107,6 +109,47 @@ cdef int _raise_no_pu() except -1 with gil:
     raise ValueError("USD-M depth event without pu (previous final update id)")
 
 
+cdef int sync_out_reserve(sync_out_t* o, Py_ssize_t k) except -1 nogil:
+    """Room for k more records in o (grown by doubling)."""
+    cdef Py_ssize_t cap
+    cdef hft_event_t* ev
+    if o.n + k <= o.cap:
+        return 0
+    cap = o.cap * 2 if o.cap else 4096
+    while cap < o.n + k:
+        cap *= 2
+    ev = <hft_event_t*>realloc(o.ev, <size_t>cap * sizeof(hft_event_t))
+    if ev == NULL:
+        return _raise_nomem()
+    o.ev = ev
+    o.cap = cap
+    return 0
+
+
+cdef inline void _rec(hft_event_t* e, int64_t local_ts, int64_t exch_ts, int64_t px, int64_t qty,
+                      int64_t first_id, int64_t last_id, int64_t prev_id, int kind, int side,
+                      int flags) noexcept nogil:
+    e.local_ts = local_ts
+    e.exch_ts = exch_ts
+    e.px = px
+    e.qty = qty
+    e.first_id = first_id
+    e.last_id = last_id
+    e.prev_id = prev_id
+    e.kind = <uint8_t>kind
+    e.side = <uint8_t>side
+    e.flags = <uint8_t>flags
+    memset(e._pad, 0, 5)
+
+
+cdef object _take(sync_out_t* o):
+    cdef cnp.ndarray a = np.empty(o.n, dtype=EVENT_DTYPE)
+    if o.n:
+        memcpy(cnp.PyArray_DATA(a), o.ev, <size_t>o.n * sizeof(hft_event_t))
+    o.n = 0
+    return a
+
+
 @cython.final
 cdef class BookSync:
     """Binance book synchroniser feeding an :class:`hftcore.book.L2Book`.
@@ -119,6 +162,17 @@ cdef class BookSync:
         the oldest half is dropped (counted in ``buffer_dropped``), which only
         means the next snapshot must be newer.
     tick_size : used only when ``book`` is None.
+    emit_events : keep every change made to the book as EVENT_DTYPE records,
+        collected by :meth:`take_events`: a SNAPSHOT run (BEGIN..END,
+        first_id = last_id = lastUpdateId) for each snapshot loaded, then the
+        DEPTH records of each event applied, in application order (buffered
+        events replayed after a snapshot come right after it). Replaying them
+        naively (a SNAPSHOT run clears and loads, a DEPTH record sets a level)
+        rebuilds exactly this book. Records carry the times given with the
+        event (``local_ts``/``exch_ts`` arguments, or the record times fed to
+        :class:`EventNormalizer`); a replayed event earlier than its snapshot
+        gets the snapshot's ``local_ts``, so ``local_ts`` never decreases.
+        :meth:`reset` clears the book without a record.
     """
 
     def __cinit__(self, *args, **kwargs):
@@ -126,9 +180,13 @@ cdef class BookSync:
         self._pool = NULL
         self._ev_n = self._ev_cap = 0
         self._pool_n = self._pool_cap = 0
+        self._out = NULL
+        memset(&self._outbuf, 0, sizeof(sync_out_t))
+        self._in_local_ts = self._in_exch_ts = 0
+        self._ts_floor = INT64_MIN
 
     def __init__(self, L2Book book=None, market="spot", Py_ssize_t max_buffer=100_000,
-                 tick_size=1.0):
+                 tick_size=1.0, bint emit_events=False):
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if max_buffer < 2:
@@ -142,10 +200,12 @@ cdef class BookSync:
         self._last_seen = HFT_NO_ID
         self._miss_n = 0
         self._reason = -1
+        self._out = &self._outbuf if emit_events else NULL
 
     def __dealloc__(self):
         free(self._ev)
         free(self._pool)
+        free(self._outbuf.ev)
 
     # ------------------------------------------------------------------
     # C-level core
@@ -218,9 +278,38 @@ cdef class BookSync:
         self._ev_n = 0
         self._pool_n = 0
 
+    cdef int _emit(self, int kind, int64_t local_ts, int64_t exch_ts,
+                   int64_t first_id, int64_t last_id, int64_t prev_id,
+                   const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
+                   const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
+        """Records of one book change into the output (as the decoder lays out a
+        message: bids then asks, BEGIN/END flags, one EMPTY record when no level)."""
+        cdef sync_out_t* o = self._out
+        cdef Py_ssize_t i, n = nb + na
+        cdef hft_event_t* e
+        if local_ts < self._ts_floor:
+            local_ts = self._ts_floor
+        sync_out_reserve(o, n if n else 1)
+        e = o.ev + o.n
+        if n == 0:
+            _rec(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
+                 HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
+            o.n += 1
+            return 0
+        for i in range(nb):
+            _rec(&e[i], local_ts, exch_ts, bid_px[i], bid_qty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
+        for i in range(na):
+            _rec(&e[nb + i], local_ts, exch_ts, ask_px[i], ask_qty[i], first_id, last_id, prev_id, kind,
+                 HFT_ASK, 0)
+        e[0].flags |= HFT_EVF_BEGIN
+        e[n - 1].flags |= HFT_EVF_END
+        o.n += n
+        return 0
+
     cdef int _buffer(self, int64_t first_id, int64_t last_id, int64_t prev_id,
                      const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
-                     const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
+                     const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
+                     int64_t local_ts, int64_t exch_ts) except -1 nogil:
         cdef Py_ssize_t need = 2 * (nb + na), cap, i, keep_from, shift
         cdef sync_buf_ev_t* ev
         cdef int64_t* pool
@@ -259,6 +348,8 @@ cdef class BookSync:
         ev.nb = nb
         ev.na = na
         ev.off = self._pool_n
+        ev.local_ts = local_ts
+        ev.exch_ts = exch_ts
         dst = self._pool + self._pool_n
         if nb:
             memcpy(dst, bid_px, nb * sizeof(int64_t))
@@ -273,7 +364,8 @@ cdef class BookSync:
 
     cdef int _process(self, int64_t first_id, int64_t last_id, int64_t prev_id,
                       const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
-                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
+                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
+                      int64_t local_ts, int64_t exch_ts) except -1 nogil:
         """One event against a valid book (never touches the buffer)."""
         cdef int64_t L = self._book_id
         cdef bint gap = False
@@ -310,6 +402,9 @@ cdef class BookSync:
             self.book.apply_levels_c(0, bid_px, bid_qty, nb)
         if na:
             self.book.apply_levels_c(1, ask_px, ask_qty, na)
+        if self._out != NULL:
+            self._emit(HFT_EV_DEPTH, local_ts, exch_ts, first_id, last_id, prev_id,
+                       bid_px, bid_qty, nb, ask_px, ask_qty, na)
         self._book_id = last_id
         self._first_pending = False
         self.applied += 1
@@ -330,13 +425,16 @@ cdef class BookSync:
                 self.buffer_dropped += self._ev_n
                 self._ev_n = 0
                 self._pool_n = 0
-            self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na)
+            self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
+                         self._in_local_ts, self._in_exch_ts)
             return SYNC_BUFFERED
-        out = self._process(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na)
+        out = self._process(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
+                            self._in_local_ts, self._in_exch_ts)
         if out == SYNC_RESYNC_GAP:
             self._start_resync(SYNC_RESYNC_GAP)
             # the event after the gap opens the new buffer: nothing is lost
-            self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na)
+            self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
+                         self._in_local_ts, self._in_exch_ts)
         elif out == SYNC_RESYNC_CROSSED:
             self._start_resync(SYNC_RESYNC_CROSSED)
         return out
@@ -363,6 +461,9 @@ cdef class BookSync:
                 return SYNC_STALE_SNAPSHOT
         self.book.load_side_c(0, bid_px, bid_qty, nb)
         self.book.load_side_c(1, ask_px, ask_qty, na)
+        if self._out != NULL:
+            self._emit(HFT_EV_SNAPSHOT, self._in_local_ts, self._in_exch_ts, L, L, HFT_NO_ID,
+                       bid_px, bid_qty, nb, ask_px, ask_qty, na)
         self._book_id = L
         self._synced = True
         self._first_pending = True
@@ -371,14 +472,17 @@ cdef class BookSync:
             self.crossed += 1
             self._start_resync(SYNC_RESYNC_CROSSED)
             return SYNC_RESYNC_CROSSED
-        # replay the buffer
+        # replay the buffer (records no earlier than the snapshot's local time)
+        self._ts_floor = self._in_local_ts
         for i in range(self._ev_n):
             e = &self._ev[i]
             p = self._pool + e.off
             out = self._process(e.first_id, e.last_id, e.prev_id,
-                                p, p + e.nb, e.nb, p + 2 * e.nb, p + 2 * e.nb + e.na, e.na)
+                                p, p + e.nb, e.nb, p + 2 * e.nb, p + 2 * e.nb + e.na, e.na,
+                                e.local_ts, e.exch_ts)
             if out == SYNC_RESYNC_GAP:
                 # keep this event and everything after it as the new buffer
+                self._ts_floor = INT64_MIN
                 self._synced = False
                 self._first_pending = False
                 self._reason = SYNC_RESYNC_GAP
@@ -392,8 +496,10 @@ cdef class BookSync:
                 self._pool_n -= shift
                 return SYNC_RESYNC_GAP
             if out == SYNC_RESYNC_CROSSED:
+                self._ts_floor = INT64_MIN
                 self._start_resync(SYNC_RESYNC_CROSSED)
                 return SYNC_RESYNC_CROSSED
+        self._ts_floor = INT64_MIN
         self._ev_n = 0
         self._pool_n = 0
         return SYNC_SYNCED
@@ -402,15 +508,19 @@ cdef class BookSync:
     # Python API
     # ------------------------------------------------------------------
 
-    def on_depth(self, DepthUpdate msg not None):
-        """Feed one decoded depthUpdate; returns the outcome code (see OUTCOME_NAMES)."""
+    def on_depth(self, DepthUpdate msg not None, int64_t local_ts=0):
+        """Feed one decoded depthUpdate; returns the outcome code (see OUTCOME_NAMES).
+        ``local_ts`` (its receive time) only matters to ``emit_events``."""
+        self._in_local_ts = local_ts
+        self._in_exch_ts = msg.event_time_ns
         return self.on_depth_c(msg.first_id, msg.last_id, msg.prev_id,
                                msg.bid_px, msg.bid_qty, msg.n_bids,
                                msg.ask_px, msg.ask_qty, msg.n_asks)
 
     def on_depth_arrays(self, int64_t first_id, int64_t last_id, prev_id,
-                        bid_ticks, bid_lots, ask_ticks, ask_lots):
-        """Feed one depth event from arrays: U, u, pu (None on spot), int64 ticks/lots."""
+                        bid_ticks, bid_lots, ask_ticks, ask_lots, int64_t local_ts=0, int64_t exch_ts=0):
+        """Feed one depth event from arrays: U, u, pu (None on spot), int64 ticks/lots;
+        the times only matter to ``emit_events``."""
         cdef int64_t pu = HFT_NO_ID if prev_id is None else <int64_t>prev_id
         bt = _i64(bid_ticks, "bid_ticks")
         bq = _i64(bid_lots, "bid_lots")
@@ -418,16 +528,20 @@ cdef class BookSync:
         aq = _i64(ask_lots, "ask_lots")
         if _n(bt) != _n(bq) or _n(at) != _n(aq):
             raise ValueError("ticks and lots differ in length")
+        self._in_local_ts = local_ts
+        self._in_exch_ts = exch_ts
         return self.on_depth_c(first_id, last_id, pu, _p(bt), _p(bq), _n(bt),
                                _p(at), _p(aq), _n(at))
 
-    def on_snapshot(self, DepthSnapshot snap not None):
+    def on_snapshot(self, DepthSnapshot snap not None, int64_t local_ts=0):
         """Feed a decoded REST depth snapshot; returns the outcome code."""
+        self._in_local_ts = local_ts
+        self._in_exch_ts = snap.event_time_ns if snap.event_time_ns else snap.transaction_time_ns
         return self.on_snapshot_c(snap.last_update_id, snap.bid_px, snap.bid_qty, snap.n_bids,
                                   snap.ask_px, snap.ask_qty, snap.n_asks)
 
     def on_snapshot_arrays(self, int64_t last_update_id, bid_ticks, bid_lots,
-                           ask_ticks, ask_lots):
+                           ask_ticks, ask_lots, int64_t local_ts=0, int64_t exch_ts=0):
         """Feed a snapshot from arrays: lastUpdateId and int64 ticks/lots."""
         bt = _i64(bid_ticks, "bid_ticks")
         bq = _i64(bid_lots, "bid_lots")
@@ -435,6 +549,8 @@ cdef class BookSync:
         aq = _i64(ask_lots, "ask_lots")
         if _n(bt) != _n(bq) or _n(at) != _n(aq):
             raise ValueError("ticks and lots differ in length")
+        self._in_local_ts = local_ts
+        self._in_exch_ts = exch_ts
         return self.on_snapshot_c(last_update_id, _p(bt), _p(bq), _n(bt), _p(at), _p(aq), _n(at))
 
     def reset(self):
@@ -448,6 +564,13 @@ cdef class BookSync:
         self._ev_n = 0
         self._pool_n = 0
         self.book.clear_c()
+
+    def take_events(self):
+        """The records emitted since the last call (``emit_events``), as an
+        EVENT_DTYPE array; the output is emptied."""
+        if self._out == NULL:
+            raise ValueError("BookSync was created without emit_events=True")
+        return _take(self._out)
 
     @property
     def ready(self):
@@ -504,3 +627,182 @@ cdef class BookSync:
         return (f"BookSync(market={'spot' if self.market == SYNC_SPOT else 'usdm'}, "
                 f"state={self.state}, last_update_id={self.last_update_id}, "
                 f"applied={self.applied}, gaps={self.gaps}, resyncs={self.resyncs})")
+
+
+cdef dict _SPAN_REASONS = {SYNC_RESYNC_GAP: "gap", SYNC_RESYNC_CROSSED: "crossed", -1: "initial"}
+
+
+@cython.final
+cdef class EventNormalizer:
+    """One symbol's decoded event records -> the stream as the book sync applies it.
+
+    ``feed(records)`` takes EVENT_DTYPE records in receive order (whole messages:
+    BEGIN..END runs, as ``BinanceDecoder.decode_lines`` or ``to_events`` give
+    them) and returns the normalised records:
+
+    - DEPTH and SNAPSHOT messages go through a :class:`BookSync` (Binance's
+      rules, spot or USD-M); out come exactly the changes it makes to its book
+      (see ``BookSync(emit_events=True)``): a SNAPSHOT run when a snapshot is
+      loaded, then the DEPTH records of every event applied, in application
+      order -- buffered events replayed after the snapshot follow it, with the
+      snapshot's ``local_ts`` when theirs is earlier. What the sync drops
+      (u <= book id: old or duplicate; events before the snapshot) is not
+      written, and while the book is invalid (before the first snapshot, after
+      a gap or a crossed book) nothing is written until a snapshot is accepted.
+      A naive replay of the output (SNAPSHOT run: clear and load; DEPTH record:
+      set the level) therefore rebuilds the synchronised book exactly.
+    - every other record (trades, bookTickers) passes through in receive order.
+
+    State (the sync, its buffer) persists across calls: feed a capture split in
+    files or chunks call by call. Runs in C without the GIL.
+    """
+
+    def __cinit__(self, *args, **kwargs):
+        self._lv = NULL
+        self._lv_cap = 0
+
+    def __init__(self, market="spot", Py_ssize_t max_buffer=100_000, tick_size=1.0):
+        self.sync = BookSync(market=market, max_buffer=max_buffer, tick_size=tick_size, emit_events=True)
+        self._last_ts = INT64_MIN
+
+    def __dealloc__(self):
+        free(self._lv)
+
+    cdef int feed_c(self, const hft_event_t* ev, Py_ssize_t n) except -1 nogil:
+        cdef sync_out_t* out = &self.sync._outbuf
+        cdef Py_ssize_t i = 0, j, k, nb, na, m
+        cdef int kind
+        cdef int64_t* lv
+        cdef bint was, now
+        while i < n:
+            kind = ev[i].kind
+            if kind != HFT_EV_DEPTH and kind != HFT_EV_SNAPSHOT:
+                j = i + 1
+                while j < n and ev[j].kind != HFT_EV_DEPTH and ev[j].kind != HFT_EV_SNAPSHOT:
+                    j += 1
+                sync_out_reserve(out, j - i)
+                memcpy(out.ev + out.n, ev + i, <size_t>(j - i) * sizeof(hft_event_t))
+                out.n += j - i
+                self.passed += j - i
+                self._last_ts = ev[j - 1].local_ts
+                i = j
+                continue
+            # one message: ev[i..j]
+            j = i
+            while (j + 1 < n and not (ev[j].flags & HFT_EVF_END) and ev[j + 1].kind == kind
+                   and not (ev[j + 1].flags & HFT_EVF_BEGIN)):
+                j += 1
+            m = j - i + 1
+            if 4 * m > self._lv_cap:
+                lv = <int64_t*>realloc(self._lv, <size_t>(8 * m) * sizeof(int64_t))
+                if lv == NULL:
+                    return _raise_nomem()
+                self._lv = lv
+                self._lv_cap = 8 * m
+            lv = self._lv
+            # [bid px m][bid qty m][ask px m][ask qty m]
+            nb = na = 0
+            if not (ev[i].flags & HFT_EVF_EMPTY):
+                for k in range(i, j + 1):
+                    if ev[k].side == HFT_BID:
+                        lv[nb] = ev[k].px
+                        lv[m + nb] = ev[k].qty
+                        nb += 1
+                    else:
+                        lv[2 * m + na] = ev[k].px
+                        lv[3 * m + na] = ev[k].qty
+                        na += 1
+            was = self.sync._synced
+            self.sync._in_local_ts = ev[i].local_ts
+            self.sync._in_exch_ts = ev[i].exch_ts
+            if kind == HFT_EV_DEPTH:
+                self.depth_in += 1
+                self.sync.on_depth_c(ev[i].first_id, ev[i].last_id, ev[i].prev_id,
+                             lv, lv + m, nb, lv + 2 * m, lv + 3 * m, na)
+            else:
+                self.snapshots_in += 1
+                self.sync.on_snapshot_c(ev[i].first_id, lv, lv + m, nb, lv + 2 * m, lv + 3 * m, na)
+            now = self.sync._synced
+            if not self._seen_book:
+                self._seen_book = True
+                if not now:
+                    self._open = True
+                    self._cur.start_ts = ev[i].local_ts
+                    self._cur.reason = -1
+            elif was and not now:
+                self._open = True
+                self._cur.start_ts = ev[i].local_ts
+                self._cur.reason = self.sync._reason
+            if self._open and now:
+                self._open = False
+                self._cur.end_ts = ev[i].local_ts
+                self._close_span()
+            self._last_ts = ev[j].local_ts
+            i = j + 1
+        return 0
+
+    cdef void _close_span(self) noexcept nogil:
+        cdef int64_t d = self._cur.end_ts - self._cur.start_ts
+        if self._cur.reason == -1:
+            self.initial_wait_ns += d
+            return
+        if self.spans < 64:
+            self._spans[self.spans] = self._cur
+        self.spans += 1
+        self.unsynced_ns += d
+
+    def feed(self, events):
+        """Normalise a chunk of EVENT_DTYPE records (see the class doc); returns a new array."""
+        cdef cnp.ndarray a = np.ascontiguousarray(events)
+        cdef Py_ssize_t n
+        cdef const hft_event_t* p
+        if a.dtype != EVENT_DTYPE:
+            if a.dtype.names != EVENT_DTYPE.names:
+                raise TypeError("events must be hftcore.EVENT_DTYPE records")
+            a = np.ascontiguousarray(a.astype(EVENT_DTYPE))
+        n = a.shape[0]
+        p = <const hft_event_t*>cnp.PyArray_DATA(a)
+        self.sync._outbuf.n = 0
+        with nogil:
+            self.feed_c(p, n)
+        res = _take(&self.sync._outbuf)
+        self.records_out += len(res)
+        return res
+
+    @property
+    def synced(self):
+        return self.sync._synced
+
+    def stats(self):
+        """Counters of the run so far: the sync's (applied, dropped_old, buffered,
+        buffer_dropped, gaps, crossed, resyncs, snapshots, stale_snapshots, ...),
+        depth/snapshot messages in, records passed through and written, events
+        still buffered (never written unless a snapshot follows), and the
+        unsynced spans (after a gap or crossed book, until the next accepted
+        snapshot; one still open ends at the last record seen)."""
+        cdef int64_t i
+        cdef norm_span_t sp
+        d = self.sync.stats()
+        spans = []
+        for i in range(min(self.spans, 64)):
+            sp = self._spans[i]
+            spans.append({"start_ns": sp.start_ts, "end_ns": sp.end_ts, "seconds": (sp.end_ts - sp.start_ts) / 1e9,
+                          "reason": _SPAN_REASONS.get(sp.reason), "open": False})
+        unsynced_ns, n_spans, initial = self.unsynced_ns, self.spans, self.initial_wait_ns
+        if self._open:
+            end = self._last_ts
+            if self._cur.reason == -1:
+                initial += end - self._cur.start_ts
+            else:
+                n_spans += 1
+                unsynced_ns += end - self._cur.start_ts
+                spans.append({"start_ns": self._cur.start_ts, "end_ns": end,
+                              "seconds": (end - self._cur.start_ts) / 1e9,
+                              "reason": _SPAN_REASONS.get(self._cur.reason), "open": True})
+        d.update({"depth_in": self.depth_in, "snapshots_in": self.snapshots_in, "passed": self.passed,
+                  "records_out": self.records_out, "pending": self.sync._ev_n,
+                  "synced": bool(self.sync._synced), "never_synced": self._seen_book and self._open
+                  and self._cur.reason == -1,
+                  "unsynced_spans": n_spans, "unsynced_seconds": unsynced_ns / 1e9,
+                  "initial_wait_seconds": initial / 1e9, "spans": spans})
+        return d

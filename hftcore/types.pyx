@@ -5,6 +5,7 @@
 byte (64 bytes; prices in ticks, quantities in lots, ids as sent, times in ns).
 """
 from hftcore.types cimport *
+from libc.stdint cimport int64_t, uint8_t
 
 import numpy as np
 
@@ -60,3 +61,48 @@ def type_sizes():
         "hft_seq_t": sizeof(hft_seq_t),
         "hft_ts_t": sizeof(hft_ts_t),
     }
+
+
+cdef void _split(const hft_event_t* ev, Py_ssize_t n, int64_t** c8, uint8_t** c1) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef const hft_event_t* e
+    for i in range(n):
+        e = &ev[i]
+        c8[0][i] = e.local_ts
+        c8[1][i] = e.exch_ts
+        c8[2][i] = e.px
+        c8[3][i] = e.qty
+        c8[4][i] = e.first_id
+        c8[5][i] = e.last_id
+        c8[6][i] = e.prev_id
+        c1[0][i] = e.kind
+        c1[1][i] = e.side
+        c1[2][i] = e.flags
+
+
+def event_columns(events):
+    """EVENT_DTYPE records -> the 10 fields as new contiguous arrays (int64 x 7,
+    uint8 x 3, in EVENT_DTYPE order), in one pass without the GIL: the
+    column layout Arrow/Parquet take, at a fraction of the cost of ten
+    strided copies."""
+    ev = np.ascontiguousarray(events)
+    if ev.dtype != EVENT_DTYPE:
+        raise TypeError("events must be hftcore.EVENT_DTYPE records")
+    cdef Py_ssize_t n = ev.shape[0], k
+    cols = [np.empty(n, np.int64) for _ in range(7)] + [np.empty(n, np.uint8) for _ in range(3)]
+    cdef int64_t* c8[7]
+    cdef uint8_t* c1[3]
+    cdef const unsigned char[::1] raw = ev.view(np.uint8).reshape(-1) if n else np.zeros(0, np.uint8)
+    cdef int64_t[::1] v8
+    cdef uint8_t[::1] v1
+    if n == 0:
+        return tuple(cols)
+    for k in range(7):
+        v8 = cols[k]
+        c8[k] = &v8[0]
+    for k in range(3):
+        v1 = cols[7 + k]
+        c1[k] = &v1[0]
+    with nogil:
+        _split(<const hft_event_t*>&raw[0], n, c8, c1)
+    return tuple(cols)

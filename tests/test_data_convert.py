@@ -12,6 +12,7 @@ import pytest
 
 from hftcore import ASK, BID, EV_BBO, EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVENT_DTYPE, EVF_BEGIN, EVF_END, NO_ID
 from hftcore.binance import BinanceDecoder
+from hftcore.sync import EventNormalizer
 from hftmm.captures import group_by_symbol, read_cryptofeed
 from hftmm.cli_data import build_parser, run
 from hftmm.data.convert import convert, detect_format
@@ -28,8 +29,14 @@ def _all(path, symbol=None, **kw):
     return np.concatenate(chunks, dtype=EVENT_DTYPE) if chunks else np.zeros(0, EVENT_DTYPE)
 
 
+def _normalised(ev, market="spot"):
+    return EventNormalizer(market).feed(ev)
+
+
 def test_collector_round_trip_equals_direct_decoding(tmp_path):
-    rep = convert([CAPTURE], str(tmp_path), tick_size="0.01", lot_size="0.00000001", progress=False)
+    # --raw: the receive order, exactly as decoded
+    rep = convert([CAPTURE], str(tmp_path), tick_size="0.01", lot_size="0.00000001", progress=False,
+                  normalize=False)
     assert rep.malformed == 0 and rep.lines == 41249
     direct, _ = BinanceDecoder("0.01", "0.00000001").decode_lines(gzip.open(CAPTURE).read(), final=True)
     back = _all(str(tmp_path), "BTCUSDT")
@@ -42,6 +49,16 @@ def test_collector_round_trip_equals_direct_decoding(tmp_path):
     assert meta["sources"] == ["spot_btcusdt_20240808.gz"] and meta["hftmm_version"]
     assert pq.read_schema(path).remove_metadata().equals(SCHEMA)
     assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_collector_normalised_equals_normalised_direct_decoding(tmp_path):
+    rep = convert([CAPTURE], str(tmp_path), tick_size="0.01", lot_size="0.00000001", progress=False)
+    direct, _ = BinanceDecoder("0.01", "0.00000001").decode_lines(gzip.open(CAPTURE).read(), final=True)
+    assert np.array_equal(_all(str(tmp_path), "BTCUSDT"), _normalised(direct))
+    b = rep.books["BTCUSDT"]
+    # 3 events buffered before the snapshot: 2 older than it (dropped), 1 replayed
+    assert b["applied"] == 3449 and b["dropped_old"] == 2 and b["gaps"] == 0 and b["unsynced_spans"] == 0
+    assert b["synced"] and b["pending"] == 0
 
 
 def test_units_inferred_from_data(tmp_path):
@@ -67,11 +84,17 @@ def test_cryptofeed_split_by_symbol(tmp_path, prefix):
     assert detect_format(ws) == "cryptofeed"
     rep = convert([ws], str(tmp_path), tick_size="0.00000001", lot_size="0.00000001", progress=False)
     assert rep.malformed == 0 and len(rep.files) == 4
+    raw = convert([ws], str(tmp_path / "raw"), tick_size="0.00000001", lot_size="0.00000001", progress=False,
+                  normalize=False)
+    assert raw.malformed == 0 and len(raw.files) == 4
+    market = "usdm" if prefix == "BINANCE_FUTURES" else "spot"
     msgs = read_cryptofeed(ws, os.path.join(DATA, "cryptofeed", f"{prefix}.http.0.0"))
     for sym, sm in group_by_symbol(msgs).items():
         dec = BinanceDecoder("0.00000001", "0.00000001")
         ref = np.concatenate([dec.decode(m.payload).to_events(m.local_ns) for m in sm])
-        assert np.array_equal(_all(str(tmp_path), sym), ref), sym
+        assert np.array_equal(_all(str(tmp_path / "raw"), sym), ref), sym
+        assert np.array_equal(_all(str(tmp_path), sym), _normalised(ref, market)), sym
+        assert rep.books[sym]["synced"] and rep.books[sym]["gaps"] == 0
         meta = read_metadata(rep.files[[os.path.basename(os.path.dirname(f)) for f in rep.files].index(sym)])
         assert meta["market"] == ("usdm" if prefix == "BINANCE_FUTURES" else "spot")
         assert len(meta["sources"]) == 2
@@ -106,7 +129,8 @@ def test_files_continuing_each_other_append(tmp_path):
     rep = convert([str(a), str(b)], str(tmp_path / "s"), tick_size="0.01", lot_size="0.00000001",
                   progress=False)
     direct, _ = BinanceDecoder("0.01", "0.00000001").decode_lines(gzip.open(CAPTURE).read(), final=True)
-    assert np.array_equal(_all(str(tmp_path / "s"), "BTCUSDT"), direct)
+    # one book sync across the files: the same as the whole capture in one go
+    assert np.array_equal(_all(str(tmp_path / "s"), "BTCUSDT"), _normalised(direct))
     assert read_metadata(rep.files[0])["sources"] == ["btcusdt_a.gz", "btcusdt_b.gz"]
 
 
@@ -218,7 +242,9 @@ def test_cli_convert_via_add_parser(tmp_path, capsys):
                                       "--lot-size", "0.00000001", "--json", "--no-progress"])
     assert run(args) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["lines"] == 41249 and rep["rows"]["BTCUSDT"] == 191927 and len(rep["files"]) == 1
+    # 191927 records decoded; 2 depth events (17 records) older than the snapshot are not written
+    assert rep["lines"] == 41249 and rep["rows"]["BTCUSDT"] == 191910 and len(rep["files"]) == 1
+    assert rep["books"]["BTCUSDT"]["applied"] == 3449
 
 
 def test_cli_convert_subprocess(tmp_path):
@@ -234,7 +260,7 @@ def test_duckdb_reads_the_store(tmp_path):
     duckdb = pytest.importorskip("duckdb")
     convert([CAPTURE], str(tmp_path), tick_size="0.01", lot_size="0.00000001", progress=False)
     n = duckdb.sql(f"select count(*) from read_parquet('{tmp_path}/*/*.parquet')").fetchone()[0]
-    assert n == 191927
+    assert n == 191910
 
 
 def test_writer_rejects_other_dtypes(tmp_path):

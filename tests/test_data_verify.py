@@ -134,3 +134,17 @@ def test_subprocess(tmp_path):
     code = code.replace(repr(CAPTURE), repr(str(p)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 1 and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("prefix", ["BINANCE", "BINANCE_FUTURES"])
+def test_cryptofeed_blank_last_line_is_not_malformed(prefix):
+    # the .http logs end with a blank line: neither a line nor malformed
+    from hftmm.captures import CaptureStats, read_cryptofeed
+
+    http = os.path.join(DATA, "cryptofeed", f"{prefix}.http.0.0")
+    assert open(http, "rb").read().endswith(b"\n\n")
+    cs = CaptureStats()
+    list(read_cryptofeed(os.path.join(DATA, "cryptofeed", f"{prefix}.ws.1.0"), http, stats=cs))
+    assert cs.malformed == 0 and cs.errors == []
+    n = sum(1 for p in (http, http.replace(".http.0.0", ".ws.1.0")) for line in open(p, "rb") if line.strip())
+    assert cs.lines == n

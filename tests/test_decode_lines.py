@@ -173,3 +173,22 @@ def test_fuzzed_lines_match_per_line_decoding(capture):
     ref, bad = _reference(dec, buf)
     assert st["malformed"] == len(bad) > 0
     assert np.array_equal(ev, ref)
+
+
+def test_gil_free_scan_errors_in_line_order_and_capped():
+    # the scan runs without the GIL and hands malformed frames (and escaped "e")
+    # to the slow path: format errors and decode errors keep their line order
+    dec = BinanceDecoder("0.01", "0.001")
+    ok = b'{"e":"trade","E":1,"s":"X","t":%d,"p":"1.00","q":"1.000","T":2,"m":true}'
+    esc = b'{"e":"tr\\u0061de","E":1,"s":"X","t":9,"p":"1.00","q":"1.000","T":2,"m":true}'
+    lines = [b"1 " + ok % 1, b"junk", b"2 " + ok % 2, b'3 {"e":"trade","t":"x"}', b"zz", b"4 " + esc,
+             b"5 " + (ok % 5).replace(b'"1.00"', b'"1.005"'), b"6 " + ok % 6]
+    buf = b"\n".join(lines) + b"\n"
+    ev, st = dec.decode_lines(buf)
+    assert list(ev["first_id"]) == [1, 2, 9, 6] and st["messages"] == 4 and st["malformed"] == 4
+    assert [n for n, _ in st["errors"]] == [2, 4, 5, 7]
+    assert st["errors"][0][1] == "not '<ns> <json>'" and "t" in st["errors"][1][1]
+    ev2, st2 = dec.decode_lines(buf, max_errors=2)
+    assert np.array_equal(ev2, ev) and [n for n, _ in st2["errors"]] == [2, 4] and st2["malformed"] == 4
+    ev3, st3 = dec.decode_lines(buf, max_errors=0)
+    assert np.array_equal(ev3, ev) and st3["errors"] == [] and st3["malformed"] == 4

@@ -34,3 +34,19 @@ def test_records_round_trip_through_bytes():
     a["kind"] = hftcore.EV_DEPTH
     b = np.frombuffer(a.tobytes(), dtype=hftcore.EVENT_DTYPE)
     assert (b["px"] == [1, 2, 3]).all() and len(a.tobytes()) == 192
+
+
+def test_event_columns_split_in_one_pass():
+    import numpy as np
+
+    from hftcore.types import EVENT_DTYPE, event_columns
+
+    ev = np.zeros(5, EVENT_DTYPE)
+    for k, name in enumerate(EVENT_DTYPE.names):
+        ev[name] = np.arange(5) + 10 * k
+    cols = event_columns(ev)
+    assert len(cols) == 10
+    for name, col in zip(EVENT_DTYPE.names, cols):
+        assert col.dtype == ev.dtype[name] and col.flags.c_contiguous and np.array_equal(col, ev[name])
+    assert all(len(c) == 0 for c in event_columns(ev[:0]))
+    assert np.array_equal(event_columns(ev[::2])[0], ev["local_ts"][::2])

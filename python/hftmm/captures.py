@@ -103,6 +103,8 @@ def read_cryptofeed(ws_path: str, http_path: Optional[str] = None,
     msgs: list[RawMessage] = []
     with open(ws_path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue  # blank (e.g. the trailing newline): not a line, not malformed
             stats.lines += 1
             if lineno == 1 and b" <-> " in line:
                 continue  # the connection URL
@@ -119,6 +121,8 @@ def read_cryptofeed(ws_path: str, http_path: Optional[str] = None,
     if http_path:
         with open(http_path, "rb") as fh:
             for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue  # the .http logs end with a blank line
                 stats.lines += 1
                 url, sep, rest = line.rstrip(b"\r\n").partition(b" -> ")
                 ts, sep2, payload = rest.partition(b": ")

@@ -25,6 +25,8 @@ def add_parser(subparsers) -> None:
     c.add_argument("--exchange-info", help="exchangeInfo JSON: units per symbol (captures.decoder_units)")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    c.add_argument("--raw", action="store_true",
+                   help="write depth/snapshot records in receive order, not as the book sync applies them")
     c.add_argument("--json", action="store_true", help="print the report as one JSON object")
     c.set_defaults(func=run_convert)
 
@@ -50,7 +52,7 @@ def run_convert(args: argparse.Namespace) -> int:
     try:
         rep = convert(args.inputs, args.out, fmt=args.format, symbol=args.symbol, market=args.market,
                       tick_size=args.tick_size, lot_size=args.lot_size, exchange_info=args.exchange_info,
-                      progress=args.progress)
+                      progress=args.progress, normalize=not getattr(args, "raw", False))
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -62,6 +64,11 @@ def run_convert(args: argparse.Namespace) -> int:
             print(f)
         print(f"{rep.lines} lines, {rep.messages} messages, {sum(rep.rows.values())} events, "
               f"{rep.malformed} malformed, {rep.seconds:.2f} s ({rep.lines_per_s:,.0f} lines/s)")
+        for sym, b in rep.books.items():
+            print(f"{sym}: book events applied {b['applied']}, dropped {b['dropped_old'] + b['buffer_dropped']}, "
+                  f"not written at the end {b['pending']}, gaps {b['gaps']}, resyncs {b['resyncs']}, "
+                  f"crossed {b['crossed']}, unsynced spans {b['unsynced_spans']} "
+                  f"({b['unsynced_seconds']:.3f} s), initial wait {b['initial_wait_seconds']:.3f} s")
         for p in rep.problems[:10]:
             print(f"  {p}", file=sys.stderr)
     return 0 if rep.malformed == 0 and not rep.problems else 1

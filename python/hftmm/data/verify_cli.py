@@ -81,22 +81,6 @@ def _collector_messages(path: str, symbol: str, fc: FileCheck) -> Iterator[RawMe
     fc.errors += st.errors
 
 
-def _blank_lines(path: Optional[str]) -> int:
-    if not path:
-        return 0
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if not line.strip())
-
-
-def _is_blank_error(err: str) -> bool:
-    path, _, rest = err.rpartition(":")[0].rpartition(":")
-    try:
-        with open(path, "rb") as fh:
-            return not next(itertools.islice(fh, int(rest) - 1, None), b"x").strip()
-    except (OSError, ValueError):
-        return False
-
-
 def _first_ts(path: str) -> int:
     head = sources.head_bytes(path, 1 << 16).split(b"\n", 1)[0].split(b" ", 1)[0]
     return int(head) if head.isdigit() else 0
@@ -123,10 +107,8 @@ def verify_files(paths: Sequence[str], market: Optional[str] = None, tick_size: 
                 fc.corrupt = True
                 fc.errors.append(f"{path}: {exc}")
                 continue
-            # blank lines (a trailing newline in the .http log) are not malformed
-            blank = _blank_lines(path) + _blank_lines(sources.cryptofeed_http_for(path))
-            fc.lines, fc.malformed = cs.lines - blank, max(cs.malformed - blank, 0)
-            fc.errors = [e for e in cs.errors if not _is_blank_error(e)][:10]
+            fc.lines, fc.malformed = cs.lines, cs.malformed
+            fc.errors = cs.errors[:10]
             for sym, sm in group_by_symbol(msgs).items():
                 streams.setdefault(sym, []).append(iter(sm))
                 heads.setdefault(sym, b"\n".join(m.payload for m in sm[:5000]))
