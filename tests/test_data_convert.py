@@ -250,8 +250,8 @@ def test_cli_convert_via_add_parser(tmp_path, capsys):
 def test_cli_convert_subprocess(tmp_path):
     code = ("import sys; from hftmm.cli_data import main; "
             f"sys.exit(main(['data', 'convert', {CAPTURE!r}, '--out', {str(tmp_path)!r}, '--json']))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "python")]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    env = dict(os.environ)  # import hftmm as this process does; run outside the source tree (cwd)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["malformed"] == 0
 

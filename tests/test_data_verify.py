@@ -125,14 +125,14 @@ def test_two_files_continuing_each_other(tmp_path, capsys, lines):
 def test_subprocess(tmp_path):
     code = ("import sys; from hftmm.cli_data import main; "
             f"sys.exit(main(['data', 'verify', {CAPTURE!r}, '--json']))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "python")]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    env = dict(os.environ)  # import hftmm as this process does; run outside the source tree (cwd)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
     p = tmp_path / "btcusdt_trunc.gz"
     p.write_bytes(open(CAPTURE, "rb").read()[:300_000])
     code = code.replace(repr(CAPTURE), repr(str(p)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert out.returncode == 1 and "Traceback" not in out.stderr
 
 

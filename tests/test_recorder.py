@@ -86,7 +86,7 @@ def test_kill_9_loses_at_most_the_last_second(tmp_path):
             i += 1
             time.sleep(0.0005)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=str(tmp_path))
     assert proc.stdout.readline().strip() == b"ready"
     time.sleep(2.0)
     killed_at = time.time_ns()

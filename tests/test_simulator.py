@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -491,9 +492,9 @@ def test_cli_add_parser_and_subprocess():
     code = ("import sys; sys.argv=['x']; import argparse; from hftmm import cli_simulate as c; "
             "p=argparse.ArgumentParser(); s=p.add_subparsers(); c.add_parser(s); "
             "a=p.parse_args(['simulate','--port','0','--speed','3']); sys.exit(a.func(a))")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "python")]))
+    env = dict(os.environ)  # import hftmm as this process does; run outside the source tree (cwd)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, text=True)
+                            env=env, text=True, cwd=tempfile.gettempdir())
     try:
         rest = proc.stdout.readline().split()
         ws = proc.stdout.readline().split()

@@ -215,7 +215,8 @@ class BinanceConnector:
       tick_size / lot_size: price and quantity units (str); fetched from exchangeInfo when None.
       depth_speed_ms: diff-depth speed (spot 100 or 1000; USD-M 0, 100, 250, 500).
       trade_stream: "trade" or "aggTrade". snapshot_limit: REST snapshot levels.
-      watchdog_s [s]: reconnect when a connection delivers nothing for this long.
+      watchdog_s [s]: reconnect when a connection delivers nothing -- no data and no
+        ping (Binance pings every 20 s on spot, 3 min on USD-M) -- for this long.
       max_lifetime_s [s]: renew connections before Binance's 24 h limit.
       backoff_initial_s / backoff_max_s [s]: reconnect backoff (exponential, jittered).
       on_book(book, msg): called on the I/O thread after each depth update applied to a ready book.
@@ -463,7 +464,7 @@ class BinanceConnector:
                 conn.reason = "serverShutdown"
                 break
             try:
-                op, data = ws.recv_data()
+                op, data = ws.recv_data(control_frame=True)
             except websocket.WebSocketTimeoutException:
                 now = time.monotonic()
                 if now - conn.last_data > watchdog:
@@ -488,6 +489,8 @@ class BinanceConnector:
                 conn.reason = "close frame"
                 break
             conn.last_data = time.monotonic()
+            if op == websocket.ABNF.OPCODE_PING or op == websocket.ABNF.OPCODE_PONG:
+                continue     # answered by websocket-client; proves the connection is alive
             self._on_frame(data, local_ns, is_book, conn)
             if is_book:
                 self._maybe_apply_snapshot()
