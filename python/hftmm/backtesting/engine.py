@@ -24,6 +24,7 @@ from hftcore.backtest import ReplayKernel
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.metrics import PerformanceMetrics, compute_metrics
 from hftmm.progress import Progress
+from hftmm.threads import read_ahead
 from hftmm.synthetic import DAY_S, SyntheticConfig, day_start_ns, generate_day
 
 log = logging.getLogger(__name__)
@@ -67,35 +68,8 @@ def store_source(config: BacktestConfig) -> EventSource:
     lot = config.lot_size or meta["lot_size"]
     start = day_start_ns(config.start_date)
     end = day_start_ns(config.end_date) + int(DAY_S * 1e9)
-    chunks = _prefetch(store.read_events(config.data_path, config.symbol, start, end))
+    chunks = read_ahead(store.read_events(config.data_path, config.symbol, start, end))
     return EventSource(chunks, str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}")
-
-
-def _prefetch(it: Iterator[np.ndarray], depth: int = 2) -> Iterator[np.ndarray]:
-    """Read ahead in a thread: Parquet decoding and the replay kernel both release
-    the GIL, so reading the next chunk overlaps replaying this one."""
-    import queue
-    import threading
-
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    done = object()
-
-    def run() -> None:
-        try:
-            for item in it:
-                q.put(item)
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer
-            q.put(exc)
-        q.put(done)
-
-    threading.Thread(target=run, name="hftmm-store-reader", daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
 
 
 @dataclass

@@ -47,9 +47,7 @@ Records are otherwise exactly what ``Message.to_events`` gives for raw JSON. Uni
 from __future__ import annotations
 
 import os
-import queue
 import re
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +65,7 @@ from hftcore.sync import EventNormalizer
 from hftmm.captures import decoder_units, group_by_symbol, read_cryptofeed, read_exchange_info
 from hftmm.data import sources
 from hftmm.progress import Progress
+from hftmm.threads import read_ahead
 from hftmm.data.store import EventWriter
 
 FORMATS = ("auto", "collector", "cryptofeed", "binance-trades", "binance-aggtrades",
@@ -213,7 +212,7 @@ class Converter:
             # a chunk keeps the stages overlapping
             with ThreadPoolExecutor(1) as wpool:
                 pending: deque = deque()
-                for chunk in _prefetch(sources.iter_chunks(path, st, chunk=READ_CHUNK)):
+                for chunk in read_ahead(sources.iter_chunks(path, st, chunk=READ_CHUNK), depth=4):
                     buf = tail + chunk if tail else chunk
                     ev, s = dec.decode_lines(buf, symbol=filt, line_offset=lines)
                     self._count(s, path)
@@ -415,42 +414,6 @@ class Converter:
                 rest["flags"][-1] |= EVF_END
                 self.report.messages += 1
                 state[s][2].write(rest)
-
-
-def _prefetch(it: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
-    """Run a chunk iterator in a thread, ``depth`` chunks ahead."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-
-    t = threading.Thread(target=run, name="hftmm-read", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
 
 
 def _tardis_messages(ev: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
