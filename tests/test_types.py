@@ -1,5 +1,6 @@
 """The event record: numpy's EVENT_DTYPE equals the C struct byte for byte."""
 import numpy as np
+import pytest
 
 import hftcore
 from hftcore import types
@@ -50,3 +51,20 @@ def test_event_columns_split_in_one_pass():
         assert col.dtype == ev.dtype[name] and col.flags.c_contiguous and np.array_equal(col, ev[name])
     assert all(len(c) == 0 for c in event_columns(ev[:0]))
     assert np.array_equal(event_columns(ev[::2])[0], ev["local_ts"][::2])
+
+
+def test_columns_round_trip():
+    from hftcore.types import event_columns, events_from_columns
+
+    rng = np.random.default_rng(0)
+    a = np.zeros(1000, dtype=hftcore.EVENT_DTYPE)
+    for name in ("local_ts", "exch_ts", "px", "qty", "first_id", "last_id", "prev_id"):
+        a[name] = rng.integers(-2**62, 2**62, len(a))
+    for name in ("kind", "side", "flags"):
+        a[name] = rng.integers(0, 256, len(a))
+    cols = event_columns(a)
+    assert len(cols) == 10 and all(len(c) == 1000 for c in cols)
+    assert events_from_columns(cols).tobytes() == a.tobytes()
+    assert len(events_from_columns([np.zeros(0, np.int64)] * 7 + [np.zeros(0, np.uint8)] * 3)) == 0
+    with pytest.raises(ValueError):
+        events_from_columns(cols[:9])
