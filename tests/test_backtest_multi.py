@@ -13,7 +13,11 @@ from hftcore.synth import SyntheticMarket
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.engine import _concat, kernel_params
 
-from test_backtest_reference import CONFIGS, _perturbed, assert_same_run, replay
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # (--import-mode=importlib)
+from test_backtest_reference import CONFIGS, _perturbed, assert_same_run, replay  # noqa: E402
 
 
 @pytest.fixture(scope="module")
