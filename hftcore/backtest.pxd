@@ -93,7 +93,20 @@ ctypedef struct bt_report_t:
     int kind                # 0 fill, 1 order done (filled/cancelled/rejected)
 
 ctypedef struct bt_strat_t:
-    # everything one strategy owns in a (possibly shared) replay pass
+    # everything one strategy owns in a (possibly shared) replay pass; the
+    # fields read for every event come first (one cache line)
+    int n_open                  # orders resting at the exchange
+    int fill_model              # = p.fill_model
+    int open_idx[BT_MAX_ORDERS] # their slots
+    int64_t next_order_ns       # earliest pending arrival/cancel at the exchange
+    int64_t next_sample_ns
+    Py_ssize_t rep_n
+    int64_t next_quote_ns
+    double last_mid_ticks
+    ewma_vol_t* volp            # own vol, or an identical one owned by another strategy
+    intensity_t* intenp         # likewise
+    int vol_owner
+    int inten_owner
     bt_params_t p
     quote_params_t qp
     ewma_vol_t vol
@@ -108,10 +121,7 @@ ctypedef struct bt_strat_t:
     int64_t next_id
     int64_t last_intensity_ns
     int64_t known_position      # lots (as reported)
-    int64_t next_quote_ns
     int64_t next_fit_ns
-    int64_t next_sample_ns
-    double last_mid_ticks
     double last_sigma
     double last_reservation
     bt_fill_t* fills
@@ -122,7 +132,6 @@ ctypedef struct bt_strat_t:
     Py_ssize_t cap_samples
     bt_report_t* reports
     Py_ssize_t rep_head
-    Py_ssize_t rep_n
     Py_ssize_t rep_cap
     int64_t orders_submitted
     int64_t orders_rejected
@@ -136,6 +145,3 @@ ctypedef struct bt_strat_t:
     int64_t taker_lots
     int64_t lifetime_sum_ns
     int64_t lifetime_count
-    int64_t next_order_ns       # earliest pending arrival/cancel at the exchange
-    int n_open                  # orders resting at the exchange
-    int open_idx[BT_MAX_ORDERS] # their slots

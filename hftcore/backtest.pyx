@@ -160,6 +160,7 @@ cdef class ReplayKernel:
             self.n_strat = i + 1
             if self.S[i].p.estimate_intensity:
                 self.any_inten = True
+            self._share_estimators(i)
         self.feed_latency_ns = p0["feed_latency_ns"]
         self.xbook = _L2Book(p0["tick_size"], p0["lot_size"])
         self.sbook = _L2Book(p0["tick_size"], p0["lot_size"])
@@ -185,6 +186,7 @@ cdef class ReplayKernel:
         s.p.queue_model = QUEUE_MODELS[p["queue_model"]]
         s.p.queue_power = p["queue_power"]
         s.p.fill_model = FILL_MODELS[p["fill_model"]]
+        s.fill_model = s.p.fill_model
         s.p.maker_fee = p["maker_fee"]
         s.p.taker_fee = p["taker_fee"]
         s.p.post_only = 1 if p["post_only"] else 0
@@ -246,6 +248,37 @@ cdef class ReplayKernel:
             if self.S[i].inten_ok:
                 intensity_free(&self.S[i].inten)
         free(self.S)
+
+    cdef _share_estimators(self, int i):
+        """Estimators only see shared events, so strategies whose estimator
+        parameters are equal share one (updated by its owner, the first of them):
+        the volatility when the half-life is equal; the intensity estimate when,
+        also, the window, the refit interval and the requote interval are (fits
+        happen in the quote step, at times that depend on those only)."""
+        cdef bt_strat_t* s = &self.S[i]
+        cdef bt_strat_t* o
+        cdef int j
+        s.volp = &s.vol
+        s.vol_owner = 1
+        s.intenp = &s.inten
+        s.inten_owner = 1 if s.p.estimate_intensity else 0
+        for j in range(i):
+            o = &self.S[j]
+            if o.vol_owner and o.p.vol_half_life_s == s.p.vol_half_life_s:
+                s.volp = &o.vol
+                s.vol_owner = 0
+                break
+        if not s.p.estimate_intensity:
+            return
+        for j in range(i):
+            o = &self.S[j]
+            if (o.inten_owner and o.p.vol_half_life_s == s.p.vol_half_life_s
+                    and o.p.intensity_window_s == s.p.intensity_window_s
+                    and o.p.intensity_fit_ns == s.p.intensity_fit_ns
+                    and o.p.requote_interval_ns == s.p.requote_interval_ns):
+                s.intenp = &o.inten
+                s.inten_owner = 0
+                break
 
     cdef bt_strat_t* _strat(self, int i) except NULL:
         if i < 0 or i >= self.n_strat:
@@ -514,11 +547,10 @@ cdef class ReplayKernel:
                 o.queue_ahead = <double>e.qty
         return 0
 
-    cdef int _check_cross_x(self, bt_strat_t* s) except -1 nogil:
-        """The opposite best on or through our price fills us."""
+    cdef int _check_cross_x(self, bt_strat_t* s, int64_t bb, int64_t ba) except -1 nogil:
+        """The opposite best (bb, ba: the exchange book's) on or through our price fills us."""
         cdef int i
         cdef bt_order_t* o
-        cdef int64_t bb = self.xbook.best_bid_c(), ba = self.xbook.best_ask_c()
         cdef int j = s.n_open - 1
         while j >= 0:
             o = &s.orders[s.open_idx[j]]
@@ -560,7 +592,7 @@ cdef class ReplayKernel:
         """Apply an exchange event to the shared exchange book, then match each
         strategy's resting orders against it (all strategies saw their own local
         items with time < the event's already)."""
-        cdef int64_t prev = 0
+        cdef int64_t prev = 0, bb, ba
         cdef int kind = e.kind
         cdef int k, any_open = 0
         cdef bt_strat_t* s
@@ -574,21 +606,23 @@ cdef class ReplayKernel:
                 return 0
             prev = self.xbook.qty_at_c(e.side, e.px)
             self.xbook.apply_c(e.side, e.px, e.qty)
+            bb = self.xbook.best_bid_c()
+            ba = self.xbook.best_ask_c()
             for k in range(self.n_strat):
                 s = &self.S[k]
                 if s.n_open == 0:
                     continue
                 s.t_x = self.t_x
-                if s.p.fill_model == BT_FILL_QUEUE:
+                if s.fill_model == BT_FILL_QUEUE:
                     self._on_depth_x(s, e, prev)
                     if e.flags & HFT_EVF_END:
-                        self._check_cross_x(s)
+                        self._check_cross_x(s, bb, ba)
                 elif e.flags & HFT_EVF_END:
                     self._intensity_fills(s, s.t_x)
         elif kind == HFT_EV_TRADE:
             for k in range(self.n_strat):
                 s = &self.S[k]
-                if s.n_open and s.p.fill_model == BT_FILL_QUEUE:
+                if s.n_open and s.fill_model == BT_FILL_QUEUE:
                     s.t_x = self.t_x
                     self._on_trade_x(s, e)
         elif kind == HFT_EV_SNAPSHOT:
@@ -657,14 +691,15 @@ cdef class ReplayKernel:
         cdef int64_t px
         cdef bt_order_t* w
         cdef bt_order_t* o
-        if bb == BOOK_NO_BID or ba == BOOK_NO_ASK or bb >= ba or s.vol.count < 1:
+        if bb == BOOK_NO_BID or ba == BOOK_NO_ASK or bb >= ba or s.volp.count < 1:
             return 0
         if s.p.estimate_intensity and now >= s.next_fit_ns:
             s.next_fit_ns = now + s.p.intensity_fit_ns
-            intensity_fit(&s.inten, now)
-            if s.inten.ready and s.inten.k_per_tick > 0:
-                quote_params_set_intensity(&s.qp, s.inten.A, s.inten.k_per_tick / s.p.tick_size)
-        sigma = ewma_vol_sigma(&s.vol) * (<double>bb + <double>ba) * 0.5 * s.p.tick_size
+            if s.inten_owner:
+                intensity_fit(s.intenp, now)   # (sharers fit at the same times: see _init_strat)
+            if s.intenp.ready and s.intenp.k_per_tick > 0:
+                quote_params_set_intensity(&s.qp, s.intenp.A, s.intenp.k_per_tick / s.p.tick_size)
+        sigma = ewma_vol_sigma(s.volp) * (<double>bb + <double>ba) * 0.5 * s.p.tick_size
         s.last_sigma = sigma
         q = <double>s.known_position * s.p.lot_size
         if compute_quote(&s.qp, bb, ba, self.sbook.best_bid_qty_c(), self.sbook.best_ask_qty_c(),
@@ -714,8 +749,8 @@ cdef class ReplayKernel:
                 if bb != BOOK_NO_BID and ba != BOOK_NO_ASK:
                     for k in range(self.n_strat):
                         s = &self.S[k]
-                        if s.p.estimate_intensity:
-                            intensity_on_trade(&s.inten, now, e.px, bb + ba)
+                        if s.inten_owner:
+                            intensity_on_trade(s.intenp, now, e.px, bb + ba)
             return 0
         else:
             return 0
@@ -730,7 +765,8 @@ cdef class ReplayKernel:
             s = &self.S[k]
             if mid != s.last_mid_ticks:
                 s.last_mid_ticks = mid
-                ewma_vol_update(&s.vol, now, mid)
+                if s.vol_owner:
+                    ewma_vol_update(s.volp, now, mid)
             if now >= s.next_quote_ns:
                 s.next_quote_ns = now + s.p.requote_interval_ns
                 self._quote(s, now)
