@@ -103,6 +103,10 @@ ctypedef struct bt_strat_t:
     Py_ssize_t rep_n
     int64_t next_quote_ns
     double last_mid_ticks
+    int64_t bid_lo              # price range of the resting bids, ticks (empty: lo > hi)
+    int64_t bid_hi
+    int64_t ask_lo              # and asks
+    int64_t ask_hi
     ewma_vol_t* volp            # own vol, or an identical one owned by another strategy
     intensity_t* intenp         # likewise
     int vol_owner

@@ -224,6 +224,7 @@ cdef class ReplayKernel:
         s.t_x = -INT64_MAX
         s.next_order_ns = INT64_MAX
         s.n_open = 0
+        self._open_bounds(s)
         s.next_id = 1
         s.last_mid_ticks = NAN
         s.last_sigma = NAN
@@ -456,8 +457,19 @@ cdef class ReplayKernel:
                 self._report(s, s.t_x + s.p.response_latency_ns, 0, best, 1)
 
     cdef inline void _open_add(self, bt_strat_t* s, int slot) noexcept nogil:
+        cdef int64_t px = s.orders[slot].px
         s.open_idx[s.n_open] = slot
         s.n_open += 1
+        if s.orders[slot].side == 0:
+            if px < s.bid_lo:
+                s.bid_lo = px
+            if px > s.bid_hi:
+                s.bid_hi = px
+        else:
+            if px < s.ask_lo:
+                s.ask_lo = px
+            if px > s.ask_hi:
+                s.ask_hi = px
 
     cdef inline void _open_remove(self, bt_strat_t* s, int slot) noexcept nogil:
         cdef int i
@@ -465,7 +477,29 @@ cdef class ReplayKernel:
             if s.open_idx[i] == slot:
                 s.n_open -= 1
                 s.open_idx[i] = s.open_idx[s.n_open]
+                self._open_bounds(s)
                 return
+
+    cdef void _open_bounds(self, bt_strat_t* s) noexcept nogil:
+        """Price range of the resting orders per side (a filter for the matching)."""
+        cdef int i
+        cdef const bt_order_t* o
+        s.bid_lo = INT64_MAX
+        s.bid_hi = -INT64_MAX
+        s.ask_lo = INT64_MAX
+        s.ask_hi = -INT64_MAX
+        for i in range(s.n_open):
+            o = &s.orders[s.open_idx[i]]
+            if o.side == 0:
+                if o.px < s.bid_lo:
+                    s.bid_lo = o.px
+                if o.px > s.bid_hi:
+                    s.bid_hi = o.px
+            else:
+                if o.px < s.ask_lo:
+                    s.ask_lo = o.px
+                if o.px > s.ask_hi:
+                    s.ask_hi = o.px
 
     cdef void _update_next_order(self, bt_strat_t* s) noexcept nogil:
         cdef int i
@@ -614,8 +648,12 @@ cdef class ReplayKernel:
                     continue
                 s.t_x = self.t_x
                 if s.fill_model == BT_FILL_QUEUE:
-                    self._on_depth_x(s, e, prev)
-                    if e.flags & HFT_EVF_END:
+                    # (the price ranges skip strategies with no order concerned)
+                    if (e.px >= s.bid_lo and e.px <= s.bid_hi) if e.side == 0 else \
+                            (e.px >= s.ask_lo and e.px <= s.ask_hi):
+                        self._on_depth_x(s, e, prev)
+                    if (e.flags & HFT_EVF_END) and ((ba != BOOK_NO_ASK and ba <= s.bid_hi)
+                                                     or (bb != BOOK_NO_BID and bb >= s.ask_lo)):
                         self._check_cross_x(s, bb, ba)
                 elif e.flags & HFT_EVF_END:
                     self._intensity_fills(s, s.t_x)
