@@ -180,6 +180,8 @@ def _short_tb() -> str:
 class SerialExecutor(cf.Executor):
     """Runs each job in the calling thread at submit (``workers=1``, tests)."""
 
+    _max_workers = 1
+
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> cf.Future:
         f: cf.Future = cf.Future()
         try:
