@@ -110,6 +110,17 @@ cdef inline double _qf(int model, double n, double x) noexcept nogil:
     return x ** n
 
 
+cdef inline int64_t _deadline(const bt_strat_t* s) noexcept nogil:
+    """A strategy has local items before T (reports or samples with time < T, or
+    order arrivals at <= T) iff its deadline < T."""
+    cdef int64_t d = s.next_sample_ns
+    if s.rep_n > 0 and s.reports[s.rep_head].ts < d:
+        d = s.reports[s.rep_head].ts
+    if s.next_order_ns != INT64_MAX and s.next_order_ns - 1 < d:
+        d = s.next_order_ns - 1
+    return d
+
+
 @cython.final
 cdef class ReplayKernel:
     """The compiled replay loop; :class:`hftmm.backtesting.BacktestEngine` drives it.
@@ -131,6 +142,7 @@ cdef class ReplayKernel:
     cdef int64_t t_x                 # exchange clock (running max), shared
     cdef int64_t t_l                 # strategy clock (running max), shared
     cdef int64_t feed_latency_ns
+    cdef int64_t next_local          # <= every strategy's deadline (see _deadline)
     cdef bint started
     cdef readonly int64_t events
 
@@ -165,6 +177,7 @@ cdef class ReplayKernel:
         self.xbook = _L2Book(p0["tick_size"], p0["lot_size"])
         self.sbook = _L2Book(p0["tick_size"], p0["lot_size"])
         self.t_x = -INT64_MAX
+        self.next_local = -INT64_MAX
         self.t_l = -INT64_MAX
 
     @classmethod
@@ -363,6 +376,8 @@ cdef class ReplayKernel:
         s.reports[j].slot = slot
         s.reports[j].kind = kind
         s.rep_n += 1
+        if ts < self.next_local:
+            self.next_local = ts
         return 0
 
     cdef int _sample(self, bt_strat_t* s, int64_t ts) except -1 nogil:
@@ -703,6 +718,8 @@ cdef class ReplayKernel:
                 o.queue_ahead = 0
                 o.traded_at_level = 0
                 o.arrive_ns = now + s.p.entry_latency_ns
+                if o.arrive_ns - 1 < self.next_local:
+                    self.next_local = o.arrive_ns - 1
                 o.cancel_ns = INT64_MAX
                 o.submit_ns = now
                 s.orders_submitted += 1
@@ -716,6 +733,8 @@ cdef class ReplayKernel:
         o.local = BT_L_CANCELING
         if o.state == BT_IN_FLIGHT or o.state == BT_OPEN:
             o.cancel_ns = now + s.p.cancel_latency_ns
+            if o.cancel_ns - 1 < self.next_local:
+                self.next_local = o.cancel_ns - 1
             s.cancels_sent += 1
             if o.cancel_ns < s.next_order_ns:
                 s.next_order_ns = o.cancel_ns
@@ -835,6 +854,23 @@ cdef class ReplayKernel:
             else:
                 self._deliver_reports(s, t)
 
+    cdef int _catch_up(self, int64_t upto) except -1 nogil:
+        """Each strategy's local items before upto (see _local_until), then the
+        earliest deadline over all strategies."""
+        cdef int k
+        cdef int64_t d, m = INT64_MAX
+        cdef bt_strat_t* s
+        for k in range(self.n_strat):
+            s = &self.S[k]
+            d = _deadline(s)
+            if d < upto:
+                self._local_until(s, upto)
+                d = _deadline(s)
+            if d < m:
+                m = d
+        self.next_local = m
+        return 0
+
     # ------------------------------------------------------------ the loop
     cdef Py_ssize_t _run(self, const hft_event_t* ev, Py_ssize_t n, Py_ssize_t i_x, bint final) except -1 nogil:
         """Process events; ev[0:i_x] were already applied on the exchange side.
@@ -851,6 +887,7 @@ cdef class ReplayKernel:
             for k in range(ns):
                 s = &S[k]
                 s.next_sample_ns = (ev[0].exch_ts // s.p.sample_interval_ns + 1) * s.p.sample_interval_ns
+            self.next_local = -INT64_MAX   # recomputed by the first catch-up
         while True:
             # exchange time of the next exchange event (running max)
             if i_x < n:
@@ -875,19 +912,15 @@ cdef class ReplayKernel:
                         self._deliver_reports(&S[k], INT64_MAX)   # samples after the data: finish()
                 return i_l
             if tl < tx:
-                for k in range(ns):
-                    s = &S[k]
-                    if s.rep_n > 0 or s.next_sample_ns < tl or s.next_order_ns <= tl:
-                        self._local_until(s, tl)
+                if self.next_local < tl:
+                    self._catch_up(tl)
                 self.t_l = tl
                 self._local_event(&ev[i_l], tl)
                 i_l += 1
                 self.events += 1
             else:
-                for k in range(ns):
-                    s = &S[k]
-                    if s.rep_n > 0 or s.next_sample_ns < tx or s.next_order_ns <= tx:
-                        self._local_until(s, tx)      # (arrivals at <= tx included)
+                if self.next_local < tx:
+                    self._catch_up(tx)      # (arrivals at <= tx included)
                 self.t_x = tx
                 self._exchange_event(&ev[i_x])
                 i_x += 1
