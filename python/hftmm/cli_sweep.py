@@ -101,6 +101,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             return 2
         client = Client(args.scheduler)
         executor = client.get_executor()
+        if args.workers is None:   # spread the groups over the cluster's threads
+            args.workers = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()) or None
     try:
         df = sweep.run_sweep(engine, base, space, executor=executor, results_path=results_path,
                              progress=not args.no_progress, group_size=args.group_size, workers=args.workers, **kw)
