@@ -675,7 +675,9 @@ cdef class ReplayKernel:
         elif kind == HFT_EV_TRADE:
             for k in range(self.n_strat):
                 s = &self.S[k]
-                if s.n_open and s.fill_model == BT_FILL_QUEUE:
+                # only orders on the trade's side at or through its price are concerned
+                if s.n_open and s.fill_model == BT_FILL_QUEUE and (
+                        (e.side == 0 and s.bid_hi >= e.px) or (e.side == 1 and s.ask_lo <= e.px)):
                     s.t_x = self.t_x
                     self._on_trade_x(s, e)
         elif kind == HFT_EV_SNAPSHOT:
