@@ -196,11 +196,23 @@ def test_process_pool_executor_same_rows(engine):
         assert np.array_equal(a[m].to_numpy(float), b[m].to_numpy(float), equal_nan=True), m
 
 
-def test_dask_local_cluster(engine):
+def test_dask_local_cluster(engine, tmp_path):
     distributed = pytest.importorskip("distributed")
+    from hftmm import cli_sweep
+
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
                                   processes=True) as cluster, distributed.Client(cluster) as client:
         df = engine.run_parameter_sweep(BASE, GRID, executor=client.get_executor(), progress=False, group_size=4)
+        # the command line on the same scheduler
+        grid = tmp_path / "grid.toml"
+        grid.write_text('[grid]\ngamma = [0.05, 0.5]\nmin_spread = [0.0, 0.5]\n')
+        parser = argparse.ArgumentParser()
+        cli_sweep.add_parser(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(["sweep", "--grid", str(grid), "--out", str(tmp_path / "o"), "--no-progress",
+                                  "--scheduler", cluster.scheduler_address, "--synthetic-seconds", "120"])
+        assert args.func(args) == 0
+        res = pd.read_parquet(tmp_path / "o" / "results.parquet")
+        assert len(res) == 4 and (res["status"] == "ok").all() and (res["group_size"] == 2).all()
     serial = engine.run_parameter_sweep(BASE, GRID, executor=SerialExecutor(), progress=False)
     assert (df["status"] == "ok").all() and len(df) == 8
     a = df.set_index("combo_key").sort_index()

@@ -56,7 +56,10 @@ def add_parser(subparsers) -> None:
 
 
 def load_grid(path: str) -> dict[str, Any]:
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
 
     with open(path, "rb") as fh:
         doc = tomllib.load(fh)
