@@ -14,7 +14,8 @@ event store) or generate it (the synthetic market, by date).
 
 Results: one row per combination with every swept parameter, every metric of
 :func:`~hftmm.backtesting.metrics.compute_metrics`, ``status`` ("ok" or "error"),
-``error`` and ``elapsed_s``; written to Parquet (``results_path``) as jobs
+``error``, ``elapsed_s`` (the pass's time shared equally by its combinations),
+``events`` and ``group_size`` (combinations in its pass); written to Parquet (``results_path``) as jobs
 finish. A sweep restarted on the same file skips the combinations already there
 (key: the canonical JSON of the combination). A failing combination is recorded
 with its error; the others go on.
@@ -455,14 +456,20 @@ def walk_forward(engine: BacktestEngine, base_config: BacktestConfig,
     combination on period i and score it on period i + 1. One row per step:
     the periods, the chosen parameters, its in-sample and out-of-sample metric,
     the best out-of-sample metric and the chosen one's out-of-sample rank (1 =
-    best)."""
+    best). ``sweep_kw`` go to :func:`run_sweep` (a ``results_path`` becomes one
+    file per period, so an interrupted walk-forward resumes too)."""
     if len(periods) < 2:
         raise ValueError("walk-forward needs at least two periods")
     hi = (metric != "max_drawdown") if higher_is_better is None else higher_is_better
     sweep_kw.setdefault("progress", False)
     per = []
+    results_path = sweep_kw.pop("results_path", None)
     for start, end in periods:
-        df = run_sweep(engine, base_config.replace(start_date=start, end_date=end), grid, **sweep_kw)
+        kw = dict(sweep_kw)
+        if results_path:   # one file per period (each has its own base config)
+            stem, ext = os.path.splitext(results_path)
+            kw["results_path"] = f"{stem}_{start}_{end}{ext or '.parquet'}"
+        df = run_sweep(engine, base_config.replace(start_date=start, end_date=end), grid, **kw)
         ok = _ok(df).copy()
         ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
         per.append(ok[np.isfinite(ok[metric].to_numpy(float))])
