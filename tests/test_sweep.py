@@ -173,10 +173,11 @@ def test_analysis_and_heatmap(engine, tmp_path):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_walk_forward(engine):
+def test_walk_forward(engine, tmp_path):
     periods = [("2024-08-08", "2024-08-08"), ("2024-08-09", "2024-08-09"), ("2024-08-10", "2024-08-10")]
     wf = sweep.walk_forward(engine, BASE, {"gamma": [0.05, 0.5], "min_spread": [0.0, 0.5]}, periods,
-                            metric="total_pnl", executor=SerialExecutor())
+                            metric="total_pnl", executor=SerialExecutor(), results_path=str(tmp_path / "wf.parquet"))
+    assert len(list(tmp_path.glob("wf_*.parquet"))) == 3
     assert len(wf) == 2
     assert list(wf["train_start"]) == ["2024-08-08", "2024-08-09"]
     assert list(wf["test_start"]) == ["2024-08-09", "2024-08-10"]
