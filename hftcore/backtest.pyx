@@ -995,6 +995,56 @@ cdef class ReplayKernel:
     def fees_of(self, int i):
         return self._strat(i).fees
 
+
+    # the single-strategy counters as attributes (strategy 0), as before
+    @property
+    def orders_submitted(self):
+        return self.S[0].orders_submitted
+
+    @property
+    def orders_rejected(self):
+        return self.S[0].orders_rejected
+
+    @property
+    def orders_cancelled(self):
+        return self.S[0].orders_cancelled
+
+    @property
+    def cancels_sent(self):
+        return self.S[0].cancels_sent
+
+    @property
+    def fill_count(self):
+        return self.S[0].fill_count
+
+    @property
+    def partial_fills(self):
+        return self.S[0].partial_fills
+
+    @property
+    def quotes(self):
+        return self.S[0].quotes
+
+    @property
+    def slots_exhausted(self):
+        return self.S[0].slots_exhausted
+
+    @property
+    def maker_lots(self):
+        return self.S[0].maker_lots
+
+    @property
+    def taker_lots(self):
+        return self.S[0].taker_lots
+
+    @property
+    def lifetime_sum_ns(self):
+        return self.S[0].lifetime_sum_ns
+
+    @property
+    def lifetime_count(self):
+        return self.S[0].lifetime_count
+
     @property
     def position(self):
         """Position, lots (exchange side), strategy 0."""
