@@ -91,3 +91,61 @@ ctypedef struct bt_report_t:
     int64_t lots            # signed position change (0 for non-fill reports)
     int slot
     int kind                # 0 fill, 1 order done (filled/cancelled/rejected)
+
+ctypedef struct bt_strat_t:
+    # everything one strategy owns in a (possibly shared) replay pass; the
+    # fields read for every event come first (one cache line)
+    int n_open                  # orders resting at the exchange
+    int fill_model              # = p.fill_model
+    int open_idx[BT_MAX_ORDERS] # their slots
+    int64_t next_order_ns       # earliest pending arrival/cancel at the exchange
+    int64_t next_sample_ns
+    Py_ssize_t rep_n
+    int64_t next_quote_ns
+    double last_mid_ticks
+    int64_t bid_lo              # price range of the resting bids, ticks (empty: lo > hi)
+    int64_t bid_hi
+    int64_t ask_lo              # and asks
+    int64_t ask_hi
+    ewma_vol_t* volp            # own vol, or an identical one owned by another strategy
+    intensity_t* intenp         # likewise
+    int vol_owner
+    int inten_owner
+    bt_params_t p
+    quote_params_t qp
+    ewma_vol_t vol
+    intensity_t inten
+    bint inten_ok
+    bt_order_t orders[BT_MAX_ORDERS]
+    uint64_t rng[4]
+    int64_t t_x                 # its exchange clock: the shared one or a later arrival of ours
+    int64_t position            # lots (exchange truth)
+    double cash
+    double fees
+    int64_t next_id
+    int64_t last_intensity_ns
+    int64_t known_position      # lots (as reported)
+    int64_t next_fit_ns
+    double last_sigma
+    double last_reservation
+    bt_fill_t* fills
+    Py_ssize_t n_fills
+    Py_ssize_t cap_fills
+    bt_sample_t* samples
+    Py_ssize_t n_samples
+    Py_ssize_t cap_samples
+    bt_report_t* reports
+    Py_ssize_t rep_head
+    Py_ssize_t rep_cap
+    int64_t orders_submitted
+    int64_t orders_rejected
+    int64_t orders_cancelled
+    int64_t cancels_sent
+    int64_t fill_count
+    int64_t partial_fills
+    int64_t quotes
+    int64_t slots_exhausted
+    int64_t maker_lots
+    int64_t taker_lots
+    int64_t lifetime_sum_ns
+    int64_t lifetime_count

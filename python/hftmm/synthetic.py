@@ -81,14 +81,16 @@ def generate(config: SyntheticConfig = SyntheticConfig(), start_ns: int = 0, sec
         done += step
 
 
-def generate_day(date: str = "2024-08-08", config: Optional[SyntheticConfig] = None) -> Iterator[np.ndarray]:
+def generate_day(date: str = "2024-08-08", config: Optional[SyntheticConfig] = None,
+                 seconds: float = DAY_S) -> Iterator[np.ndarray]:
     """The synthetic market for one UTC day, in chunks. Each day has its own seed
-    (the config's seed mixed with the date), so consecutive days differ."""
+    (the config's seed mixed with the date), so consecutive days differ.
+    ``seconds``: only the day's first seconds (tests, benchmarks)."""
     config = config or SyntheticConfig()
     start = day_start_ns(date)
     seed = (config.seed * 1_000_003 + start // 86_400_000_000_000) & 0xFFFFFFFFFFFF
     cfg = SyntheticConfig(**{**{f.name: getattr(config, f.name) for f in fields(config)}, "seed": seed})
-    return generate(cfg, start, DAY_S)
+    return generate(cfg, start, seconds)
 
 
 # ---------------------------------------------------------------------------

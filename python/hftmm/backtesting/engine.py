@@ -47,16 +47,22 @@ class EventSource:
     description: str
 
 
-def synthetic_source(config: BacktestConfig) -> EventSource:
+def synthetic_source(config: BacktestConfig, day_seconds: Optional[float] = None) -> EventSource:
+    """The synthetic market on the config's dates. ``day_seconds``: only each
+    day's first seconds (a hook for tests and benchmarks; None = whole days)."""
     syn = SyntheticConfig(symbol=config.symbol)
     dates = config.dates()
+    secs = DAY_S if day_seconds is None else float(day_seconds)
 
     def chunks() -> Iterator[np.ndarray]:
         for d in dates:
-            yield from generate_day(d, syn)
+            yield from generate_day(d, syn, secs)
 
     start = day_start_ns(dates[0])
-    return EventSource(chunks(), syn.tick_size, syn.lot_size, (start, start + int(DAY_S * 1e9) * len(dates)),
+    # the span (progress) assumes consecutive whole days unless shortened
+    span = int(DAY_S * 1e9) * len(dates) if day_seconds is None else int(secs * 1e9) + \
+        int(DAY_S * 1e9) * (len(dates) - 1)
+    return EventSource(chunks(), syn.tick_size, syn.lot_size, (start, start + span),
                        f"synthetic {config.symbol} {dates[0]}..{dates[-1]}")
 
 
@@ -144,14 +150,17 @@ class BacktestResult:
 
 class BacktestEngine:
     """Runs backtests. ``data_dir``: where event stores live (a relative
-    ``BacktestConfig.data_path`` is resolved against it)."""
+    ``BacktestConfig.data_path`` is resolved against it). ``synthetic_day_seconds``:
+    replay only each synthetic day's first seconds (a hook for tests and
+    benchmarks; None = whole days)."""
 
-    def __init__(self, data_dir: str = "./data") -> None:
+    def __init__(self, data_dir: str = "./data", synthetic_day_seconds: Optional[float] = None) -> None:
         self.data_dir = data_dir
+        self.synthetic_day_seconds = synthetic_day_seconds
 
     def _source(self, config: BacktestConfig) -> EventSource:
         if config.data_path is None:
-            return synthetic_source(config)
+            return synthetic_source(config, self.synthetic_day_seconds)
         path = config.data_path
         if not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(self.data_dir, path)
@@ -161,14 +170,39 @@ class BacktestEngine:
                      source: Optional[EventSource] = None) -> BacktestResult:
         """Run one backtest. ``progress``: True for a bar on stderr, or a callable
         ``f(fraction_done, events)``."""
-        src = source or self._source(config)
+        return self.run_backtest_group([config], progress, source)[0]
+
+    def run_backtest_group(self, configs: list[BacktestConfig],
+                           progress: bool | Callable[[float, int], None] = False,
+                           source: Optional[EventSource] = None) -> list[BacktestResult]:
+        """Several backtests in one pass of the replay kernel (one replay, many
+        strategies): the configs must share their data and the exchange model's
+        shared part (see :func:`shared_key`); each gets exactly the result a
+        separate :meth:`run_backtest` would give (``elapsed_s`` is the pass's)."""
+        if not configs:
+            return []
+        keys = {shared_key(c) for c in configs}
+        if len(keys) > 1:
+            raise ValueError(f"configs of one pass must share {SHARED_FIELDS}; got {len(keys)} distinct")
+        src = source or self._source(configs[0])
         tick, lot = float(src.tick_size), float(src.lot_size)
-        params, quote = kernel_params(config, tick, lot)
-        kernel = ReplayKernel(params, quote, config.seed)
+        kps = [kernel_params(c, tick, lot) for c in configs]
+        n = len(configs)
+        if n == 1:
+            kernel = ReplayKernel(kps[0][0], kps[0][1], configs[0].seed)
+        else:
+            kernel = ReplayKernel.multi([(p, q, c.seed) for (p, q), c in zip(kps, configs)])
         bar = Progress(1.0, "backtest", "events", enabled=progress is True)
         t_start, t_end = src.span_ns
         span = max(t_end - t_start, 1)
-        fills, samples = [], []
+        fills: list[list[np.ndarray]] = [[] for _ in range(n)]
+        samples: list[list[np.ndarray]] = [[] for _ in range(n)]
+
+        def drain() -> None:
+            for j in range(n):
+                fills[j].append(kernel.take_fills(j))
+                samples[j].append(kernel.take_samples(j))
+
         tail = np.zeros(0, dtype=EVENT_DTYPE)
         events = 0
         last_ts = t_start
@@ -181,8 +215,7 @@ class BacktestEngine:
             tail = arr[i:].copy()
             events += len(chunk)
             last_ts = int(chunk["exch_ts"][-1])
-            fills.append(kernel.take_fills())
-            samples.append(kernel.take_samples())
+            drain()
             frac = min(max((last_ts - t_start) / span, 0.0), 1.0)
             bar.done = frac
             bar.update(0.0, count=len(chunk), count_unit="events")
@@ -190,17 +223,44 @@ class BacktestEngine:
                 progress(frac, events)
         kernel.run(tail, len(tail), True)
         kernel.finish(last_ts)
-        fills.append(kernel.take_fills())
-        samples.append(kernel.take_samples())
+        drain()
         elapsed = time.perf_counter() - t0
         bar.done = 1.0
         bar.close()
-        trades = fills_frame(np.concatenate(fills), tick, lot)
-        ts = samples_frame(np.concatenate(samples), tick, lot, config.initial_capital)
-        counters = kernel.counters()
-        counters["submitted_qty"] = counters["orders_submitted"] * params["order_lots"] * lot
-        perf = compute_metrics(trades, ts, counters, config.initial_capital)
-        return BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description)
+        out = []
+        for j, config in enumerate(configs):
+            trades = fills_frame(np.concatenate(fills[j]), tick, lot)
+            ts = samples_frame(np.concatenate(samples[j]), tick, lot, config.initial_capital)
+            counters = kernel.counters(j)
+            counters["submitted_qty"] = counters["orders_submitted"] * kps[j][0]["order_lots"] * lot
+            perf = compute_metrics(trades, ts, counters, config.initial_capital)
+            out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
+        return out
+
+    def run_parameter_sweep(self, base_config: BacktestConfig, grid: Any, executor: Any = None,
+                            **kw: Any) -> pd.DataFrame:
+        """Grid (or ``method="random"``) search over BacktestConfig fields; one row
+        per combination. See :func:`hftmm.backtesting.sweep.run_sweep`."""
+        from hftmm.backtesting.sweep import run_sweep
+
+        return run_sweep(self, base_config, grid, executor=executor, **kw)
+
+    def analyze_results(self, results: pd.DataFrame) -> dict[str, Any]:
+        """Best combinations, rankings and sensitivities of a sweep's results. See
+        :func:`hftmm.backtesting.sweep.analyze_results`."""
+        from hftmm.backtesting.sweep import analyze_results
+
+        return analyze_results(results)
+
+
+#: BacktestConfig fields strategies of one replay pass must share: the data, and
+#: the exchange model's parts that decide the shared clocks and books.
+SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "tick_size", "lot_size", "feed_latency")
+
+
+def shared_key(config: BacktestConfig) -> tuple:
+    """Configs with equal keys can run in one multi-strategy pass."""
+    return tuple(getattr(config, f) for f in SHARED_FIELDS)
 
 
 def kernel_params(config: BacktestConfig, tick: float, lot: float) -> tuple[dict, dict]:
