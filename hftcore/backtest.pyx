@@ -102,6 +102,12 @@ cdef inline double _u01(uint64_t* s) noexcept nogil:
     return ((result >> 11) + 0.5) * (1.0 / 9007199254740992.0)
 
 
+cdef inline int64_t _xts(const hft_event_t* e) noexcept nogil:
+    """An event's exchange time; unknown (<= 0, e.g. a spot REST snapshot has no
+    E) is taken as its receive time."""
+    return e.exch_ts if e.exch_ts > 0 else e.local_ts
+
+
 cdef inline double _qf(int model, double n, double x) noexcept nogil:
     if x <= 0:
         return 0.0
@@ -888,12 +894,12 @@ cdef class ReplayKernel:
             self.started = True
             for k in range(ns):
                 s = &S[k]
-                s.next_sample_ns = (ev[0].exch_ts // s.p.sample_interval_ns + 1) * s.p.sample_interval_ns
+                s.next_sample_ns = (_xts(&ev[0]) // s.p.sample_interval_ns + 1) * s.p.sample_interval_ns
             self.next_local = -INT64_MAX   # recomputed by the first catch-up
         while True:
             # exchange time of the next exchange event (running max)
             if i_x < n:
-                tx = ev[i_x].exch_ts
+                tx = _xts(&ev[i_x])
                 if tx < self.t_x:
                     tx = self.t_x
             else:
@@ -901,7 +907,7 @@ cdef class ReplayKernel:
             # visible time of the next strategy event
             if i_l < i_x:
                 e = &ev[i_l]
-                tl = e.local_ts if self.feed_latency_ns < 0 else e.exch_ts + self.feed_latency_ns
+                tl = e.local_ts if self.feed_latency_ns < 0 else _xts(e) + self.feed_latency_ns
                 if tl < self.t_l:
                     tl = self.t_l
             elif i_l < n:

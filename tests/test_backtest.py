@@ -113,3 +113,21 @@ def test_cli_main_job_json(capsys, tmp_path):
     assert m["events"] > 10_000_000 and math.isfinite(m["total_pnl"])
     assert (tmp_path / "c.png").exists()
     assert main(["backtest", "--gamma", "0"]) == 2
+
+
+def test_unknown_exchange_time_is_receive_time():
+    # a spot REST snapshot has no E: converted stores carry exch_ts = 0 on it;
+    # the run must not sample from 1970 (and must equal a run where it is known)
+    m = SyntheticMarket(seed=5, start_ns=1_723_075_200_000_000_000)
+    snap = m.initial_snapshot()
+    ev = m.generate(120.0)
+    snap0 = snap.copy()
+    snap0["exch_ts"] = 0
+    snap1 = snap.copy()
+    snap1["exch_ts"] = snap1["local_ts"]
+    out = []
+    for s in (snap0, snap1):
+        src = EventSource(iter([s, ev]), "0.10", "0.001", (m.now_ns - 120 * 10**9, m.now_ns), "t")
+        out.append(BacktestEngine().run_backtest(BacktestConfig(), source=src))
+    assert len(out[0].timeseries) < 200 and out[0].timeseries["ts"].iloc[0] > 10**18
+    assert out[0].trades.equals(out[1].trades) and out[0].timeseries.equals(out[1].timeseries)

@@ -647,7 +647,8 @@ class ReferenceReplay:
         if not 0 <= applied <= n:
             raise ValueError("applied out of range")
         # EVENT_DTYPE field order: local_ts, exch_ts, px, qty, first_id, last_id, prev_id, kind, side, flags
-        ev = [Event(r[0], r[1], r[2], r[3], r[7], r[8], r[9]) for r in arr.tolist()]
+        # an unknown exchange time (<= 0, e.g. a spot REST snapshot) is the receive time
+        ev = [Event(r[0], r[1] if r[1] > 0 else r[0], r[2], r[3], r[7], r[8], r[9]) for r in arr.tolist()]
         i_x = applied       # next event for the exchange side
         i_l = 0             # next event for the strategy side (always <= i_x)
         if not self.started and n > 0:
