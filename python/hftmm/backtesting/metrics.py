@@ -158,70 +158,80 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
                     metrics_interval_s: float = 60.0) -> PerformanceMetrics:
     """All metrics of a run. ``fills``/``samples``: the result frames (price units)."""
     n = len(fills)
-    ts = samples["ts"].to_numpy(np.int64) if len(samples) else np.zeros(0, np.int64)
-    equity = samples["equity"].to_numpy(np.float64) if len(samples) else np.zeros(0)
-    mids = samples["mid"].to_numpy(np.float64) if len(samples) else np.zeros(0)
-    final_equity = float(equity[-1]) if len(equity) else initial_capital
+    # columns as numpy arrays once (pandas indexing per use dominated sweeps)
+    f_side = fills["side"].to_numpy() if n else np.zeros(0, np.int64)
+    f_px = fills["price"].to_numpy(np.float64) if n else np.zeros(0)
+    f_qty = fills["qty"].to_numpy(np.float64) if n else np.zeros(0)
+    f_fee = fills["fee"].to_numpy(np.float64) if n else np.zeros(0)
+    f_ts = fills["exch_ts"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
+    f_mid = fills["mid"].to_numpy(np.float64) if n else np.zeros(0)
+    f_taker = fills["taker"].to_numpy() if n else np.zeros(0, np.int64)
+    f_submit = fills["submit_ts"].to_numpy(np.int64) if n else np.zeros(0, np.int64)
+    f_oid = fills["order_id"].to_numpy() if n else np.zeros(0, np.int64)
+    m = len(samples)
+    ts = samples["ts"].to_numpy(np.int64) if m else np.zeros(0, np.int64)
+    equity = samples["equity"].to_numpy(np.float64) if m else np.zeros(0)
+    mids = samples["mid"].to_numpy(np.float64) if m else np.zeros(0)
+    s_pos = samples["position_qty"].to_numpy(np.float64) if m else np.zeros(0)
+    final_equity = float(equity[-1]) if m else initial_capital
     total_pnl = final_equity - initial_capital
-    fees_total = float(fills["fee"].sum()) if n else 0.0
+    fees_total = float(f_fee.sum())
     # average-cost realised PnL
     pos = 0.0
     cost = 0.0
     realized = 0.0
-    if n:
-        for s, p, q, f in zip(fills["side"].tolist(), fills["price"].tolist(), fills["qty"].tolist(),
-                              fills["fee"].tolist()):
-            signed = q if s == 0 else -q
-            if pos == 0 or (pos > 0) == (signed > 0):
-                cost = (cost * abs(pos) + p * q) / (abs(pos) + q)
-                pos += signed
-            else:
-                close = min(q, abs(pos))
-                realized += (p - cost) * close * (1.0 if pos > 0 else -1.0)
-                pos += signed
-                if abs(pos) < 1e-15:
-                    pos, cost = 0.0, 0.0
-                elif (pos > 0) == (signed > 0):   # flipped: the rest opens at this price
-                    cost = p
-            realized -= f
-    last_mid = float(mids[np.isfinite(mids)][-1]) if np.isfinite(mids).any() else math.nan
+    for s_, p, q, f in zip(f_side.tolist(), f_px.tolist(), f_qty.tolist(), f_fee.tolist()):
+        signed = q if s_ == 0 else -q
+        if pos == 0 or (pos > 0) == (signed > 0):
+            cost = (cost * abs(pos) + p * q) / (abs(pos) + q)
+            pos += signed
+        else:
+            close = min(q, abs(pos))
+            realized += (p - cost) * close * (1.0 if pos > 0 else -1.0)
+            pos += signed
+            if abs(pos) < 1e-15:
+                pos, cost = 0.0, 0.0
+            elif (pos > 0) == (signed > 0):   # flipped: the rest opens at this price
+                cost = p
+        realized -= f
+    finite = np.isfinite(mids)
+    last_mid = float(mids[finite][-1]) if finite.any() else math.nan
     unrealized = pos * (last_mid - cost) if pos and math.isfinite(last_mid) else 0.0
     st = equity_stats(ts, equity, metrics_interval_s)
-    trips = fifo_round_trips(fills["side"].to_numpy(), fills["price"].to_numpy(), fills["qty"].to_numpy(),
-                             fills["fee"].to_numpy()) if n else np.zeros(0)
+    trips = fifo_round_trips(f_side, f_px, f_qty, f_fee) if n else np.zeros(0)
     submitted = counters.get("orders_submitted", 0)
     submitted_qty = counters.get("submitted_qty", 0.0)
-    filled_qty = float(fills["qty"].sum()) if n else 0.0
-    orders_filled = int(fills["order_id"].nunique()) if n else 0
-    maker = fills[fills["taker"] == 0] if n else fills
-    if len(maker):
-        edge = np.where(maker["side"] == 0, maker["mid"] - maker["price"], maker["price"] - maker["mid"])
+    filled_qty = float(f_qty.sum())
+    orders_filled = int(len(np.unique(f_oid))) if n else 0
+    maker = f_taker == 0
+    if maker.any():
+        edge = np.where(f_side[maker] == 0, f_mid[maker] - f_px[maker], f_px[maker] - f_mid[maker])
         spread_capture = float(np.nanmean(edge))
-        spread_total = float(np.nansum(edge * maker["qty"]))
+        spread_total = float(np.nansum(edge * f_qty[maker]))
     else:
         spread_capture, spread_total = math.nan, 0.0
     marks: dict[int, tuple[float, float]] = {}
+    sign_all = np.where(f_side == 0, 1.0, -1.0)
     for h in MARKOUT_HORIZONS_S:
-        if n and len(ts):
-            j = np.searchsorted(ts, fills["exch_ts"].to_numpy(np.int64) + h * 1_000_000_000, side="left")
-            ok = j < len(ts)
+        if n and m:
+            j = np.searchsorted(ts, f_ts + h * 1_000_000_000, side="left")
+            ok = j < m
             if ok.any():
-                sign = np.where(fills["side"].to_numpy()[ok] == 0, 1.0, -1.0)
-                p = fills["price"].to_numpy()[ok]
-                mo = (mids[j[ok]] - p) * sign
+                p = f_px[ok]
+                mo = (mids[j[ok]] - p) * sign_all[ok]
                 marks[h] = (float(np.nanmean(mo)), float(np.nanmean(mo / p * 1e4)))
                 continue
         marks[h] = (math.nan, math.nan)
-    if len(ts) > 1:
+    if m > 1:
         w = np.diff(ts).astype(np.float64)
-        p_ = samples["position_qty"].to_numpy(np.float64)[:-1]
+        p_ = s_pos[:-1]
         twi = float(np.sum(p_ * w) / np.sum(w))
         twa = float(np.sum(np.abs(p_) * w) / np.sum(w))
         duration = (ts[-1] - ts[0]) / 1e9
     else:
         twi = twa = 0.0
         duration = 0.0
-    lat = (fills["exch_ts"] - fills["submit_ts"]).to_numpy(np.float64) / 1e6 if n else np.zeros(0)
+    lat = (f_ts - f_submit).astype(np.float64) / 1e6
     life_n = counters.get("lifetime_count", 0)
     return PerformanceMetrics(
         total_pnl=total_pnl,
@@ -252,7 +262,7 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
         traded_volume=filled_qty,
         markout_1s=marks[1][0], markout_10s=marks[10][0], markout_60s=marks[60][0],
         markout_1s_bps=marks[1][1], markout_10s_bps=marks[10][1], markout_60s_bps=marks[60][1],
-        final_position=float(samples["position_qty"].iloc[-1]) if len(samples) else 0.0,
+        final_position=float(s_pos[-1]) if m else 0.0,
         duration_s=duration,
         metrics_interval_s=metrics_interval_s,
     )
