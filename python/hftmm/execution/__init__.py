@@ -1,0 +1,2 @@
+"""Order execution layer."""
+from hftmm.execution.orders import *  # noqa: F401,F403
