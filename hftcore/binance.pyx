@@ -41,6 +41,8 @@ from hftcore.decimal cimport (
     hft_scale_from_str,
 )
 from hftcore.types cimport (
+    hft_event_set,
+    hft_message_events,
     HFT_ASK,
     HFT_BID,
     HFT_EV_BBO,
@@ -762,22 +764,6 @@ cdef inline object _pairs(const int64_t* px, const int64_t* qty, Py_ssize_t n):
     return a
 
 
-cdef inline void _ev(hft_event_t* e, int64_t local_ts, int64_t exch_ts, int64_t px, int64_t qty,
-                     int64_t first_id, int64_t last_id, int64_t prev_id, int kind, int side,
-                     int flags) noexcept nogil:
-    memset(e, 0, sizeof(hft_event_t))
-    e.local_ts = local_ts
-    e.exch_ts = exch_ts
-    e.px = px
-    e.qty = qty
-    e.first_id = first_id
-    e.last_id = last_id
-    e.prev_id = prev_id
-    e.kind = <uint8_t>kind
-    e.side = <uint8_t>side
-    e.flags = <uint8_t>flags
-
-
 cdef object _events(Py_ssize_t n):
     cdef cnp.ndarray a = np.empty(n, dtype=EVENT_DTYPE)
     return a
@@ -828,21 +814,10 @@ cdef class _Levels(Message):
 
 cdef object _level_events(_Levels self, int64_t local_ts, int64_t exch_ts, int kind,
                    int64_t first_id, int64_t last_id, int64_t prev_id):
-    cdef Py_ssize_t nb = self.n_bids, na = self.n_asks, i, n = nb + na
+    cdef Py_ssize_t nb = self.n_bids, na = self.n_asks, n = nb + na
     cdef cnp.ndarray a = _events(n if n else 1)
-    cdef hft_event_t* e = <hft_event_t*>cnp.PyArray_DATA(a)
-    if n == 0:
-        _ev(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
-            HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
-        return a
-    for i in range(nb):
-        _ev(&e[i], local_ts, exch_ts, self.bid_px[i], self.bid_qty[i], first_id, last_id,
-            prev_id, kind, HFT_BID, 0)
-    for i in range(na):
-        _ev(&e[nb + i], local_ts, exch_ts, self.ask_px[i], self.ask_qty[i], first_id, last_id,
-            prev_id, kind, HFT_ASK, 0)
-    e[0].flags |= HFT_EVF_BEGIN
-    e[n - 1].flags |= HFT_EVF_END
+    hft_message_events(<hft_event_t*>cnp.PyArray_DATA(a), local_ts, exch_ts, kind, first_id, last_id,
+                       prev_id, self.bid_px, self.bid_qty, nb, self.ask_px, self.ask_qty, na)
     return a
 
 
@@ -900,7 +875,7 @@ cdef class Trade(Message):
     def to_events(self, local_ts_ns=0):
         """One TRADE record (first/last trade id, exch_ts = trade time)."""
         cdef cnp.ndarray a = _events(1)
-        _ev(<hft_event_t*>cnp.PyArray_DATA(a), local_ts_ns, self.trade_time_ns, self.price,
+        hft_event_set(<hft_event_t*>cnp.PyArray_DATA(a), local_ts_ns, self.trade_time_ns, self.price,
             self.qty, self.first_trade_id, self.last_trade_id, HFT_NO_ID, HFT_EV_TRADE, self.side,
             HFT_EVF_BEGIN | HFT_EVF_END)
         return a
@@ -928,9 +903,9 @@ cdef class BookTicker(Message):
         cdef cnp.ndarray a = _events(2)
         cdef hft_event_t* e = <hft_event_t*>cnp.PyArray_DATA(a)
         cdef int64_t ts = self.event_time_ns if self.event_time_ns else self.transaction_time_ns
-        _ev(&e[0], local_ts_ns, ts, self.bid_px, self.bid_qty, self.update_id, self.update_id,
+        hft_event_set(&e[0], local_ts_ns, ts, self.bid_px, self.bid_qty, self.update_id, self.update_id,
             HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
-        _ev(&e[1], local_ts_ns, ts, self.ask_px, self.ask_qty, self.update_id, self.update_id,
+        hft_event_set(&e[1], local_ts_ns, ts, self.ask_px, self.ask_qty, self.update_id, self.update_id,
             HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
         return a
 
@@ -1488,28 +1463,17 @@ cdef bint _reserve(_EvBuf* b, Py_ssize_t k) noexcept nogil:
 cdef inline Py_ssize_t _level_records(BinanceDecoder self, Obj* o, int64_t local_ts, int64_t exch_ts,
                                       int kind, int64_t first_id, int64_t last_id, int64_t prev_id,
                                       _EvBuf* b) except -1:
-    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], i, n = nb + na
+    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], n = nb + na
     cdef const int64_t* bpx = self._scr.px[0] + o.lv_start[0]
     cdef const int64_t* bqty = self._scr.qty[0] + o.lv_start[0]
     cdef const int64_t* apx = self._scr.px[1] + o.lv_start[1]
     cdef const int64_t* aqty = self._scr.qty[1] + o.lv_start[1]
-    cdef hft_event_t* e
     if not _reserve(b, n if n else 1):
         if b.fixed:
             return -2
         raise MemoryError()
-    e = b.ev + b.n
-    if n == 0:
-        _ev(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
-            HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
-        b.n += 1
-        return 1
-    for i in range(nb):
-        _ev(&e[i], local_ts, exch_ts, bpx[i], bqty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
-    for i in range(na):
-        _ev(&e[nb + i], local_ts, exch_ts, apx[i], aqty[i], first_id, last_id, prev_id, kind, HFT_ASK, 0)
-    e[0].flags |= HFT_EVF_BEGIN
-    e[n - 1].flags |= HFT_EVF_END
+    n = hft_message_events(b.ev + b.n, local_ts, exch_ts, kind, first_id, last_id, prev_id,
+                           bpx, bqty, nb, apx, aqty, na)
     b.n += n
     return n
 
@@ -1563,7 +1527,7 @@ cdef Py_ssize_t _emit_trade(BinanceDecoder self, Ctx* c, Obj* o, bint agg, int64
         if b.fixed:
             return -2
         raise MemoryError()
-    _ev(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
+    hft_event_set(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
         HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
     b.n += 1
     return 1
@@ -1584,8 +1548,8 @@ cdef Py_ssize_t _emit_bbo(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBu
         if b.fixed:
             return -2
         raise MemoryError()
-    _ev(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
-    _ev(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
+    hft_event_set(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
+    hft_event_set(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
     b.n += 2
     return 2
 
@@ -1757,26 +1721,15 @@ cdef inline bint _f_opt_str(Obj* o, int fid) noexcept nogil:
 cdef Py_ssize_t _records_c(_DecCfg* d, Obj* o, int64_t local_ts, int64_t exch_ts, int kind,
                            int64_t first_id, int64_t last_id, int64_t prev_id, _EvBuf* b) noexcept nogil:
     """_level_records without the GIL."""
-    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], i, n = nb + na
+    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], n = nb + na
     cdef const int64_t* bpx = d.scr.px[0] + o.lv_start[0]
     cdef const int64_t* bqty = d.scr.qty[0] + o.lv_start[0]
     cdef const int64_t* apx = d.scr.px[1] + o.lv_start[1]
     cdef const int64_t* aqty = d.scr.qty[1] + o.lv_start[1]
-    cdef hft_event_t* e
     if not _reserve(b, n if n else 1):
         return R_FULL if b.fixed else R_NOMEM
-    e = b.ev + b.n
-    if n == 0:
-        _ev(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
-            HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
-        b.n += 1
-        return 1
-    for i in range(nb):
-        _ev(&e[i], local_ts, exch_ts, bpx[i], bqty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
-    for i in range(na):
-        _ev(&e[nb + i], local_ts, exch_ts, apx[i], aqty[i], first_id, last_id, prev_id, kind, HFT_ASK, 0)
-    e[0].flags |= HFT_EVF_BEGIN
-    e[n - 1].flags |= HFT_EVF_END
+    n = hft_message_events(b.ev + b.n, local_ts, exch_ts, kind, first_id, last_id, prev_id,
+                           bpx, bqty, nb, apx, aqty, na)
     b.n += n
     return n
 
@@ -1856,7 +1809,7 @@ cdef Py_ssize_t _emit_frame_c(_DecCfg* d, const char* data, Py_ssize_t n, int64_
                 return R_SLOW
             if not _reserve(b, 1):
                 return R_FULL if b.fixed else R_NOMEM
-            _ev(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
+            hft_event_set(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
                 HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
             b.n += 1
             return 1
@@ -1888,8 +1841,8 @@ cdef Py_ssize_t _bbo_c(_DecCfg* d, Obj* o, int64_t ts, _EvBuf* b) noexcept nogil
     xt = E if E else T
     if not _reserve(b, 2):
         return R_FULL if b.fixed else R_NOMEM
-    _ev(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
-    _ev(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
+    hft_event_set(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
+    hft_event_set(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
     b.n += 2
     return 2
 

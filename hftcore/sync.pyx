@@ -36,7 +36,8 @@ from libc.string cimport memcpy, memmove, memset
 from hftcore.binance cimport DepthSnapshot, DepthUpdate
 from hftcore.book cimport L2Book
 from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
-                            HFT_EVF_END, HFT_NO_ID, hft_event_t)
+                            HFT_EVF_END, HFT_NO_ID, hft_event_t,
+                            hft_message_events)
 
 import numpy as np
 
@@ -124,22 +125,6 @@ cdef int sync_out_reserve(sync_out_t* o, Py_ssize_t k) except -1 nogil:
     o.ev = ev
     o.cap = cap
     return 0
-
-
-cdef inline void _rec(hft_event_t* e, int64_t local_ts, int64_t exch_ts, int64_t px, int64_t qty,
-                      int64_t first_id, int64_t last_id, int64_t prev_id, int kind, int side,
-                      int flags) noexcept nogil:
-    e.local_ts = local_ts
-    e.exch_ts = exch_ts
-    e.px = px
-    e.qty = qty
-    e.first_id = first_id
-    e.last_id = last_id
-    e.prev_id = prev_id
-    e.kind = <uint8_t>kind
-    e.side = <uint8_t>side
-    e.flags = <uint8_t>flags
-    memset(e._pad, 0, 5)
 
 
 cdef object _take(sync_out_t* o):
@@ -285,25 +270,12 @@ cdef class BookSync:
         """Records of one book change into the output (as the decoder lays out a
         message: bids then asks, BEGIN/END flags, one EMPTY record when no level)."""
         cdef sync_out_t* o = self._out
-        cdef Py_ssize_t i, n = nb + na
-        cdef hft_event_t* e
+        cdef Py_ssize_t n = nb + na
         if local_ts < self._ts_floor:
             local_ts = self._ts_floor
         sync_out_reserve(o, n if n else 1)
-        e = o.ev + o.n
-        if n == 0:
-            _rec(e, local_ts, exch_ts, 0, 0, first_id, last_id, prev_id, kind, 0,
-                 HFT_EVF_EMPTY | HFT_EVF_BEGIN | HFT_EVF_END)
-            o.n += 1
-            return 0
-        for i in range(nb):
-            _rec(&e[i], local_ts, exch_ts, bid_px[i], bid_qty[i], first_id, last_id, prev_id, kind, HFT_BID, 0)
-        for i in range(na):
-            _rec(&e[nb + i], local_ts, exch_ts, ask_px[i], ask_qty[i], first_id, last_id, prev_id, kind,
-                 HFT_ASK, 0)
-        e[0].flags |= HFT_EVF_BEGIN
-        e[n - 1].flags |= HFT_EVF_END
-        o.n += n
+        o.n += hft_message_events(o.ev + o.n, local_ts, exch_ts, kind, first_id, last_id, prev_id,
+                                  bid_px, bid_qty, nb, ask_px, ask_qty, na)
         return 0
 
     cdef int _buffer(self, int64_t first_id, int64_t last_id, int64_t prev_id,

@@ -30,7 +30,7 @@ from libc.stdint cimport int64_t, uint64_t
 
 from hftcore.book cimport L2Book, BOOK_NO_ASK, BOOK_NO_BID
 from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE,
-                            HFT_EVF_BEGIN, HFT_EVF_END, HFT_NO_ID, hft_event_t)
+                            HFT_EVF_BEGIN, HFT_EVF_END, HFT_NO_ID, hft_event_set, hft_event_t)
 
 import numpy as np
 
@@ -100,32 +100,12 @@ cdef void _seed(synth_rng_t* r, uint64_t seed) noexcept nogil:
 
 
 # ---------------------------------------------------------------- records
-cdef inline void _rec(hft_event_t* e, int64_t ts, int64_t local, int kind, int side,
-                      int64_t px, int64_t qty, int64_t first_id, int64_t last_id,
-                      int64_t prev_id, int flags) noexcept nogil:
-    e.local_ts = local
-    e.exch_ts = ts
-    e.px = px
-    e.qty = qty
-    e.first_id = first_id
-    e.last_id = last_id
-    e.prev_id = prev_id
-    e.kind = kind
-    e.side = side
-    e.flags = flags
-    e._pad[0] = 0
-    e._pad[1] = 0
-    e._pad[2] = 0
-    e._pad[3] = 0
-    e._pad[4] = 0
-
-
 cdef inline int64_t _trade(synth_state_t* st, hft_event_t* out, int64_t n, int64_t ts,
                            int64_t local, int maker_side, int64_t tick, int64_t lots) noexcept nogil:
     cdef int64_t tid = st.next_trade_id
     st.next_trade_id += 1
-    _rec(&out[n], ts, local, HFT_EV_TRADE, maker_side, tick, lots, tid, tid, HFT_NO_ID,
-         HFT_EVF_BEGIN | HFT_EVF_END)
+    hft_event_set(&out[n], local, ts, tick, lots, tid, tid, HFT_NO_ID, HFT_EV_TRADE, maker_side,
+                  HFT_EVF_BEGIN | HFT_EVF_END)
     return n + 1
 
 
@@ -238,7 +218,7 @@ cdef class SyntheticMarket:
                 tick = (self.p.mid0_ticks - d) if side == 0 else (self.p.mid0_ticks + 1 + d)
                 lots = _lognormal_lots(&self.st.rng, self.p.size_mu + 0.002 * i, self.p.size_sigma)
                 self.book.apply_c(side, tick, lots)
-                _rec(&out[k], ts, local, HFT_EV_SNAPSHOT, side, tick, lots, L, L, HFT_NO_ID, 0)
+                hft_event_set(&out[k], local, ts, tick, lots, L, L, HFT_NO_ID, HFT_EV_SNAPSHOT, side, 0)
                 k += 1
                 # deeper levels are sparser
                 d += 1 + _geometric(&self.st.rng, 1.0 / (0.05 + 0.004 * i))
@@ -449,8 +429,8 @@ cdef class SyntheticMarket:
                 first_id = s.next_id
                 m0 = n
                 for i in range(nch):
-                    _rec(&out[n], ts, local, HFT_EV_DEPTH, ch_side[i], ch_tick[i], ch_qty[i],
-                         first_id, first_id + nch - 1, self._last_u, 0)
+                    hft_event_set(&out[n], local, ts, ch_tick[i], ch_qty[i], first_id, first_id + nch - 1,
+                                  self._last_u, HFT_EV_DEPTH, ch_side[i], 0)
                     n += 1
                 out[m0].flags = HFT_EVF_BEGIN
                 out[n - 1].flags = out[n - 1].flags | HFT_EVF_END
