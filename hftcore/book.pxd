@@ -44,6 +44,13 @@ cdef struct book_side_t:
     int64_t hcount
 
 
+# The four int64 arrays of one message from Python arguments: int64
+# C-contiguous 1-d numpy arrays as they are, anything else converted (integers
+# only: floats are refused, never truncated); ticks and lots of a side must have
+# equal lengths. Returns (bid_ticks, bid_lots, ask_ticks, ask_lots).
+cdef tuple message_arrays(object bid_ticks, object bid_lots, object ask_ticks, object ask_lots)
+
+
 @cython.final
 cdef class L2Book:
     cdef book_side_t _side[2]

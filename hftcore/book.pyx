@@ -200,6 +200,16 @@ cdef inline bint _fast_i64(object x) noexcept:
             and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>x))
 
 
+cdef tuple message_arrays(object bid_ticks, object bid_lots, object ask_ticks, object ask_lots):
+    cdef object bt = _as_i64(bid_ticks, "bid_ticks")
+    cdef object bq = _as_i64(bid_lots, "bid_lots")
+    cdef object at = _as_i64(ask_ticks, "ask_ticks")
+    cdef object aq = _as_i64(ask_lots, "ask_lots")
+    if _len(bt) != _len(bq) or _len(at) != _len(aq):
+        raise ValueError("ticks and lots differ in length")
+    return bt, bq, at, aq
+
+
 cdef inline const int64_t* _ptr(object a) noexcept:
     return <const int64_t*>cnp.PyArray_DATA(<cnp.ndarray>a)
 
@@ -616,12 +626,7 @@ cdef class L2Book:
 
     def apply_message(self, bid_ticks, bid_lots, ask_ticks, ask_lots):
         """Both sides of one depth message in one call (bids first)."""
-        cdef object bt = _as_i64(bid_ticks, "bid_ticks")
-        cdef object bq = _as_i64(bid_lots, "bid_lots")
-        cdef object at = _as_i64(ask_ticks, "ask_ticks")
-        cdef object aq = _as_i64(ask_lots, "ask_lots")
-        if _len(bt) != _len(bq) or _len(at) != _len(aq):
-            raise ValueError("ticks and lots differ in length")
+        bt, bq, at, aq = message_arrays(bid_ticks, bid_lots, ask_ticks, ask_lots)
         _validate(bt, bq, 0)
         _validate(at, aq, 1)
         self.apply_levels_c(0, _ptr(bt), _ptr(bq), _len(bt))
@@ -629,12 +634,7 @@ cdef class L2Book:
 
     def load_snapshot(self, bid_ticks, bid_lots, ask_ticks, ask_lots):
         """Replace the whole book by a snapshot (levels with 0 lots are skipped)."""
-        cdef object bt = _as_i64(bid_ticks, "bid_ticks")
-        cdef object bq = _as_i64(bid_lots, "bid_lots")
-        cdef object at = _as_i64(ask_ticks, "ask_ticks")
-        cdef object aq = _as_i64(ask_lots, "ask_lots")
-        if _len(bt) != _len(bq) or _len(at) != _len(aq):
-            raise ValueError("ticks and lots differ in length")
+        bt, bq, at, aq = message_arrays(bid_ticks, bid_lots, ask_ticks, ask_lots)
         _validate(bt, bq, 0)
         _validate(at, aq, 1)
         self.load_side_c(0, _ptr(bt), _ptr(bq), _len(bt))

@@ -34,7 +34,7 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove, memset
 
 from hftcore.binance cimport DepthSnapshot, DepthUpdate
-from hftcore.book cimport L2Book
+from hftcore.book cimport L2Book, message_arrays
 from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
                             HFT_EVF_END, HFT_NO_ID, hft_event_t,
                             hft_message_events)
@@ -74,24 +74,6 @@ cdef dict _REASONS = {
     SYNC_RESYNC_CROSSED: "crossed",
     -1: "initial",
 }
-
-
-cdef inline bint _fast_i64(object x) noexcept:
-    return (cnp.PyArray_CheckExact(x)
-            and cnp.PyArray_TYPE(<cnp.ndarray>x) == cnp.NPY_INT64
-            and cnp.PyArray_NDIM(<cnp.ndarray>x) == 1
-            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray>x))
-
-
-cdef object _i64(object x, str name):
-    if _fast_i64(x):
-        return x
-    a = np.asarray(x)
-    if a.size and a.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be integers (ticks/lots), got dtype {a.dtype}")
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional")
-    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 cdef inline const int64_t* _p(object a) noexcept:
@@ -494,12 +476,7 @@ cdef class BookSync:
         """Feed one depth event from arrays: U, u, pu (None on spot), int64 ticks/lots;
         the times only matter to ``emit_events``."""
         cdef int64_t pu = HFT_NO_ID if prev_id is None else <int64_t>prev_id
-        bt = _i64(bid_ticks, "bid_ticks")
-        bq = _i64(bid_lots, "bid_lots")
-        at = _i64(ask_ticks, "ask_ticks")
-        aq = _i64(ask_lots, "ask_lots")
-        if _n(bt) != _n(bq) or _n(at) != _n(aq):
-            raise ValueError("ticks and lots differ in length")
+        bt, bq, at, aq = message_arrays(bid_ticks, bid_lots, ask_ticks, ask_lots)
         self._in_local_ts = local_ts
         self._in_exch_ts = exch_ts
         return self.on_depth_c(first_id, last_id, pu, _p(bt), _p(bq), _n(bt),
@@ -515,12 +492,7 @@ cdef class BookSync:
     def on_snapshot_arrays(self, int64_t last_update_id, bid_ticks, bid_lots,
                            ask_ticks, ask_lots, int64_t local_ts=0, int64_t exch_ts=0):
         """Feed a snapshot from arrays: lastUpdateId and int64 ticks/lots."""
-        bt = _i64(bid_ticks, "bid_ticks")
-        bq = _i64(bid_lots, "bid_lots")
-        at = _i64(ask_ticks, "ask_ticks")
-        aq = _i64(ask_lots, "ask_lots")
-        if _n(bt) != _n(bq) or _n(at) != _n(aq):
-            raise ValueError("ticks and lots differ in length")
+        bt, bq, at, aq = message_arrays(bid_ticks, bid_lots, ask_ticks, ask_lots)
         self._in_local_ts = local_ts
         self._in_exch_ts = exch_ts
         return self.on_snapshot_c(last_update_id, _p(bt), _p(bq), _n(bt), _p(at), _p(aq), _n(at))
