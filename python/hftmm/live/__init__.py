@@ -1,0 +1,1 @@
+"""Live and paper trading: gateways, the engine, its state store."""
