@@ -1,0 +1,5 @@
+"""Strategy: the pricer, the quote manager and the risk manager."""
+from hftmm.strategy.pricer import AvellanedaStoikovPricer, Quote, QuoteParameters
+from hftmm.strategy.quote_manager import Decision, QuoteManager
+
+__all__ = ["AvellanedaStoikovPricer", "Quote", "QuoteParameters", "QuoteManager", "Decision"]
