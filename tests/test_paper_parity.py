@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hftcore import EVENT_DTYPE
 from hftcore.backtest import ReplayKernel
 from hftmm.backtesting.engine import _concat, kernel_params
 from hftmm.backtesting.reference import ReferenceReplay
@@ -37,7 +38,7 @@ class LoggedReference(ReferenceReplay):
 
 def _events(seconds: float, seed: int = 7) -> np.ndarray:
     syn = SyntheticConfig(seed=seed)
-    return np.concatenate(list(generate_day("2024-08-08", syn, seconds)))
+    return np.concatenate(list(generate_day("2024-08-08", syn, seconds))).astype(EVENT_DTYPE)
 
 
 def _run_backtests(events, bt):

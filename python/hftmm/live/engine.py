@@ -165,7 +165,7 @@ class LiveEngine:
                  exchange_info: Optional[dict] = None, state_db: Optional[str] = None,
                  status: Any = None, record_dir: Optional[str] = None,
                  connector_options: Optional[dict] = None, risk_manager: Any = None,
-                 publish_interval_s: float = 1.0) -> None:
+                 publish_interval_s: float = 1.0, record_decisions: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode != "paper" and gateway is None:
@@ -184,6 +184,7 @@ class LiveEngine:
         self.connector_options = dict(connector_options or {})
         self.publish_interval_ns = int(publish_interval_s * 1e9)
         self._risk_arg = risk_manager
+        self.record_decisions = record_decisions
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self._stop = threading.Event()
         self._kill_pending: Optional[tuple[str, bool, str]] = None
@@ -197,6 +198,7 @@ class LiveEngine:
         self._last_local_ns = 0
         self._last_exch_ns = 0
         self._feed_lat_ms = float("nan")
+        self._lat_base: Optional[tuple[int, int]] = None
 
     # ------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -222,6 +224,7 @@ class LiveEngine:
                                    filters=self.filters, rate_limiter=rate_limiter, on_fill=self._on_fill,
                                    on_order=self._on_order, id_prefix=f"hftmm{self.mode[0]}")
         self.qm = self.core.qm
+        self.qm.record_decisions = self.record_decisions
         self.pricer = self.qm.pricer
         self.book = self.core.book
         if self.mode == "paper":
@@ -249,8 +252,9 @@ class LiveEngine:
 
     def _clock(self) -> int:
         """The engine's clock [ns]: the event clock in paper trading, else the wall clock."""
-        if self.mode == "paper":
-            return self.gateway.now_ns or time.time_ns()
+        gw = getattr(self, "gateway", None)
+        if self.mode == "paper" and gw is not None and gw.now_ns:
+            return gw.now_ns
         return time.time_ns()
 
     # ------------------------------------------------------------ threads -> engine
@@ -335,9 +339,17 @@ class LiveEngine:
         exch = int(ev["exch_ts"][-1])
         if exch > 0:
             self._last_exch_ns = exch
-            self._feed_lat_ms = (local_ns - exch) / 1e6
+            lat = local_ns - exch
+            self._feed_lat_ms = lat / 1e6
+            # latency above the lowest of the last minute: our clock and the
+            # exchange's (or a replayed capture's) need not agree
+            base = self._lat_base
+            if base is None or lat < base[0] or local_ns - base[1] > 60_000_000_000:
+                self._lat_base = base = (lat, local_ns)
             if self.risk is not None:
-                self.risk.on_feed(exch, local_ns)
+                self.risk.on_feed(exch + base[0], local_ns)
+        if self.risk is not None:
+            self.risk.on_book_state(self.normalizer.synced, now=self._clock())
         if not len(out):
             return
         self.stats["events"] += len(out)
@@ -402,7 +414,7 @@ class LiveEngine:
         if self.store is None:
             return
         for cmd in self.store.pending_commands():
-            cid, name, args = cmd["id"], cmd["command"], cmd.get("args") or {}
+            cid, name, args = cmd.id, cmd.command, cmd.args or {}
             self.store.mark_consumed(cid)
             if name == "kill":
                 self._kill(str(args.get("reason", "operator")), bool(args.get("flatten", False)), "command")
@@ -428,7 +440,7 @@ class LiveEngine:
         bb, ba = self.book.best_bid(), self.book.best_ask()
         mid = self._mid()
         bid_o, ask_o = self.qm.open_quotes()
-        risk = self.risk.status() if self.risk is not None and hasattr(self.risk, "status") else {}
+        risk = self.risk.publish_fields() if self.risk is not None and hasattr(self.risk, "publish_fields") else {}
         cst = self.connector.stats
         q = self.qm.last_quote
         now = time.time_ns()
@@ -446,7 +458,7 @@ class LiveEngine:
             "sigma": _f(self.pricer.sigma), "reservation": None if q is None else _f(q.reservation_price),
             "k": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.k),
             "A": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.A),
-            "risk_state": str(risk.get("state", "ok" if self.qm.enabled else "killed")),
+            "risk_state": str(risk.get("risk_state", "ok" if self.qm.enabled else "killed")),
             "kill_reason": risk.get("kill_reason"),
             "open_orders": len(self.qm.tracker.active_orders()), "orders_sent": self.qm.counters.orders_sent,
             "fills": self.qm.counters.fills,
@@ -501,6 +513,7 @@ class LiveEngine:
             self.connector.stop()
         except Exception:  # pragma: no cover - best effort
             log.exception("connector stop failed")
+        self.qm.record_decisions = False          # what follows is the shutdown, not the strategy
         self.qm.enabled = False
         self.qm.cancel_all_orders("shutdown")
         if self.mode == "paper":
