@@ -206,7 +206,7 @@ def answer_events(op: str, status: int, body: Any, cid: Optional[str] = None,
     unknown = not ok and _is_unknown(status, body)
     if op == "place":
         if ok:
-            return [("new_ack", cid, dict(body))]
+            return [("new_ack", cid or body.get("clientOrderId"), dict(body))]
         if unknown:
             return [("new_unknown", cid, {"detail": f"HTTP {status}: outcome unknown", "sent": True, **err})]
         return [("new_reject", cid, err)]
@@ -487,6 +487,7 @@ class BinanceGateway:
     """
 
     name = "binance"
+    resync_min_interval_s = 1.0   # [s] at most one -1021 clock resync per this interval
 
     def __init__(self, symbol: str, signer: Signer, *, rest_url: str, ws_api_url: str,
                  rate_limiter: Optional[RateLimiter] = None, recv_window_ms: int = 5000,
@@ -880,7 +881,7 @@ class BinanceGateway:
         elif code == ERR_TIMESTAMP:
             log.warning("%s: -1021 (timestamp outside recvWindow); resyncing the server clock", self.symbol)
             try:
-                self._sync_time(min_interval_s=1.0)
+                self._sync_time(min_interval_s=self.resync_min_interval_s)
             except _Lost as lost:
                 log.warning("%s: clock resync failed: %s", self.symbol, self._redact(lost.detail))
 
@@ -1095,7 +1096,7 @@ class BinanceGateway:
                     _, status, code, emsg = action
                     if code == ERR_TIMESTAMP:
                         try:
-                            self._sync_time(min_interval_s=1.0)
+                            self._sync_time(min_interval_s=self.resync_min_interval_s)
                         except _Lost:
                             pass
                     return self._redact(f"subscription rejected: status {status} code {code} {emsg}"), False, False
