@@ -183,9 +183,15 @@ Emission = tuple[str, Optional[str], dict]   # (kind, client_order_id, data)
 
 
 def _err_fields(status: Optional[int], body: Any) -> dict:
+    """``{"code", "msg", "http_status"}``; ``code`` 0 when the answer carries no Binance code
+    (e.g. an HTML page from a proxy or the WAF)."""
     if isinstance(body, Mapping):
-        return {"code": body.get("code"), "msg": body.get("msg", ""), "http_status": status}
-    return {"code": None, "msg": "" if body is None else str(body)[:200], "http_status": status}
+        try:
+            code = int(body.get("code"))
+        except (TypeError, ValueError):
+            code = 0
+        return {"code": code, "msg": str(body.get("msg", "")), "http_status": status}
+    return {"code": 0, "msg": "" if body is None else str(body)[:200], "http_status": status}
 
 
 def _is_unknown(status: int, body: Any) -> bool:
