@@ -162,3 +162,28 @@ def test_cli_live_paper_duration(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("SELECT COUNT(*) FROM status").fetchone()[0] >= 2
+
+
+def test_testnet_mode_end_to_end_on_the_simulator(tmp_path):
+    """`hftmm live --testnet` against the simulator's order API: signed REST orders,
+    executionReports over the WS API user-data stream, a clean end with nothing open."""
+    key, secret = "k" * 64, "s" * 64
+    db = str(tmp_path / "t.db")
+    with _synthetic_sim(seed=9) as sim:
+        sim.add_account(key, hmac_secret=secret, balances={"BTC": "1", "USDT": "100000"})
+        env = dict(os.environ, BINANCE_API_KEY=key, BINANCE_API_SECRET=secret,
+                   HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05")
+        r = subprocess.run([sys.executable, "-m", "hftmm.cli", "live", "--testnet", "--symbol", "BTCUSDT",
+                            "--rest-url", sim.rest_url, "--ws-url", sim.ws_url, "--duration", "5",
+                            "--state-db", db, "--no-status", "--env-file", str(tmp_path / "none.env")],
+                           capture_output=True, text=True, timeout=90, env=env, cwd=str(tmp_path))
+        open_left = [o for o in sim.orders_of(key) if o.get("status") in ("NEW", "PARTIALLY_FILLED")] \
+            if hasattr(sim, "orders_of") else []
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert secret not in r.stdout + r.stderr and key not in r.stdout + r.stderr
+    assert "open_orders=0" in r.stdout, r.stdout
+    assert not open_left
+    rd = StateReader(db)
+    orders = rd.orders()
+    assert len(orders) > 3 and (orders["state"] == "OPEN").any(), orders.tail()
+    assert rd.latest_session()["mode"] == "testnet"

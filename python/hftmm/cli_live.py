@@ -114,8 +114,8 @@ def _ws_api_url(args: argparse.Namespace) -> str:
         return args.ws_api_url
     if args.ws_url:
         return args.ws_url.rstrip("/") + "/ws-api/v3"
-    from hftmm.live.binance_gateway import PRODUCTION, TESTNET
-    return (TESTNET if args.mode == "testnet" else PRODUCTION)["ws_api_url"]
+    from hftmm.live.binance_gateway import PRODUCTION_WS_API_URL, TESTNET_WS_API_URL
+    return TESTNET_WS_API_URL if args.mode == "testnet" else PRODUCTION_WS_API_URL
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -137,15 +137,15 @@ def _cmd_live(args: argparse.Namespace) -> int:
                 print("not confirmed; nothing was sent", file=sys.stderr)
                 return 2
         from hftmm.execution.signing import CredentialsError, load_credentials
-        from hftmm.live.binance_gateway import PRODUCTION, TESTNET, BinanceGateway
+        from hftmm.live.binance_gateway import PRODUCTION_REST_URL, TESTNET_REST_URL, BinanceGateway
 
         try:
             signer = load_credentials(dotenv_path=args.env_file)
         except CredentialsError as exc:
             print(f"hftmm live: {exc}", file=sys.stderr)
             return 2
-        preset = TESTNET if args.mode == "testnet" else PRODUCTION
-        gateway = BinanceGateway(trading.symbol, signer, rest_url=args.rest_url or preset["rest_url"],
+        preset = TESTNET_REST_URL if args.mode == "testnet" else PRODUCTION_REST_URL
+        gateway = BinanceGateway(trading.symbol, signer, rest_url=args.rest_url or preset,
                                  ws_api_url=_ws_api_url(args), allow_production=args.mode == "live")
     status = None if args.no_status else StatusLine()
     engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, paper=paper, rest_url=args.rest_url,
