@@ -26,9 +26,9 @@ from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
 from hftmm.execution.signing import (Ed25519Signer, HmacSigner, RsaSigner, rest_payload, signed_query,
                                      ws_payload)
 from hftmm.live.binance_gateway import (PRODUCTION_REST_URL, PRODUCTION_WS_API_URL, TESTNET_REST_URL,
-                                        TESTNET_WS_API_URL, BinanceGateway, GatewayError, UserStreamProtocol,
-                                        _Request, _retry_after_s, answer_events, may_trade_real_funds,
-                                        rate_limit_headers)
+                                        TESTNET_WS_API_URL, BinanceGateway, GatewayError, _Request)
+from hftmm.live.binance_protocol import (UserStreamProtocol, answer_events, may_trade_real_funds,
+                                         rate_limit_headers, retry_after_s)
 from hftmm.live.gateway import EVENT_KINDS, GatewayEvent
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -534,9 +534,9 @@ def test_418_ban_stops_everything(make_gw, rest):
 
 
 def test_retry_after_parsing():
-    assert _retry_after_s({"Retry-After": "7"}, None, 0) == 7.0
-    assert _retry_after_s({}, {"code": -1003, "msg": "IP banned until 1700000060000."}, 1700000000000) == 60.0
-    assert _retry_after_s({}, {"code": -1003, "msg": "?"}, 0) == 60.0
+    assert retry_after_s({"Retry-After": "7"}, None, 0) == 7.0
+    assert retry_after_s({}, {"code": -1003, "msg": "IP banned until 1700000060000."}, 1700000000000) == 60.0
+    assert retry_after_s({}, {"code": -1003, "msg": "?"}, 0) == 60.0
     assert rate_limit_headers([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                                 "limit": 6000, "count": 70},
                                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
