@@ -17,13 +17,19 @@ Binance spot (testnet first; see /work/shared/BINANCE.md section 3):
   gateway says so and the engine queries the order.
 - **Rate limits**: every response's ``X-MBX-USED-WEIGHT-*`` / ``X-MBX-ORDER-COUNT-*``
   headers update the shared :class:`~hftmm.execution.ratelimits.RateLimiter`
-  (built from exchangeInfo ``rateLimits`` at start when none is given). Before
-  sending, the limiter is asked: a short wait (<= ``max_rate_wait_s``) is
-  waited out; otherwise an order request is answered ``new_reject`` /
-  ``cancel_reject`` with ``"sent": False`` (-1015 / -1003, and the HTTP status
-  429/418 while Binance's ``Retry-After`` pause or ban lasts), and a read
-  (GET) is postponed until the limiter allows it. While an HTTP 418 ban lasts
-  the request methods raise :class:`~hftmm.execution.ratelimits.RateLimitBanned`.
+  (built from exchangeInfo ``rateLimits`` at start when none is given). Reads
+  (GET) and ``cancel_all`` take their weight from it before they go out and
+  wait (queued, not blocking a worker) when it says so. Order requests are
+  paced by the caller, which acquires from the same limiter before calling
+  (:class:`~hftmm.strategy.quote_manager.QuoteManager` does; ``pace_orders=True``
+  makes the gateway do it instead). After HTTP 429 nothing is sent until
+  ``Retry-After`` has passed, after 418 nothing until the ban ends: an order
+  request meanwhile is answered ``new_reject`` / ``cancel_reject`` with
+  ``"sent": False`` and the code and status (-1003/-1015, 429/418; -1015 or
+  -1003 with status None for the local budget when ``pace_orders``), a read
+  waits for the end. The request methods never raise for limits; ask
+  :meth:`BinanceGateway.check_banned` (raises
+  :class:`~hftmm.execution.ratelimits.RateLimitBanned`) or ``banned``.
 - **User data** comes over the WS API (one websocket-client I/O thread):
   ``userDataStream.subscribe.signature`` (apiKey, timestamp, recvWindow,
   signature over the sorted params), then ``{"subscriptionId", "event"}``
@@ -87,7 +93,7 @@ from urllib.parse import urlencode, urlsplit
 
 import websocket
 
-from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
+from hftmm.execution.ratelimits import RateLimiter
 from hftmm.execution.signing import ServerClock, Signer, signed_query
 from hftmm.live.binance_protocol import (ERR_TIMESTAMP, ERR_TOO_MANY_ORDERS, ERR_TOO_MANY_REQUESTS, Emission,
                                          Redactor, UserStreamProtocol, answer_events, decode_body, describe,
@@ -137,6 +143,7 @@ _ENDPOINTS = {
 _TIME_PATH = "/api/v3/time"            # unsigned, weight 1 (counted through the answer's headers)
 _INFO_PATH = "/api/v3/exchangeInfo"    # unsigned, weight 20
 _RESERVED = ("timestamp", "recvWindow", "signature")
+_PACED_BY_CALLER = ("place", "cancel", "cancel_replace")   # see pace_orders
 
 
 # ----------------------------------------------------------------- request queue
@@ -244,7 +251,9 @@ class BinanceGateway:
       ping_interval_s [s]: our own ping on the user stream (its pong feeds the watchdog).
       max_lifetime_s [s]: renew the WS API connection before Binance's 24 h limit.
       backoff_initial_s / backoff_max_s [s]: reconnect backoff (exponential, jittered).
-      max_rate_wait_s [s]: longest local rate-limit wait before an order request is refused.
+      max_rate_wait_s [s]: longest rate-limit wait before an order request is refused.
+      pace_orders: acquire order requests' weight and order count from the limiter here
+        (False: the caller does, as QuoteManager; the 429/418 pause applies either way).
       keepalive_idle_s [s]: reopen an HTTP connection idle longer than this (the server
         may have closed it; an order sent on a dead connection would be "unknown").
       new_order_resp_type: ``newOrderRespType`` added when the engine gives none (FULL: fills
@@ -261,7 +270,7 @@ class BinanceGateway:
                  ping_interval_s: float = 20.0, max_lifetime_s: float = 23.5 * 3600,
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 30.0,
                  max_rate_wait_s: float = 1.0, keepalive_idle_s: float = 30.0,
-                 new_order_resp_type: str = "FULL") -> None:
+                 new_order_resp_type: str = "FULL", pace_orders: bool = False) -> None:
         if not symbol or not symbol.isalnum():
             raise ValueError(f"symbol must be alphanumeric, got {symbol!r}")
         if not isinstance(signer, Signer):
@@ -308,6 +317,7 @@ class BinanceGateway:
         self.max_rate_wait_s = float(max_rate_wait_s)
         self.keepalive_idle_s = float(keepalive_idle_s)
         self.new_order_resp_type = new_order_resp_type
+        self.pace_orders = bool(pace_orders)
         self.exchange_info: Optional[dict] = None
         self._signer = signer
         self._redact = Redactor(signer.api_key)
@@ -421,7 +431,25 @@ class BinanceGateway:
 
     @property
     def rate_limiter(self) -> Optional[RateLimiter]:
+        """The limiter in use (the given one, or the one built from exchangeInfo at start):
+        pass it to the caller that paces orders."""
         return self._limiter
+
+    @property
+    def banned(self) -> bool:
+        """True while an HTTP 418 ban lasts."""
+        lim = self._limiter
+        if lim is None:
+            return False
+        with self._limiter_lock:
+            return lim.is_banned()
+
+    def check_banned(self) -> None:
+        """Raise :class:`~hftmm.execution.ratelimits.RateLimitBanned` while a 418 ban lasts."""
+        lim = self._limiter
+        if lim is not None:
+            with self._limiter_lock:
+                lim.check_banned()
 
     @property
     def server_clock(self) -> ServerClock:
@@ -512,9 +540,6 @@ class BinanceGateway:
     def _submit(self, req: _Request) -> None:
         if not self._started:
             raise RuntimeError("gateway not started")
-        if self._limiter is not None:
-            with self._limiter_lock:
-                self._limiter.check_banned()
         if not self._queue.put(req, dedupe=req.is_read):
             raise RuntimeError("gateway stopped")
 
@@ -581,14 +606,16 @@ class BinanceGateway:
         if lim is None:
             return True
         ep = req.endpoint
+        detail = ""
         with self._limiter_lock:
             now = self._clock()
-            try:
-                wait = lim.acquire(ep.weight, ep.orders, now)
-            except ValueError as exc:   # a single request above a whole limit
-                wait, detail = math.inf, str(exc)
+            if req.op in _PACED_BY_CALLER and not self.pace_orders:
+                wait = max(0.0, lim.paused_until - now)     # only Binance's 429/418 pause
             else:
-                detail = ""
+                try:
+                    wait = lim.acquire(ep.weight, ep.orders, now)
+                except ValueError as exc:   # a single request above a whole limit
+                    wait, detail = math.inf, str(exc)
             banned, paused = lim.is_banned(now), now < lim.paused_until
         if wait <= 0:
             return True
@@ -880,9 +907,7 @@ class BinanceGateway:
 
     def _reconcile_internal(self) -> None:
         try:
-            self.reconcile(self.symbol)
-        except (RateLimitBanned, RuntimeError) as exc:
-            # banned: nothing can be sent; the engine is told and reconciles after the ban
-            self._emit("error", None, {"detail": self._redact(f"reconcile not sent: {exc}"),
-                                       "request": "reconcile"})
+            self.reconcile(self.symbol)   # reads wait out a 429/418 pause in the queue
+        except RuntimeError as exc:       # stopping
+            log.debug("%s: reconcile not queued: %s", self.symbol, exc)
 
