@@ -272,7 +272,7 @@ while True:
 
 def test_committed_fills_survive_kill_9(tmp_path):
     path = tmp_path / "k.db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "python")]))
+    env = dict(os.environ)        # the same hftmm as the test (installed, or PYTHONPATH in a work tree)
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE,
                             env=env, text=True)
     reported: list[int] = []
