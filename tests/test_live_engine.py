@@ -17,11 +17,10 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from hftcore import EVENT_DTYPE
 from hftcore.backtest import ReplayKernel
-from hftmm.backtesting.engine import _concat, kernel_params
+from hftmm.backtesting.engine import kernel_params
 from hftmm.config import RiskConfig, TradingConfig
 from hftmm.data import store
 from hftmm.data.convert import convert

@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from hftmm.config import ConfigError, RiskConfig, TradingConfig, load_config
+    from hftmm.config import ConfigError, load_config
     from hftmm.live.paper import PaperConfig
 
     if sys.version_info >= (3, 11):

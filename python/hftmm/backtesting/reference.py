@@ -338,28 +338,7 @@ class ReferenceReplay:
             if tb > self.t_x:
                 self.t_x = tb
             if o.state == IN_FLIGHT:
-                bb, ba = self._best_bid(self.xbook), self._best_ask(self.xbook)
-                crosses = (o.side == 0 and ba != NO_ASK and o.px >= ba) or \
-                          (o.side == 1 and bb != NO_BID and o.px <= bb)
-                if crosses:
-                    if self.post_only:
-                        o.state = DONE
-                        self.orders_rejected += 1
-                        self._report(self.t_x + self.response_latency_ns, 0, best, REPORT_DONE)
-                        continue
-                    # takes liquidity at the opposite best (one level; the rest rests)
-                    o.state = OPEN
-                    self._open_add(best)
-                    self._take(best)
-                    if o.state == DONE:
-                        continue
-                    # the remainder rests: it goes to the back of the open list
-                    self._open_remove(best)
-                o.state = OPEN
-                self._open_add(best)
-                o.queue_ahead = float(self.xbook.qty_at(o.side, o.px))   # joins the back of its level
-                o.traded_at_level = 0
-                # (if its cancel is already due, the next round of this loop handles it)
+                self._arrive(best)
             else:
                 o.state = DONE
                 self._open_remove(best)
@@ -367,6 +346,43 @@ class ReferenceReplay:
                 self.lifetime_count += 1
                 self.orders_cancelled += 1
                 self._report(self.t_x + self.response_latency_ns, 0, best, REPORT_DONE)
+
+    def _arrive(self, slot: int) -> None:
+        """A new order reaches the exchange (at t_x): rejected if post-only and
+        crossing, else it takes what crosses and the rest joins the back of its level."""
+        o = self.orders[slot]
+        bb, ba = self._best_bid(self.xbook), self._best_ask(self.xbook)
+        crosses = (o.side == 0 and ba != NO_ASK and o.px >= ba) or \
+                  (o.side == 1 and bb != NO_BID and o.px <= bb)
+        if crosses:
+            if self._post_only(o):
+                o.state = DONE
+                self.orders_rejected += 1
+                self._report(self.t_x + self.response_latency_ns, 0, slot, REPORT_DONE)
+                return
+            self._accepted(slot)
+            # takes liquidity at the opposite best (one level; the rest rests)
+            o.state = OPEN
+            self._open_add(slot)
+            self._take(slot)
+            if o.state == DONE:
+                return
+            # the remainder rests: it goes to the back of the open list
+            self._open_remove(slot)
+        else:
+            self._accepted(slot)
+        o.state = OPEN
+        self._open_add(slot)
+        o.queue_ahead = float(self.xbook.qty_at(o.side, o.px))   # joins the back of its level
+        o.traded_at_level = 0
+        # (if its cancel is already due, the next round of _order_arrivals handles it)
+
+    def _post_only(self, o: Order) -> bool:
+        """Whether a crossing order is rejected (hook: per order in paper trading)."""
+        return self.post_only
+
+    def _accepted(self, slot: int) -> None:
+        """Hook: a new order was accepted by the exchange (paper trading answers it)."""
 
     def _update_next_order(self) -> None:
         t = INT64_MAX

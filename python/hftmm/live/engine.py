@@ -21,6 +21,7 @@ least once a second; fills and orders are written as they happen.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -30,7 +31,6 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import asdict
-from decimal import Decimal
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -83,7 +83,8 @@ def _f(x: Any) -> Optional[float]:
 def build_strategy(trading: TradingConfig, risk: RiskConfig, tick_size: str, lot_size: str, gateway: Any, *,
                    risk_manager: Any = None, filters: Optional[SymbolFilters] = None,
                    rate_limiter: Optional[RateLimiter] = None, on_fill: Optional[Callable] = None,
-                   on_order: Optional[Callable] = None, id_prefix: str = "hftmm") -> "StrategyCore":
+                   on_order: Optional[Callable] = None, id_prefix: str = "hftmm",
+                   quote_asset: str = "") -> "StrategyCore":
     """Pricer, quote manager and book for a symbol whose market data come in
     ``tick_size``/``lot_size`` units -- built the way the backtester builds its
     strategy from the same settings (``hftmm.backtesting.engine.kernel_params``):
@@ -102,7 +103,7 @@ def build_strategy(trading: TradingConfig, risk: RiskConfig, tick_size: str, lot
                       requote_threshold=t.requote_threshold, refresh_interval=t.quote_refresh_interval,
                       min_order_lifetime=t.min_order_lifetime, post_only=t.post_only,
                       inventory_sizing=t.inventory_sizing, tick_size=tick_size, lot_size=lot_size,
-                      on_fill=on_fill, on_order=on_order, id_prefix=id_prefix)
+                      quote_asset=quote_asset, on_fill=on_fill, on_order=on_order, id_prefix=id_prefix)
     return StrategyCore(qm, tick_size, lot_size)
 
 
@@ -187,7 +188,6 @@ class LiveEngine:
         self.record_decisions = record_decisions
         self._q: "queue.Queue[tuple]" = queue.Queue()
         self._stop = threading.Event()
-        self._kill_pending: Optional[tuple[str, bool, str]] = None
         self.end_reason = ""
         self.store = None
         self.session_id: Optional[str] = None
@@ -214,7 +214,12 @@ class LiveEngine:
             log.info("%s: the exchange's tickSize %s / stepSize %s are used (config says %s / %s)", t.symbol,
                      strict_tick, strict_lot, t.tick_size, t.lot_size)
         self.risk = self._risk_arg if self._risk_arg is not None else self._make_risk()
+        sym = next((s for s in info.get("symbols", []) if s.get("symbol") == t.symbol), {})
+        base_asset, quote_asset = sym.get("baseAsset", ""), sym.get("quoteAsset", "")
         if self.mode == "paper":
+            if base_asset and quote_asset:
+                self.paper_config = dataclasses.replace(self.paper_config, base_asset=base_asset,
+                                                        quote_asset=quote_asset)
             self.gateway = PaperGateway(t.symbol, tick, lot, self.paper_config)
             rate_limiter = None          # the simulated exchange has none
         else:
@@ -222,7 +227,8 @@ class LiveEngine:
             rate_limiter = getattr(self.gateway, "rate_limiter", None) or RateLimiter.from_exchange_info(info)
         self.core = build_strategy(t, self.risk_config, tick, lot, self.gateway, risk_manager=self.risk,
                                    filters=self.filters, rate_limiter=rate_limiter, on_fill=self._on_fill,
-                                   on_order=self._on_order, id_prefix=f"hftmm{self.mode[0]}")
+                                   on_order=self._on_order, id_prefix=f"hftmm{self.mode[0]}",
+                                   quote_asset=quote_asset)
         self.qm = self.core.qm
         self.qm.record_decisions = self.record_decisions
         self.pricer = self.qm.pricer
@@ -367,7 +373,7 @@ class LiveEngine:
         synced = self.normalizer.synced
         if self.risk is not None:
             self.risk.on_book_state(synced, now=self._clock())
-        if self._kill_pending is None and self.risk is not None and getattr(self.risk, "state", "") == "killed" \
+        if self.risk is not None and getattr(self.risk, "state", "") == "killed" \
                 and self.qm.enabled:
             self._kill(self.risk.kill_reason or "risk", False, "risk")
         if self.mode != "paper":
@@ -444,6 +450,7 @@ class LiveEngine:
         cst = self.connector.stats
         q = self.qm.last_quote
         now = time.time_ns()
+        pnl = self._pnl()
         return {
             "symbol": self.trading.symbol, "mode": self.mode,
             "mid": mid, "best_bid": None if bb is None else bb * self.tick,
@@ -454,7 +461,7 @@ class LiveEngine:
             "bid_qty": None if bid_o is None else float(bid_o.qty),
             "ask_qty": None if ask_o is None else float(ask_o.qty),
             "position": float(self.qm.position), "cash": self.qm.cash,
-            "equity": self._pnl(), "pnl": self._pnl(), "realized_pnl": None, "fees": self.qm.fees,
+            "equity": pnl, "pnl": pnl, "realized_pnl": None, "fees": self.qm.fees,
             "sigma": _f(self.pricer.sigma), "reservation": None if q is None else _f(q.reservation_price),
             "k": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.k),
             "A": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.A),

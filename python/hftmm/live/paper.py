@@ -29,9 +29,7 @@ filled gets no answer of its own: its fill reports settle it. MARKET orders
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import logging
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping, Optional
@@ -40,9 +38,9 @@ import numpy as np
 
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.engine import _concat, kernel_params
-from hftmm.backtesting.reference import (DONE, EVF_BEGIN, FREE, IN_FLIGHT, INT64_MAX, L_CANCELING, L_GONE,
-                                         L_WORKING, MAX_ORDERS, NO_ASK, NO_BID, OPEN, REPORT_DONE, REPORT_FILL,
-                                         Event, ReferenceReplay, Report)
+from hftmm.backtesting.reference import (DONE, FREE, IN_FLIGHT, INT64_MAX, L_CANCELING, L_GONE, L_WORKING,
+                                         NO_ASK, NO_BID, OPEN, REPORT_DONE, REPORT_FILL, Event, ReferenceReplay,
+                                         Report)
 from hftmm.live.gateway import GatewayEvent, Sink
 
 log = logging.getLogger(__name__)
@@ -137,56 +135,17 @@ class _Replay(ReferenceReplay):
         if n + 1 < len(self.reports):
             self.reports[n + 1].why = "filled"
 
-    def _order_arrivals(self, upto: int) -> None:
-        """The reference's arrivals, with per-order post-only, MARKET orders and acks."""
-        if upto < self.next_order_ns:
-            return
-        while True:
-            best, tb = -1, INT64_MAX
-            for i, o in enumerate(self.orders):
-                if o.state == IN_FLIGHT and o.arrive_ns <= upto and o.arrive_ns < tb:
-                    best, tb = i, o.arrive_ns
-                elif o.state == OPEN and o.cancel_ns <= upto and o.cancel_ns < tb:
-                    best, tb = i, o.cancel_ns
-            if best < 0:
-                self._update_next_order()
-                return
-            o = self.orders[best]
-            if tb > self.t_x:
-                self.t_x = tb
-            if o.state == IN_FLIGHT:
-                if o.market:
-                    self._sweep(best)
-                    continue
-                bb, ba = self._best_bid(self.xbook), self._best_ask(self.xbook)
-                crosses = (o.side == 0 and ba != NO_ASK and o.px >= ba) or \
-                          (o.side == 1 and bb != NO_BID and o.px <= bb)
-                if crosses:
-                    if o.post_only:
-                        o.state = DONE
-                        self.orders_rejected += 1
-                        self._report(self.t_x + self.response_latency_ns, 0, best, REPORT_DONE)
-                        continue
-                    self._ack(best)
-                    o.state = OPEN
-                    self._open_add(best)
-                    self._take(best)
-                    if o.state == DONE:
-                        continue
-                    self._open_remove(best)
-                else:
-                    self._ack(best)
-                o.state = OPEN
-                self._open_add(best)
-                o.queue_ahead = float(self.xbook.qty_at(o.side, o.px))
-                o.traded_at_level = 0
-            else:
-                o.state = DONE
-                self._open_remove(best)
-                self.lifetime_sum_ns += self.t_x - o.arrive_ns
-                self.lifetime_count += 1
-                self.orders_cancelled += 1
-                self._report(self.t_x + self.response_latency_ns, 0, best, REPORT_DONE)
+    def _arrive(self, slot: int) -> None:
+        if self.orders[slot].market:
+            self._sweep(slot)
+        else:
+            super()._arrive(slot)
+
+    def _post_only(self, o) -> bool:
+        return o.post_only
+
+    def _accepted(self, slot: int) -> None:
+        self._ack(slot)
 
     def _ack(self, slot: int) -> None:
         r = Report(self.t_x + self.response_latency_ns, 0, slot, REPORT_ACK)

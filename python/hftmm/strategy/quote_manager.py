@@ -86,7 +86,9 @@ class QuoteManager:
       filters (:class:`SymbolFilters` from exchangeInfo, or None); rate_limiter;
       order_size [base] (None: the pricer's); requote_threshold [ticks];
       refresh_interval [s] between quote computations; min_order_lifetime [s];
-      post_only (LIMIT_MAKER); inventory_sizing; clock () -> ns (the engine's).
+      post_only (LIMIT_MAKER); inventory_sizing; clock () -> ns (the engine's);
+      quote_asset: the symbol's quote asset (commissions in any other asset are
+      taken as base-asset amounts and valued at the fill price).
       on_fill(fill, position_lots), on_order(order): callbacks for the state store.
     """
 
@@ -96,7 +98,7 @@ class QuoteManager:
                  order_size: Optional[float] = None, requote_threshold: int = 1, refresh_interval: float = 0.1,
                  min_order_lifetime: float = 0.0, post_only: bool = True, inventory_sizing: bool = False,
                  clock: Callable[[], int] = time.time_ns, id_prefix: str = "hftmm",
-                 tick_size: Optional[str] = None, lot_size: Optional[str] = None,
+                 tick_size: Optional[str] = None, lot_size: Optional[str] = None, quote_asset: str = "",
                  on_fill: Optional[Callable[[Fill, int], None]] = None,
                  on_order: Optional[Callable[[Order], None]] = None) -> None:
         self.symbol = symbol.upper()
@@ -123,6 +125,7 @@ class QuoteManager:
         size = pricer.order_size if order_size is None else order_size
         self.order_lots = max(int(round(size / float(self.lot))), 1)
         self.tracker = OrderTracker(self.symbol, id_prefix, clock=self._clock)
+        self.quote_asset = quote_asset
         self.on_fill = on_fill
         self.on_order = on_order
         # state
@@ -416,8 +419,9 @@ class QuoteManager:
         side = f.side or self.tracker.orders[f.client_order_id].side
         px = float(f.price)
         notional = float(f.quote_qty) if f.quote_qty else px * float(f.qty)
-        fee = float(f.commission) if f.commission_asset in (None, "", self._quote_asset()) else \
-            float(f.commission) * px
+        # commission in the quote asset, or in the base asset (received on a buy)
+        fee = float(f.commission) if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset \
+            else float(f.commission) * px
         if side == "BUY":
             self.position_lots += lots
             self.cash -= notional
@@ -430,12 +434,6 @@ class QuoteManager:
         self.counters.fills += 1
         if self.on_fill is not None:
             self.on_fill(f, self.position_lots)
-
-    def _quote_asset(self) -> str:
-        for q in ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY"):
-            if self.symbol.endswith(q):
-                return q
-        return ""
 
     def _order_changed(self, order: Order) -> None:
         if self.on_order is not None:
