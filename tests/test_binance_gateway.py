@@ -489,7 +489,14 @@ def test_order_pacing_by_the_caller_or_the_gateway(make_gw, rest):
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100}]})
     rest.route("POST", "/api/v3/order", lambda r: (200, order_body(r.params["newClientOrderId"], 1)))
-    gw, ev = make_gw(rate_limiter=limiter)
+    gw, ev = make_gw(start=False)
+    gw.rate_limiter = limiter                                  # shared before start, as LiveEngine does
+    gw.start(ev)
+    ev.wait_kind("account")
+    ev.wait_kind("open_orders")
+    assert not rest.seen("GET", "/api/v3/exchangeInfo")
+    with pytest.raises(RuntimeError):
+        gw.rate_limiter = limiter
     before = limiter.usage()
     assert before["REQUEST_WEIGHT 1 MINUTE"][0] >= 26        # openOrders 6 + account 20
     gw.place_order(place_params("p"))

@@ -435,6 +435,15 @@ class BinanceGateway:
         pass it to the caller that paces orders."""
         return self._limiter
 
+    @rate_limiter.setter
+    def rate_limiter(self, limiter: RateLimiter) -> None:
+        """Share the caller's limiter (before :meth:`start`; exchangeInfo is then not fetched)."""
+        if self._started:
+            raise RuntimeError("set the rate limiter before start()")
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(f"rate_limiter must be a RateLimiter, got {type(limiter).__name__}")
+        self._limiter = limiter
+
     @property
     def banned(self) -> bool:
         """True while an HTTP 418 ban lasts."""
