@@ -80,7 +80,6 @@ import itertools
 import json
 import logging
 import math
-import random
 import socket
 import ssl
 import threading
@@ -100,6 +99,7 @@ from hftmm.live.binance_protocol import (ERR_TIMESTAMP, ERR_TOO_MANY_ORDERS, ERR
                                          err_fields, failure_events, is_loopback, may_trade_real_funds,
                                          not_sent_events, rate_limit_headers, retry_after_s, url_host)
 from hftmm.live.gateway import GatewayEvent, Sink
+from hftmm.net import close_websocket, jittered_backoff
 
 __all__ = [
     "BinanceGateway",
@@ -787,30 +787,19 @@ class BinanceGateway:
                   self._server_clock.rtt_ms or 0.0)
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** min(attempt, 20)))
-        return base * (0.5 + 0.5 * random.random())
+        return jittered_backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
 
     # ------------------------------------------------------------ user data stream
     def _close_ws(self) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        try:
-            if ws.sock is not None:
-                ws.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            ws.close(timeout=0.2)
-        except Exception:  # noqa: BLE001 -- closing a broken socket
-            pass
+        close_websocket(self._ws)
 
     def _run_user_stream(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             try:
                 ws = websocket.create_connection(self.ws_api_url, timeout=self.request_timeout_s,
-                                                 skip_utf8_validation=True, enable_multithread=True)
+                                                 skip_utf8_validation=True, enable_multithread=True,
+                                                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
             except Exception as exc:  # noqa: BLE001 -- any connect failure means retry
                 delay = self._backoff(attempt)
                 attempt += 1
