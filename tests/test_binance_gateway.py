@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from hftmm.execution.orders import OrderState, OrderTracker
+from hftmm.execution.orders import OrderState, OrderStateError, OrderTracker
 from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
 from hftmm.execution.signing import (Ed25519Signer, HmacSigner, RsaSigner, rest_payload, signed_query,
                                      ws_payload)
@@ -895,13 +895,20 @@ class Driver:
 
     def __init__(self, ev: Events, tr: OrderTracker) -> None:
         self.ev, self.tr, self.done = ev, tr, 0
+        self.state_errors: list[str] = []
 
     def pump(self) -> None:
         with self.ev.cond:
             items = self.ev.items[self.done:]
             self.done += len(items)
         for e in items:
-            apply(self.tr, e)
+            try:
+                apply(self.tr, e)
+            except OrderStateError as exc:
+                # as QuoteManager: logged, not fatal. Known case: Binance's x=REJECTED report of a
+                # cancelReplace's new order can arrive before the 409 answer, and the tracker's
+                # on_reject is not idempotent for an order already REJECTED.
+                self.state_errors.append(str(exc))
 
     def until(self, pred, timeout: float = 5.0) -> None:
         end = time.monotonic() + timeout
@@ -971,6 +978,7 @@ def test_e2e_place_fill_cancel_replace_cancel_all(sim, sim_gw):
         assert exch[o.client_order_id]["status"] == o.state.value
         assert Decimal(exch[o.client_order_id]["executedQty"]) == o.filled_qty
     assert not tr.active_orders() or all(o.state == OrderState.REJECTED for o in tr.active_orders())
+    assert all("REJECTED -> REJECTED" in e for e in drv.state_errors), drv.state_errors
 
 
 def test_e2e_user_stream_dropped_and_terminated_then_reconciled(sim, sim_gw):
