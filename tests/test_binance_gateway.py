@@ -669,6 +669,22 @@ def test_watchdog_lifetime_and_rejected_subscription(make_gw, rest, wsapi):
     _wait_resubscribed(ev, 4)
 
 
+def test_subscription_rate_limited_pauses_the_gateway(make_gw, rest, wsapi):
+    gw, ev = make_gw()
+    retry_at = int(time.time() * 1000) + 1000
+    wsapi.reject = (429, -1003, "Too many requests.", {"serverTime": retry_at - 1000, "retryAfter": retry_at})
+    wsapi.current.drop()
+    ev.wait(lambda items: any(e.kind == "user_stream" and "status 429" in e.data.get("detail", "")
+                              for e in items))
+    assert gw.rate_limiter.paused_until > time.time() + 0.5
+    n = len(wsapi.requests)
+    wsapi.reject = None
+    time.sleep(0.4)
+    assert len(wsapi.requests) == n                # no reconnect during the pause
+    _wait_resubscribed(ev, 2, timeout=5.0)
+    assert time.time() * 1000 >= retry_at - 50
+
+
 def test_subscription_without_answer_times_out(make_gw, rest, wsapi):
     wsapi.answer = False
     gw, ev = make_gw(start=False)
@@ -686,7 +702,7 @@ def test_user_stream_protocol_unit():
     assert p.on_message({"id": "other", "status": 200, "result": {"subscriptionId": 3}})[0][0] == "ignored"
     assert p.on_message({"id": frame["id"], "status": 200, "result": {"subscriptionId": 3}}) == [("subscribed", 3)]
     assert p.on_message({"id": frame["id"], "status": 400, "error": {"code": -1022, "msg": "bad"}}) == [
-        ("rejected", 400, -1022, "bad")]
+        ("rejected", 400, -1022, "bad", {})]
     assert p.on_message({"subscriptionId": 3, "event": exec_report("a")})[0][:3] == ("event", "execution_report", "a")
     assert p.on_message({"subscriptionId": 3, "event": exec_report("b", x="CANCELED", X="CANCELED", C="a")}
                         )[0][2] == "a"
