@@ -222,7 +222,7 @@ class FakeWsApi:
     """WS API user data subscription on 127.0.0.1 (see the module docstring).
 
     ``verify(params) -> bool`` checks a subscription's signature; ``reject`` makes the
-    next subscriptions fail with that ``(status, code, msg)``."""
+    next subscriptions fail with that ``(status, code, msg[, error data])``."""
 
     def __init__(self, verify: Callable[[dict], bool]) -> None:
         self.verify = verify
@@ -262,8 +262,9 @@ class FakeWsApi:
             return
         params = msg.get("params", {})
         if self.reject is not None:
-            status, code, text = self.reject
-            conn.send({"id": msg["id"], "status": status, "error": {"code": code, "msg": text}})
+            status, code, text, *data = self.reject
+            error = {"code": code, "msg": text, **({"data": data[0]} if data else {})}
+            conn.send({"id": msg["id"], "status": status, "error": error})
             return
         if not self.verify(params):
             conn.send({"id": msg["id"], "status": 400,

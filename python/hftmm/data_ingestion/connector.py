@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import threading
 import time
@@ -45,6 +44,7 @@ from hftcore.book import L2Book
 from hftcore.sync import RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT, BookSync
 
 from hftmm.captures import decoder_units
+from hftmm.net import close_websocket, jittered_backoff
 
 log = logging.getLogger(__name__)
 
@@ -390,17 +390,7 @@ class BinanceConnector:
         return f"{self.ws_url}{prefix}/stream?streams={'/'.join(streams)}"
 
     def _close_ws(self, conn: _Conn) -> None:
-        ws = conn.ws
-        if ws is not None:
-            try:
-                if ws.sock is not None:
-                    ws.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                ws.close(timeout=0.2)
-            except Exception:  # noqa: BLE001 -- closing a broken socket
-                pass
+        close_websocket(conn.ws)
 
     def _wait_attempt_slot(self) -> None:
         """Binance allows 300 connection attempts per 5 minutes per IP."""
@@ -450,8 +440,7 @@ class BinanceConnector:
                 self._stop.wait(delay)
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** min(attempt, 20)))
-        return base * (0.5 + 0.5 * random.random())
+        return jittered_backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
 
     def _read_loop(self, conn: _Conn, ws: websocket.WebSocket) -> bool:
         """Receive until the connection ends; True if it was healthy for a while."""

@@ -80,7 +80,6 @@ import itertools
 import json
 import logging
 import math
-import random
 import socket
 import ssl
 import threading
@@ -100,6 +99,7 @@ from hftmm.live.binance_protocol import (ERR_TIMESTAMP, ERR_TOO_MANY_ORDERS, ERR
                                          err_fields, failure_events, is_loopback, may_trade_real_funds,
                                          not_sent_events, rate_limit_headers, retry_after_s, url_host)
 from hftmm.live.gateway import GatewayEvent, Sink
+from hftmm.net import close_websocket, jittered_backoff
 
 __all__ = [
     "BinanceGateway",
@@ -326,6 +326,7 @@ class BinanceGateway:
         self._limiter = rate_limiter
         self._limiter_lock = threading.Lock()
         self._last_429_code = ERR_TOO_MANY_REQUESTS
+        self._ws_retry_at = 0.0   # monotonic [s]: no user-stream reconnect before this
         self._time_lock = threading.Lock()
         self._last_time_sync = -math.inf
         self._rest_scheme, self._rest_host, self._rest_port = rest.scheme, rest.hostname, rest.port
@@ -434,6 +435,15 @@ class BinanceGateway:
         """The limiter in use (the given one, or the one built from exchangeInfo at start):
         pass it to the caller that paces orders."""
         return self._limiter
+
+    @rate_limiter.setter
+    def rate_limiter(self, limiter: RateLimiter) -> None:
+        """Share the caller's limiter (before :meth:`start`; exchangeInfo is then not fetched)."""
+        if self._started:
+            raise RuntimeError("set the rate limiter before start()")
+        if not isinstance(limiter, RateLimiter):
+            raise TypeError(f"rate_limiter must be a RateLimiter, got {type(limiter).__name__}")
+        self._limiter = limiter
 
     @property
     def banned(self) -> bool:
@@ -574,8 +584,9 @@ class BinanceGateway:
                         self._learn(nresp.get("orderId"), nresp.get("clientOrderId"))
             if kind in ("new_reject", "cancel_reject", "new_unknown", "cancel_unknown", "error"):
                 data = {k: (self._redact(v) if isinstance(v, str) else v) for k, v in data.items()}
-                log.warning("%s: %s %s: %s", self.symbol, kind, cid or "-",
-                            {k: v for k, v in data.items()})
+                # rejects are routine for a market maker (post-only); unknown outcomes are not
+                level = logging.INFO if kind.endswith("_reject") else logging.WARNING
+                log.log(level, "%s: %s %s: %s", self.symbol, kind, cid or "-", data)
             self._emit(kind, cid, data)
 
     # ------------------------------------------------------------ REST workers
@@ -663,19 +674,30 @@ class BinanceGateway:
                 lim.update_from_headers(headers)
         code = body.get("code") if isinstance(body, Mapping) else None
         if status in (418, 429):
-            retry_s = retry_after_s(headers, body, self._server_clock.now_ms())
-            if lim is not None:
-                with self._limiter_lock:
-                    (lim.on_418 if status == 418 else lim.on_429)(retry_s)
-            if code is not None:
-                self._last_429_code = int(code)
-            log.warning("%s: HTTP %d (%s); sending nothing for %.1f s", self.symbol, status, code, retry_s)
+            self._pause(status, code, retry_after_s(headers, body, self._server_clock.now_ms()))
         elif code == ERR_TIMESTAMP:
-            log.warning("%s: -1021 (timestamp outside recvWindow); resyncing the server clock", self.symbol)
-            try:
-                self._sync_time(min_interval_s=self.resync_min_interval_s)
-            except _Lost as lost:
-                log.warning("%s: clock resync failed: %s", self.symbol, self._redact(lost.detail))
+            self._resync_clock()
+
+    def _pause(self, status: int, code: Any, retry_s: float) -> None:
+        """HTTP 429 / 418 (REST or WS API): nothing is sent for ``retry_s`` [s]."""
+        lim = self._limiter
+        if lim is not None:
+            with self._limiter_lock:
+                (lim.on_418 if status == 418 else lim.on_429)(retry_s)
+        try:
+            self._last_429_code = int(code)
+        except (TypeError, ValueError):
+            pass
+        self._ws_retry_at = max(self._ws_retry_at, time.monotonic() + retry_s)
+        log.warning("%s: HTTP %d (%s); sending nothing for %.1f s", self.symbol, status, code, retry_s)
+
+    def _resync_clock(self) -> None:
+        """After -1021: one new server-time sample (at most one per ``resync_min_interval_s``)."""
+        log.warning("%s: -1021 (timestamp outside recvWindow); resyncing the server clock", self.symbol)
+        try:
+            self._sync_time(min_interval_s=self.resync_min_interval_s)
+        except (_Lost, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: clock resync failed: %s", self.symbol, self._redact(exc))
 
     # ------------------------------------------------------------ HTTP
     def _new_conn(self) -> http.client.HTTPConnection:
@@ -778,30 +800,19 @@ class BinanceGateway:
                   self._server_clock.rtt_ms or 0.0)
 
     def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** min(attempt, 20)))
-        return base * (0.5 + 0.5 * random.random())
+        return jittered_backoff(attempt, self.backoff_initial_s, self.backoff_max_s)
 
     # ------------------------------------------------------------ user data stream
     def _close_ws(self) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        try:
-            if ws.sock is not None:
-                ws.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            ws.close(timeout=0.2)
-        except Exception:  # noqa: BLE001 -- closing a broken socket
-            pass
+        close_websocket(self._ws)
 
     def _run_user_stream(self) -> None:
         attempt = 0
         while not self._stop.is_set():
             try:
                 ws = websocket.create_connection(self.ws_api_url, timeout=self.request_timeout_s,
-                                                 skip_utf8_validation=True, enable_multithread=True)
+                                                 skip_utf8_validation=True, enable_multithread=True,
+                                                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
             except Exception as exc:  # noqa: BLE001 -- any connect failure means retry
                 delay = self._backoff(attempt)
                 attempt += 1
@@ -820,6 +831,7 @@ class BinanceGateway:
             self._emit("user_stream", None, {"state": "disconnected", "detail": reason})
             attempt = 0 if healthy else attempt + 1
             delay = 0.0 if immediate else self._backoff(attempt)
+            delay = max(delay, self._ws_retry_at - time.monotonic())   # a 429/418 pause
             log.warning("%s: user stream ended (%s); reconnecting in %.2f s", self.symbol, reason, delay)
             if delay:
                 self._stop.wait(delay)
@@ -885,12 +897,15 @@ class BinanceGateway:
                                                      "detail": "userDataStream.subscribe.signature"})
                     self._reconcile_internal()
                 elif kind == "rejected":
-                    _, status, code, emsg = action
+                    _, status, code, emsg, data = action
                     if code == ERR_TIMESTAMP:
-                        try:
-                            self._sync_time(min_interval_s=self.resync_min_interval_s)
-                        except _Lost:
-                            pass
+                        self._resync_clock()
+                    elif status in (418, 429):
+                        # WS API: error.data.retryAfter is the end of the pause (ms since the epoch)
+                        retry_s = 60.0
+                        if isinstance(data.get("retryAfter"), int):
+                            retry_s = max(0.0, (data["retryAfter"] - self._server_clock.now_ms()) / 1000.0)
+                        self._pause(status, code, retry_s)
                     return self._redact(f"subscription rejected: status {status} code {code} {emsg}"), False, False
                 elif kind == "terminated":
                     self._emit("user_stream", None, {"state": "terminated", "detail": "eventStreamTerminated"})

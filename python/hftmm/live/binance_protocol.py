@@ -187,7 +187,7 @@ class UserStreamProtocol:
     """Sans-I/O WS API user data subscription: request frames out, decoded frames
     in, actions back. Actions are tuples:
 
-    ``("subscribed", subscription_id)``, ``("rejected", status, code, msg)``,
+    ``("subscribed", subscription_id)``, ``("rejected", status, code, msg, error data)``,
     ``("event", kind, client_order_id, event)``, ``("terminated", event)``,
     ``("shutdown", event)``, ``("rate_limits", [rateLimits entries])``,
     ``("ignored", description)``.
@@ -227,7 +227,8 @@ class UserStreamProtocol:
                 out.append(("subscribed", self.subscription_id))
             else:
                 error = msg.get("error") if isinstance(msg.get("error"), Mapping) else {}
-                out.append(("rejected", status, error.get("code"), error.get("msg", "")))
+                data = error.get("data") if isinstance(error.get("data"), Mapping) else {}
+                out.append(("rejected", status, error.get("code"), error.get("msg", ""), dict(data)))
             return out
         event = msg.get("event")
         if not isinstance(event, Mapping):

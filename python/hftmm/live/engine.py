@@ -225,6 +225,9 @@ class LiveEngine:
         else:
             self.gateway = self._gateway_arg
             rate_limiter = getattr(self.gateway, "rate_limiter", None) or RateLimiter.from_exchange_info(info)
+            if hasattr(self.gateway, "rate_limiter"):
+                # one limiter: the QuoteManager paces orders, the gateway keeps it in sync with the server
+                self.gateway.rate_limiter = rate_limiter
         self.core = build_strategy(t, self.risk_config, tick, lot, self.gateway, risk_manager=self.risk,
                                    filters=self.filters, rate_limiter=rate_limiter, on_fill=self._on_fill,
                                    on_order=self._on_order, id_prefix=f"hftmm{self.mode[0]}",
