@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_backtest)
 
-    from hftmm import cli_data, cli_simulate, cli_sweep
+    from hftmm import cli_data, cli_live, cli_simulate, cli_sweep
 
+    cli_live.add_parser(sub)
     cli_simulate.add_parser(sub)
     cli_data.add_parser(sub)
     cli_sweep.add_parser(sub)

@@ -62,6 +62,16 @@ class TradingConfig:
     model: ``"as"`` (Avellaneda-Stoikov) or ``"glft"``.
     fair_value: ``"mid"`` or ``"micro"``.
     ewma_half_life: volatility EWMA half-life, seconds.
+    market: ``"spot"`` (order entry is spot) or ``"usdm"`` (market data only).
+    k, A: fill intensity lambda(delta) = A exp(-k delta): k per price unit, A per
+      second; fitted online from trades when ``estimate_intensity`` (over
+      ``intensity_window`` seconds, refitted every ``intensity_refit`` seconds).
+    xi: GLFT xi (None = gamma). rolling_horizon: tau = T always (else T - t mod T).
+    quote_refresh_interval: seconds between quote computations (on book changes).
+    requote_threshold: ticks a working order may be off the new quote before it
+      is replaced. min_order_lifetime: seconds an order rests before it may be
+      replaced (0 = none). inventory_sizing: shrink the side that adds to the
+      position in proportion to the inventory. post_only: LIMIT_MAKER quotes.
     """
 
     symbol: str = "BTCUSDT"
@@ -74,6 +84,19 @@ class TradingConfig:
     model: str = "as"
     fair_value: str = "mid"
     ewma_half_life: float = 60.0
+    market: str = "spot"
+    k: float = 10.0
+    A: float = 5.0
+    estimate_intensity: bool = True
+    intensity_window: float = 600.0
+    intensity_refit: float = 10.0
+    xi: float | None = None
+    rolling_horizon: bool = False
+    quote_refresh_interval: float = 0.1
+    requote_threshold: int = 1
+    min_order_lifetime: float = 0.0
+    inventory_sizing: bool = False
+    post_only: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.isalnum():
@@ -90,6 +113,19 @@ class TradingConfig:
             raise ConfigError("TradingConfig.model", f"must be 'as' or 'glft', got {self.model!r}")
         if self.fair_value not in ("mid", "micro"):
             raise ConfigError("TradingConfig.fair_value", f"must be 'mid' or 'micro', got {self.fair_value!r}")
+        if self.market not in ("spot", "usdm"):
+            raise ConfigError("TradingConfig.market", f"must be 'spot' or 'usdm', got {self.market!r}")
+        for name in ("k", "A", "intensity_window", "intensity_refit", "quote_refresh_interval"):
+            _positive(self, name)
+        _positive(self, "min_order_lifetime", allow_zero=True)
+        if self.xi is not None:
+            _positive(self, "xi", allow_zero=True)
+        for name in ("estimate_intensity", "rolling_horizon", "inventory_sizing", "post_only"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"TradingConfig.{name}", f"must be true or false, got {getattr(self, name)!r}")
+        rt = self.requote_threshold
+        if isinstance(rt, bool) or not isinstance(rt, int) or rt < 0:
+            raise ConfigError("TradingConfig.requote_threshold", f"must be an int >= 0 ticks, got {rt!r}")
 
 
 @dataclass(frozen=True)
@@ -120,6 +156,8 @@ def _coerce(cls: type, name: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     try:
+        if ftype in ("float | None", "Optional[float]"):
+            return None if raw.strip().lower() in ("", "none", "null") else float(raw)
         if ftype in (float, "float"):
             return float(raw)
         if ftype in (int, "int"):

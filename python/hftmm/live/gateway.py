@@ -11,12 +11,16 @@ Event kinds and their ``data`` (all Binance JSON, unchanged):
 
 =====================  =================================================================
 ``new_ack``            the new-order response body (``orderId``, ``transactTime``, ...)
-``new_reject``         ``{"code", "msg", "http_status"}`` (-1007 / 5xx: outcome unknown)
-``new_unknown``        ``{"detail"}``: timeout / connection lost, the order must be queried
+``new_reject``         ``{"code", "msg", "http_status"}`` (-1007 / 5xx: outcome unknown; a gateway may
+                       report those as ``new_unknown``); ``"sent": False``: refused locally, never sent
+``new_unknown``        ``{"detail"}``: timeout / connection lost, the order must be queried (optional
+                       ``"sent"``: False if it never left; ``code``/``msg``/``http_status`` if answered)
 ``cancel_ack``         the cancel response body (``status``, ``executedQty``, ...)
 ``cancel_reject``      ``{"code", "msg", "http_status"}``
 ``cancel_unknown``     ``{"detail"}``
 ``cancel_replace``     ``{"http_status", "body", "cancel_client_order_id", "new_client_order_id"}``
+                       (no answer: ``cancel_unknown`` + ``new_unknown``; a plain error, neither leg
+                       attempted: ``cancel_reject`` + ``new_reject``)
 ``execution_report``   an ``executionReport`` event (user data stream)
 ``account_position``   an ``outboundAccountPosition`` event
 ``balance_update``     a ``balanceUpdate`` event

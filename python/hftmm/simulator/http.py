@@ -22,6 +22,10 @@ class BadRequest(Exception):
     pass
 
 
+class DropConnection(Exception):
+    """Raised by a route handler: close the connection without answering."""
+
+
 class Request:
     """A parsed request. ``query``/``form``: first value per name; ``params``:
     query then form-body parameters in order (for signature checks later)."""

@@ -48,8 +48,11 @@ def _precision(step: str) -> int:
     return max(-Decimal(step).normalize().as_tuple().exponent, 0)
 
 
-def exchange_info(market: str, symbol: str, tick_size: str, lot_size: str, server_time_ms: int) -> dict:
-    """A realistic exchangeInfo with one symbol (shapes as in the 2024-2025 API)."""
+def exchange_info(market: str, symbol: str, tick_size: str, lot_size: str, server_time_ms: int,
+                  rate_limits: Optional[list[dict]] = None) -> dict:
+    """A realistic exchangeInfo with one symbol (shapes as in the 2024-2025 API).
+    Spot: ``rate_limits`` (default Binance's values) and the order types and
+    flags the simulator's order entry supports (LIMIT, LIMIT_MAKER, MARKET; cancelReplace)."""
     sym = symbol.upper()
     quote = next((q for q in ("FDUSD", "USDT", "USDC", "BUSD", "BTC", "ETH", "BNB") if sym.endswith(q)
                   and len(sym) > len(q)), sym[-3:])
@@ -58,7 +61,7 @@ def exchange_info(market: str, symbol: str, tick_size: str, lot_size: str, serve
         return {
             "timezone": "UTC",
             "serverTime": server_time_ms,
-            "rateLimits": [
+            "rateLimits": rate_limits if rate_limits is not None else [
                 {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                  "limit": WEIGHT_LIMIT["spot"]},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
@@ -70,11 +73,10 @@ def exchange_info(market: str, symbol: str, tick_size: str, lot_size: str, serve
                 "symbol": sym, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8,
                 "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
                 "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
-                               "TAKE_PROFIT_LIMIT"],
-                "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
-                "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True, "cancelReplaceAllowed": True,
-                "amendAllowed": True, "pegInstructionsAllowed": True,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+                "icebergAllowed": False, "ocoAllowed": False, "otoAllowed": False,
+                "quoteOrderQtyMarketAllowed": False, "allowTrailingStop": False, "cancelReplaceAllowed": True,
+                "amendAllowed": False, "pegInstructionsAllowed": False,
                 "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": _fmt8(tick_size), "maxPrice": "1000000.00000000",

@@ -1,7 +1,11 @@
 """The exchange simulator: one asyncio loop in a background thread, one port
-serving Binance-shaped REST and WebSocket market-data streams on 127.0.0.1.
+serving Binance-shaped REST and WebSocket market-data streams on 127.0.0.1, and
+(spot) signed order entry over REST and the WS API (``/ws-api/v3``) with
+user-data streams: see :mod:`hftmm.simulator.orders` (matching, accounts),
+:mod:`hftmm.simulator.trading` (auth, limits, faults) and
+:mod:`hftmm.simulator.wsapi`.
 
-Extending it (order API later): HTTP routes live in ``ExchangeSimulator.http_routes``
+Extending it: HTTP routes live in ``ExchangeSimulator.http_routes``
 (``(method, path) -> Route(handler, weight)``; a handler takes a
 :class:`~hftmm.simulator.http.Request` and returns a
 :class:`~hftmm.simulator.http.Response`, or a coroutine of one), WebSocket
@@ -26,10 +30,11 @@ import numpy as np
 
 from hftmm.simulator import faults as _faults
 from hftmm.simulator.faults import CONNECTION_KINDS, ConnectionFaults, Fault, FaultConfig, RestFaults
-from hftmm.simulator.http import BadRequest, Request, Response, read_request
+from hftmm.simulator.http import BadRequest, DropConnection, Request, Response, read_request
 from hftmm.simulator.rest import (EXCHANGE_INFO_WEIGHT, SPOT_DEPTH_DEFAULT, SPOT_DEPTH_MAX, USDM_DEPTH_DEFAULT,
                                   USDM_DEPTH_LIMITS, WEIGHT_LIMIT, depth_weight, exchange_info,
                                   render_snapshot)
+from hftmm.simulator.trading import IpLimits, SpotLimits
 from hftmm.simulator.sources import DEPTH_INTERVALS, DEFAULT_DEPTH_INTERVAL, Msg, Source
 from hftmm.simulator.websocket import (CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY,
                                        CLOSE_UNSUPPORTED, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
@@ -89,6 +94,8 @@ class WsHandler:
     """Behaviour of one WebSocket connection (subclass per endpoint)."""
 
     conn: "WsConnection"
+    #: close the connection past ``sim.incoming_rate`` messages a second (market streams)
+    rate_limited = True
 
     def on_open(self, conn: "WsConnection") -> None:
         self.conn = conn
@@ -357,7 +364,7 @@ class WsConnection:
                     continue  # draining until the peer's close frame
                 sim._count("received", {OP_TEXT: "text", OP_BINARY: "binary", OP_PING: "ping",
                                         OP_PONG: "pong"}[op])
-                if not self._rate_ok():
+                if self.handler.rate_limited and not self._rate_ok():
                     sim._count("disconnects", "rate_limit")
                     self._spawn(self.close(CLOSE_POLICY, "too many messages"))
                     continue
@@ -617,13 +624,21 @@ class ExchangeSimulator:
     ``@depth@100ms``; USD-M ``@depth`` = 250 ms, ``@depth@500ms``,
     ``@depth@100ms``, ``@depth@0ms``); a non-primary interval starts being
     rendered when first subscribed.
+
+    Spot order entry (see the module docstring): ``limits`` (:class:`SpotLimits`)
+    are enforced and listed in exchangeInfo; ``order_fault_seed`` and
+    ``order_fault_rates`` (kind -> probability per order request) drive random
+    order-entry faults (:mod:`hftmm.simulator.trading`). Accounts come from
+    :meth:`add_account`.
     """
 
     def __init__(self, market: str = "spot", source: Optional[Source] = None,
                  faults: Optional[FaultConfig] = None, host: str = "127.0.0.1", port: int = 0,
                  depth_interval_ms: int = 100, ping_interval_s: Optional[float] = None,
                  pong_timeout_s: Optional[float] = None, max_lifetime_s: Optional[float] = MAX_LIFETIME_S,
-                 incoming_rate: Optional[int] = None, max_streams: Optional[int] = None) -> None:
+                 incoming_rate: Optional[int] = None, max_streams: Optional[int] = None,
+                 limits: Optional[SpotLimits] = None, order_fault_seed: int = 0,
+                 order_fault_rates: Optional[dict[str, float]] = None) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
@@ -664,8 +679,13 @@ class ExchangeSimulator:
         self._history: collections.deque = collections.deque(maxlen=SNAPSHOT_HISTORY_LEN)
         self._last_hist_ts = 0
         self._t0 = 0.0
-        self._weight_minute = -1
-        self._weight_used = 0
+        self.limits = limits if limits is not None else SpotLimits(request_weight_1m=WEIGHT_LIMIT[market])
+        self._ip = (IpLimits(self.limits.request_weight_1m, self.limits.raw_requests_5m) if market == "spot"
+                    else IpLimits(WEIGHT_LIMIT[market]))
+        self._order_fault_args = (order_fault_seed, order_fault_rates)
+        self.trading = None
+        self._user_handlers: set = set()
+        self._user_log: dict[str, list[dict]] = {}
         self._rest_faults = RestFaults(faults) if faults is not None else None
         self._fault_log: list[tuple] = []
         self._stats: dict[str, dict] = {k: {} for k in (
@@ -695,6 +715,27 @@ class ExchangeSimulator:
         self.http_routes[("GET", f"{p}/ping")] = Route(lambda req: Response.json({}), 1)
         for path, routes in ws.items():
             self.ws_routes[path] = self._stream_factory(path.endswith("/stream"), routes)
+        if self.market == "spot":
+            self._install_trading()
+
+    def _install_trading(self) -> None:
+        from hftmm.execution.filters import SymbolFilters
+        from hftmm.simulator import wsapi
+        from hftmm.simulator.orders import OrderEngine
+        from hftmm.simulator.trading import ENDPOINTS, OrderFaults, TradingApi
+
+        info = self._exchange_info_body(0)["symbols"][0]
+        engine = OrderEngine(self.symbol, info["baseAsset"], info["quoteAsset"], self.tick_size, self.lot_size,
+                             SymbolFilters.from_filters(self.symbol, info["filters"]), lambda: self.source.book,
+                             lambda t: self.source.px(t), lambda q: self.source.qty(q),
+                             info["defaultSelfTradePreventionMode"], info["allowedSelfTradePreventionModes"])
+        self.trading = TradingApi(engine, self.limits, self._ip, _now_ms)
+        self.trading.faults = OrderFaults(*self._order_fault_args)
+        for ep in ENDPOINTS.values():
+            if ep.rest is not None:
+                handler, weight = self.trading.rest_route(ep, self.flush_user_events)
+                self.http_routes[ep.rest] = Route(handler, weight)
+        self.ws_routes[wsapi.PATH] = wsapi.factory
 
     def _stream_factory(self, combined: bool, routes: tuple[str, ...]):
         def factory(sim: "ExchangeSimulator", req: Request, rest: str) -> WsHandler:
@@ -937,10 +978,15 @@ class ExchangeSimulator:
         if msg.truth:
             src.apply(msg)
             self._last_update_id = src.last_update_id
+            if self.trading is not None and self.trading.engine.has_resting():
+                self.trading.engine.on_book(_now_ms())
+                self.flush_user_events()
             if msg.ts - self._last_hist_ts >= SNAPSHOT_HISTORY_EVERY_NS:
                 self._last_hist_ts = msg.ts
                 top = src.book.top(SPOT_DEPTH_MAX)
                 self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
+        elif msg.channel == "trade" and self.trading is not None and self.trading.engine.has_resting():
+            self._trade_to_orders(msg.payload)
         pub = self._stats["published"]
         key = msg.channel if msg.channel != "depth" else f"depth@{msg.interval}ms"
         pub[key] = pub.get(key, 0) + 1
@@ -1027,10 +1073,11 @@ class ExchangeSimulator:
             "disconnects": s["disconnects"],
             "rest_requests": s["rest_requests"],
             "rest_status": s["rest_status"],
-            "rest_weight_used_1m": self._weight_used,
+            "rest_weight_used_1m": self._ip.used_weight(),
             "control_messages": s["control"],
             "last_update_id": self._last_update_id,
             "source_exhausted": self.exhausted,
+            "trading": self._trading_stats(),
         }
 
     def _conn_closed(self, conn: WsConnection) -> None:
@@ -1058,7 +1105,10 @@ class ExchangeSimulator:
                     self._http_writers.discard(writer)
                     await self._upgrade(req, reader, writer)
                     return
-                resp = await self._dispatch(req)
+                try:
+                    resp = await self._dispatch(req)
+                except DropConnection:
+                    return
                 keep = req.keep_alive
                 writer.write(resp.encode(keep, head_only=req.method == "HEAD"))
                 await writer.drain()
@@ -1134,22 +1184,17 @@ class ExchangeSimulator:
             err: Optional[Response] = e.response
         else:
             err = None
-        minute = int(time.time() // 60)
-        if minute != self._weight_minute:
-            self._weight_minute = minute
-            self._weight_used = 0
-        self._weight_used += weight
-        headers = {"X-MBX-USED-WEIGHT-1M": str(self._weight_used)}
+        over = self._ip.charge(weight)
+        used = self._ip.used_weight()
+        headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if self.market == "spot":
-            headers["X-MBX-USED-WEIGHT"] = str(self._weight_used)
+            headers["X-MBX-USED-WEIGHT"] = str(used)
         resp: Response
         if err is not None:
             resp = err
-        elif self._weight_used > WEIGHT_LIMIT[self.market]:
+        elif over is not None:
             self._count("disconnects", "rest_weight_limit")
-            resp = Response.error(429, -1003, f"Too many requests; current limit of IP is "
-                                              f"{WEIGHT_LIMIT[self.market]} requests per minute.",
-                                  {"Retry-After": str(60 - int(time.time()) % 60)})
+            resp = Response.error(over.status, over.code, over.msg, over.headers)
         else:
             action = self._rest_faults.decide(path.endswith("/depth")) if self._rest_faults else None
             if action is not None and action.kind == "rest_error":
@@ -1168,6 +1213,9 @@ class ExchangeSimulator:
                         resp = await r if asyncio.iscoroutine(r) else r
                 except _HttpError as e:
                     resp = e.response
+                except DropConnection:
+                    self._count("rest_status", "dropped")
+                    raise
                 except Exception as e:  # pragma: no cover
                     log.exception("REST handler %s", path)
                     resp = Response.error(500, -1001, f"Internal error: {e}")
@@ -1238,8 +1286,159 @@ class ExchangeSimulator:
         body = render_snapshot(self.market, lid, levels, src.px, src.qty, _now_ms(), limit)
         return Response.json(body)
 
+    def _exchange_info_body(self, now_ms: int) -> dict:
+        rl = self.limits.rate_limits() if self.market == "spot" else None
+        return exchange_info(self.market, self.symbol, self.tick_size, self.lot_size, now_ms, rl)
+
     def _rest_exchange_info(self, req: Request) -> Response:
         sym = req.query.get("symbol")
         if sym is not None and sym.upper() != self.symbol:
             raise _HttpError(Response.error(400, -1121, "Invalid symbol."))
-        return Response.json(exchange_info(self.market, self.symbol, self.tick_size, self.lot_size, _now_ms()))
+        return Response.json(self._exchange_info_body(_now_ms()))
+
+    # ------------------------------------------------------------------
+    # spot order entry: accounts, user data, faults, test helpers
+    # ------------------------------------------------------------------
+    def _need_trading(self):
+        if self.trading is None:
+            raise RuntimeError("order entry is only simulated for market='spot'")
+        return self.trading
+
+    def add_account(self, api_key: str, *, hmac_secret: Optional[str] = None,
+                    ed25519_public_pem: Optional[bytes] = None, rsa_public_pem: Optional[bytes] = None,
+                    balances: Optional[dict[str, object]] = None, maker_rate: object = "0.001",
+                    taker_rate: object = "0.001") -> None:
+        """Register an API key (exactly one of an HMAC secret or an Ed25519 / RSA
+        public key PEM) with its spot account: ``balances`` asset -> free amount
+        (default 1 BTC-like base and 100000 quote), commission rates as fractions."""
+        from hftmm.simulator.trading import make_key
+
+        tr = self._need_trading()
+        key = make_key(api_key, hmac_secret, ed25519_public_pem, rsa_public_pem)
+        eng = tr.engine
+        if balances is None:
+            balances = {eng.base: "1", eng.quote: "100000"}
+        with eng.lock:
+            eng.add_account(api_key, balances, maker_rate, taker_rate)
+            tr.keys[api_key] = key
+
+    def orders_of(self, api_key: str) -> list[dict]:
+        """Every order of the account (``GET /api/v3/order`` bodies), by orderId."""
+        eng = self._need_trading().engine
+        with eng.lock:
+            acct = eng.accounts[api_key]
+            return [eng.query_result(o) for _, o in sorted(acct.orders.items())]
+
+    def balances(self, api_key: str) -> dict[str, tuple[str, str]]:
+        """asset -> (free, locked) as Binance strings."""
+        eng = self._need_trading().engine
+        with eng.lock:
+            return {a: (f"{f:.8f}", f"{lk:.8f}") for a, (f, lk) in eng.accounts[api_key].balances.items()}
+
+    def order_events(self, api_key: str) -> list[dict]:
+        """Every user-data event the account produced so far (executionReport,
+        outboundAccountPosition), in order, whether or not a stream was subscribed."""
+        eng = self._need_trading().engine
+        with eng.lock:
+            return list(self._user_log.get(api_key, []))
+
+    def inject_order_fault(self, kind: str, count: int = 1, **params: object) -> None:
+        """Apply ``kind`` to the next ``count`` order requests (kinds and params:
+        :mod:`hftmm.simulator.trading`)."""
+        tr = self._need_trading()
+        with tr.engine.lock:
+            tr.faults.add(kind, count, **params)
+
+    def inject_trade(self, price: str, qty: str, buyer_maker: bool) -> None:
+        """Show the resting orders a market trade (as if printed on the trade
+        stream, without publishing it): ``price``/``qty`` decimal strings."""
+        from decimal import Decimal
+
+        tr = self._need_trading()
+        ticks = int(Decimal(price) / Decimal(self.tick_size))
+        lots = int(Decimal(qty) / Decimal(self.lot_size))
+        self._call_in_loop(lambda: (tr.engine.on_trade(ticks, lots, buyer_maker, _now_ms()),
+                                    self.flush_user_events()))
+
+    def close_user_streams(self, api_key: Optional[str] = None, abrupt: bool = True) -> int:
+        """Fault: close the WS API connections with user-data subscriptions of
+        ``api_key`` (all when None): TCP dropped (``abrupt``) or a close frame."""
+        def act() -> int:
+            n = 0
+            for h in list(self._user_handlers):
+                if api_key is None or api_key in h.subs.values():
+                    n += 1
+                    self._count("faults", "close_user_stream")
+                    if abrupt:
+                        h.conn.abort("fault: close_user_stream")
+                    else:
+                        h.conn.close_soon(CLOSE_GOING_AWAY, "fault: close_user_stream")
+            return n
+        return self._call_in_loop(act)
+
+    def terminate_user_streams(self, api_key: Optional[str] = None) -> int:
+        """Fault: send ``eventStreamTerminated`` on the user-data subscriptions of
+        ``api_key`` (all when None) and end them. Returns the number ended."""
+        def act() -> int:
+            n = sum(h.terminate(api_key) for h in list(self._user_handlers))
+            self._count("faults", "event_stream_terminated")
+            return n
+        return self._call_in_loop(act)
+
+    def _call_in_loop(self, fn: Callable[[], object], timeout: float = 10.0):
+        """Run ``fn`` in the loop thread and return its result (directly if the
+        simulator is not running)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or threading.current_thread() is self._thread:
+            return fn()
+        import concurrent.futures
+
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # pragma: no cover
+                fut.set_exception(e)
+        loop.call_soon_threadsafe(run)
+        return fut.result(timeout)
+
+    def flush_user_events(self) -> None:
+        """Deliver the engine's pending user-data events (loop thread)."""
+        tr = self.trading
+        if tr is None:
+            return
+        events = tr.engine.take_events()
+        if not events:
+            return
+        with tr.engine.lock:
+            for key, ev in events:
+                self._user_log.setdefault(key, []).append(ev)
+        for key, ev in events:
+            self._count("sent", "user_" + ev["e"])
+            for h in list(self._user_handlers):
+                if not h.conn.closing:
+                    h.deliver_event(key, ev)
+
+    def _trade_to_orders(self, payload: bytes) -> None:
+        from decimal import Decimal
+
+        try:
+            t = json.loads(payload)
+            ticks = Decimal(t["p"]) / Decimal(self.tick_size)
+            lots = Decimal(t["q"]) / Decimal(self.lot_size)
+            buyer_maker = bool(t["m"])
+        except (ValueError, KeyError, TypeError, ArithmeticError):
+            return
+        self.trading.engine.on_trade(int(ticks), int(lots), buyer_maker, _now_ms())
+        self.flush_user_events()
+
+    def _trading_stats(self) -> dict:
+        tr = self.trading
+        if tr is None:
+            return {}
+        with tr.engine.lock:
+            return {"engine": dict(tr.engine.stats), "requests": dict(tr.stats["requests"]),
+                    "errors": dict(tr.stats["errors"]), "order_faults": dict(tr.stats["faults"]),
+                    "accounts": len(tr.engine.accounts), "resting_orders": len(tr.engine._open),
+                    "user_stream_handlers": len(self._user_handlers)}

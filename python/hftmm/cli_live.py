@@ -1,0 +1,172 @@
+"""``hftmm live``: run the market maker (paper by default), and ``hftmm kill``.
+
+::
+
+    hftmm live --symbol BTCUSDT                       # paper trading on Binance's live feed
+    hftmm live --symbol BTCUSDT --testnet             # real orders on the spot testnet
+    hftmm live --symbol BTCUSDT --live                # production: asks for confirmation
+    hftmm live --paper --rest-url http://127.0.0.1:8765 --ws-url ws://127.0.0.1:8765 --duration 60
+    hftmm kill --state-db live.db --reason "manual" [--flatten]
+
+``--config FILE`` reads ``[trading]``, ``[risk]`` and ``[paper]`` (the latency model)
+from TOML; ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment variables override.
+Credentials (testnet/live) come from the environment or ``.env``: see
+``.env.example``. SIGINT/SIGTERM end the session cleanly (every order cancelled);
+SIGUSR1 triggers the kill switch and keeps the session running.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+log = logging.getLogger("hftmm.cli")
+
+PROD_CONFIRM = "I UNDERSTAND"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("live", help="run the market maker: paper (default), Binance testnet or production")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--paper", dest="mode", action="store_const", const="paper",
+                      help="simulated fills against the live feed (default)")
+    mode.add_argument("--testnet", dest="mode", action="store_const", const="testnet",
+                      help="real orders on Binance's spot testnet")
+    mode.add_argument("--live", dest="mode", action="store_const", const="live",
+                      help="real orders on Binance production (asks for confirmation)")
+    p.set_defaults(mode="paper")
+    p.add_argument("--symbol", default=None, help="symbol (default: the config's, BTCUSDT)")
+    p.add_argument("--config", help="TOML with [trading], [risk] and [paper] sections")
+    p.add_argument("--rest-url", help="REST base URL (default: Binance's for the mode)")
+    p.add_argument("--ws-url", help="market-data WebSocket base URL (default: Binance's)")
+    p.add_argument("--ws-api-url", help="WebSocket API URL for user data (default: Binance's; "
+                                        "with --rest-url: derived from --ws-url)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after S seconds (0: until Ctrl-C)")
+    p.add_argument("--state-db", default=None, help="SQLite state store for the dashboard (WAL)")
+    p.add_argument("--record", metavar="DIR", help="also record the raw feed (for data convert / backtest)")
+    p.add_argument("--env-file", default=".env", help="credentials file (testnet/live)")
+    p.add_argument("--yes-i-mean-production", action="store_true",
+                   help=f"skip the interactive confirmation of --live (else type {PROD_CONFIRM!r})")
+    p.add_argument("--no-status", action="store_true", help="no terminal status line")
+    p.set_defaults(func=_cmd_live)
+
+    k = sub.add_parser("kill", help="kill switch of a running session (through its state store)")
+    k.add_argument("--state-db", required=True)
+    k.add_argument("--reason", default="operator")
+    k.add_argument("--flatten", action="store_true", help="also close the position at market")
+    k.set_defaults(func=_cmd_kill)
+
+
+def _load(args: argparse.Namespace):
+    from hftmm.config import ConfigError, RiskConfig, TradingConfig, load_config
+    from hftmm.live.paper import PaperConfig
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    paper_d: dict = {}
+    if args.config:
+        with open(args.config, "rb") as fh:
+            data = tomllib.load(fh)
+        paper_d = data.pop("paper", {}) or {}
+        import tempfile
+        # load_config validates [trading]/[risk] (+ environment); write the rest back for it
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as tmp:
+            for sec in ("trading", "risk"):
+                if sec in data:
+                    tmp.write(f"[{sec}]\n")
+                    for k, v in data[sec].items():
+                        tmp.write(f"{k} = {_toml(v)}\n")
+            unknown = set(data) - {"trading", "risk"}
+            if unknown:
+                raise ConfigError(sorted(unknown)[0], "unknown section (known: trading, risk, paper)")
+        try:
+            trading, risk = load_config(tmp.name)
+        finally:
+            os.unlink(tmp.name)
+    else:
+        trading, risk = load_config(None)
+    if args.symbol:
+        import dataclasses
+        trading = dataclasses.replace(trading, symbol=args.symbol)
+    known = set(PaperConfig.__dataclass_fields__)
+    bad = set(paper_d) - known
+    if bad:
+        raise ConfigError(f"paper.{sorted(bad)[0]}", "unknown key")
+    return trading, risk, PaperConfig(**paper_d)
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def _ws_api_url(args: argparse.Namespace) -> str:
+    if args.ws_api_url:
+        return args.ws_api_url
+    if args.ws_url:
+        return args.ws_url.rstrip("/") + "/ws-api/v3"
+    from hftmm.live.binance_gateway import PRODUCTION_WS_API_URL, TESTNET_WS_API_URL
+    return TESTNET_WS_API_URL if args.mode == "testnet" else PRODUCTION_WS_API_URL
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from hftmm.config import ConfigError
+    from hftmm.live.engine import LiveEngine
+    from hftmm.live.status import StatusLine
+
+    try:
+        trading, risk, paper = _load(args)
+    except (ConfigError, OSError, ValueError) as exc:
+        print(f"hftmm live: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    gateway = None
+    if args.mode in ("testnet", "live"):
+        if args.mode == "live" and not args.yes_i_mean_production:
+            print(f"hftmm live --live trades REAL funds on Binance production ({trading.symbol}).\n"
+                  f"Type {PROD_CONFIRM!r} to continue: ", end="", file=sys.stderr, flush=True)
+            if sys.stdin.readline().strip() != PROD_CONFIRM:
+                print("not confirmed; nothing was sent", file=sys.stderr)
+                return 2
+        from hftmm.execution.signing import CredentialsError, load_credentials
+        from hftmm.live.binance_gateway import PRODUCTION_REST_URL, TESTNET_REST_URL, BinanceGateway
+
+        try:
+            signer = load_credentials(dotenv_path=args.env_file)
+        except CredentialsError as exc:
+            print(f"hftmm live: {exc}", file=sys.stderr)
+            return 2
+        preset = TESTNET_REST_URL if args.mode == "testnet" else PRODUCTION_REST_URL
+        gateway = BinanceGateway(trading.symbol, signer, rest_url=args.rest_url or preset,
+                                 ws_api_url=_ws_api_url(args), allow_production=args.mode == "live")
+    status = None if args.no_status else StatusLine()
+    engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, paper=paper, rest_url=args.rest_url,
+                        ws_url=args.ws_url, state_db=args.state_db, status=status, record_dir=args.record)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: engine.stop("interrupted (SIGINT)"))
+        signal.signal(signal.SIGTERM, lambda *_: engine.stop("terminated (SIGTERM)"))
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda *_: engine.request_kill("SIGUSR1", source="signal"))
+    summary = engine.run(args.duration or None)
+    print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+def _cmd_kill(args: argparse.Namespace) -> int:
+    from hftmm.live.state import StateStoreError, send_command
+
+    try:
+        cid = send_command(args.state_db, "kill", {"reason": args.reason, "flatten": bool(args.flatten)})
+    except (StateStoreError, OSError) as exc:
+        print(f"hftmm kill: {exc}", file=sys.stderr)
+        return 2
+    print(f"kill command {cid} sent to {args.state_db}")
+    return 0

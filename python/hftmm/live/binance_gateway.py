@@ -1,0 +1,1154 @@
+"""The Binance spot gateway: signed REST order entry, user data over the WS API.
+
+:class:`BinanceGateway` implements :class:`hftmm.live.gateway.Gateway` against
+Binance spot (testnet first; see /work/shared/BINANCE.md section 3):
+
+- **Requests** (``place_order``, ``cancel_order``, ``cancel_replace``,
+  ``query_order``, ``cancel_all``, ``reconcile``) return at once; a small pool of
+  worker threads sends them as signed REST calls (``X-MBX-APIKEY``, ``timestamp``
+  from a :class:`~hftmm.execution.signing.ServerClock` synced from
+  ``GET /api/v3/time`` at start and again after -1021, ``recvWindow``,
+  ``signature`` last) over kept-alive HTTP connections, one per worker.
+  Requests may run concurrently (the engine sends a cancel only after the new
+  order's ack, which :class:`~hftmm.execution.orders.OrderTracker` arranges).
+- **Answers** become :class:`~hftmm.live.gateway.GatewayEvent` s (table below).
+  An order request is **never retried**: a retried POST may place twice. When
+  the outcome is unknown (no answer, connection lost, HTTP 5xx, -1007) the
+  gateway says so and the engine queries the order.
+- **Rate limits**: every response's ``X-MBX-USED-WEIGHT-*`` / ``X-MBX-ORDER-COUNT-*``
+  headers update the shared :class:`~hftmm.execution.ratelimits.RateLimiter`
+  (built from exchangeInfo ``rateLimits`` at start when none is given). Before
+  sending, the limiter is asked: a short wait (<= ``max_rate_wait_s``) is
+  waited out; otherwise an order request is answered ``new_reject`` /
+  ``cancel_reject`` with ``"sent": False`` (-1015 / -1003, and the HTTP status
+  429/418 while Binance's ``Retry-After`` pause or ban lasts), and a read
+  (GET) is postponed until the limiter allows it. While an HTTP 418 ban lasts
+  the request methods raise :class:`~hftmm.execution.ratelimits.RateLimitBanned`.
+- **User data** comes over the WS API (one websocket-client I/O thread):
+  ``userDataStream.subscribe.signature`` (apiKey, timestamp, recvWindow,
+  signature over the sorted params), then ``{"subscriptionId", "event"}``
+  frames. A watchdog (no frame, not even a ping or pong, for ``watchdog_s``),
+  ``eventStreamTerminated``, ``serverShutdown`` and the 24 h connection limit
+  (renewed after ``max_lifetime_s``) all lead to a reconnect with exponential
+  backoff and jitter. After every (re)subscription the gateway emits
+  ``user_stream`` ``subscribed`` and *then* reconciles (``GET openOrders`` and
+  ``GET account``), so no report can fall between the snapshot and the stream.
+
+Events emitted (``client_order_id`` in brackets):
+
+=====================  ===========================================================================
+``new_ack``            200 to ``POST /api/v3/order`` (FULL body unless the engine chose) [new id]
+``new_reject``         4xx ``{"code", "msg", "http_status"}``; ``"sent": False`` when never sent
+``new_unknown``        ``{"detail", "sent"}`` on no answer / lost connection (``sent`` False: the
+                       connection failed before sending); with ``code``/``msg``/``http_status`` on
+                       HTTP 5xx and -1007
+``cancel_ack``         200 to ``DELETE /api/v3/order`` (body) [the cancelled order's id]; also one
+                       per order of a ``cancel_all`` answer
+``cancel_reject``      as ``new_reject``; ``cancel_unknown`` as ``new_unknown``
+``cancel_replace``     ``{"http_status", "body", "cancel_client_order_id", "new_client_order_id"}``
+                       for 200, 409, any answer with ``data`` (400 -2021/-2022), 5xx and -1007.
+                       A plain 4xx error (neither leg attempted: bad params, -1021, 429 ...)
+                       is reported as ``cancel_reject`` (old) + ``new_reject`` (new), and no
+                       answer at all as ``cancel_unknown`` (old) + ``new_unknown`` (new)
+``query_result``       200 to ``GET /api/v3/order``; ``query_not_found`` on -2013
+``open_orders``        ``{"orders": [...]}``; ``account``: the ``GET /api/v3/account`` body
+``execution_report``   ``executionReport`` [``C`` for cancels, else ``c``]
+``account_position``   ``outboundAccountPosition``; ``balance_update``: ``balanceUpdate``
+``user_stream``        ``{"state": "subscribed", "subscription_id"}`` after each subscription,
+                       ``{"state": "terminated"}`` on ``eventStreamTerminated``,
+                       ``{"state": "disconnected", "detail"}`` whenever a connection ends
+``error``              ``{"detail", "request", ...}``: a read or ``cancel_all`` that failed
+=====================  ===========================================================================
+
+Secrets never leave this module: no log line, exception, repr or event holds
+the secret, the private key, a signature or the full API key (logs show at most
+a 4-character key prefix; anything from outside is passed through a redactor).
+The gateway's own time-outs use ``time.monotonic``; ``clock`` (wall seconds) is
+for the server-time offset, the rate-limit windows and event stamps.
+"""
+from __future__ import annotations
+
+import heapq
+import http.client
+import itertools
+import json
+import logging
+import math
+import random
+import re
+import socket
+import ssl
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
+from urllib.parse import urlencode, urlsplit
+
+import websocket
+
+from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
+from hftmm.execution.signing import ServerClock, Signer, signed_query, signed_ws_params
+from hftmm.live.gateway import GatewayEvent, Sink
+
+__all__ = [
+    "BinanceGateway",
+    "GatewayError",
+    "UserStreamProtocol",
+    "answer_events",
+    "failure_events",
+    "TESTNET_REST_URL",
+    "TESTNET_WS_API_URL",
+    "PRODUCTION_REST_URL",
+    "PRODUCTION_WS_API_URL",
+]
+
+log = logging.getLogger(__name__)
+
+TESTNET_REST_URL = "https://testnet.binance.vision"
+TESTNET_WS_API_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+PRODUCTION_REST_URL = "https://api.binance.com"
+PRODUCTION_WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
+
+# Binance error codes (BINANCE.md section 3)
+ERR_TOO_MANY_REQUESTS = -1003
+ERR_UNKNOWN_STATUS = -1007
+ERR_TOO_MANY_ORDERS = -1015
+ERR_TIMESTAMP = -1021
+ERR_CANCEL_REJECTED = -2011
+ERR_NO_SUCH_ORDER = -2013
+
+SUBSCRIBE_METHOD = "userDataStream.subscribe.signature"
+
+
+class GatewayError(RuntimeError):
+    """The gateway could not start (server time or exchangeInfo unreachable)."""
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    method: str
+    path: str
+    weight: int        # REQUEST_WEIGHT
+    orders: int = 0    # unfilled-order count
+
+
+# Weights from rest-api.md (openOrders with a symbol: 6; account: 20; order query: 4).
+_ENDPOINTS = {
+    "place": _Endpoint("POST", "/api/v3/order", 1, 1),
+    "cancel": _Endpoint("DELETE", "/api/v3/order", 1),
+    "cancel_replace": _Endpoint("POST", "/api/v3/order/cancelReplace", 1, 1),
+    "query": _Endpoint("GET", "/api/v3/order", 4),
+    "cancel_all": _Endpoint("DELETE", "/api/v3/openOrders", 1),
+    "open_orders": _Endpoint("GET", "/api/v3/openOrders", 6),
+    "account": _Endpoint("GET", "/api/v3/account", 20),
+}
+_TIME_PATH, _TIME_WEIGHT = "/api/v3/time", 1
+_INFO_PATH, _INFO_WEIGHT = "/api/v3/exchangeInfo", 20
+_REQUEST_NAMES = {"place": "place_order", "cancel": "cancel_order", "cancel_replace": "cancel_replace",
+                  "query": "query_order", "cancel_all": "cancel_all", "open_orders": "open_orders",
+                  "account": "account"}
+_RESERVED = ("timestamp", "recvWindow", "signature")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+# ----------------------------------------------------------------- secrets
+
+class _Redactor:
+    """Removes the API key (all but a 4-character prefix), signatures and any
+    registered secret text from strings that are about to be logged or emitted."""
+
+    _SIG = re.compile(r"(signature[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+", re.I)
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def __call__(self, text: object) -> str:
+        s = str(text)
+        if self._api_key:
+            s = s.replace(self._api_key, self._api_key[:4] + "...")
+        return self._SIG.sub(r"\1<redacted>", s)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` of a transport exception (redact before use)."""
+    msg = str(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+# ----------------------------------------------------------------- answers (sans-I/O)
+
+Emission = tuple[str, Optional[str], dict]   # (kind, client_order_id, data)
+
+
+def _err_fields(status: Optional[int], body: Any) -> dict:
+    """``{"code", "msg", "http_status"}``; ``code`` 0 when the answer carries no Binance code
+    (e.g. an HTML page from a proxy or the WAF)."""
+    if isinstance(body, Mapping):
+        try:
+            code = int(body.get("code"))
+        except (TypeError, ValueError):
+            code = 0
+        return {"code": code, "msg": str(body.get("msg", "")), "http_status": status}
+    return {"code": 0, "msg": "" if body is None else str(body)[:200], "http_status": status}
+
+
+def _is_unknown(status: int, body: Any) -> bool:
+    """HTTP 5xx or -1007: Binance does not know whether the request executed."""
+    return status >= 500 or (isinstance(body, Mapping) and body.get("code") == ERR_UNKNOWN_STATUS)
+
+
+def answer_events(op: str, status: int, body: Any, cid: Optional[str] = None,
+                  new_cid: Optional[str] = None) -> list[Emission]:
+    """The events for one HTTP answer ``(status, decoded JSON body)`` to request ``op``
+    (place, cancel, cancel_replace, query, cancel_all, open_orders, account).
+    ``cid``: the order the request is about (cancel_replace: the cancelled one);
+    ``new_cid``: cancel_replace's new order."""
+    ok = status == 200
+    if ok and not isinstance(body, list if op in ("open_orders", "cancel_all") else Mapping):
+        return failure_events(op, "HTTP 200 with an undecodable body: outcome unknown", True, cid, new_cid)
+    err = _err_fields(status, body)
+    unknown = not ok and _is_unknown(status, body)
+    if op == "place":
+        if ok:
+            return [("new_ack", cid or body.get("clientOrderId"), dict(body))]
+        if unknown:
+            return [("new_unknown", cid, {"detail": f"HTTP {status}: outcome unknown", "sent": True, **err})]
+        return [("new_reject", cid, err)]
+    if op == "cancel":
+        if ok:
+            return [("cancel_ack", body.get("origClientOrderId") or cid, dict(body))]
+        if unknown:
+            return [("cancel_unknown", cid, {"detail": f"HTTP {status}: outcome unknown", "sent": True, **err})]
+        return [("cancel_reject", cid, err)]
+    if op == "cancel_replace":
+        legs = isinstance(body, Mapping) and ("data" in body or "cancelResult" in body)
+        if ok or status == 409 or unknown or legs:
+            return [("cancel_replace", cid, {"http_status": status, "body": body,
+                                             "cancel_client_order_id": cid, "new_client_order_id": new_cid})]
+        return [("cancel_reject", cid, err), ("new_reject", new_cid, err)]
+    if op == "query":
+        if ok:
+            return [("query_result", body.get("clientOrderId") or cid, dict(body))]
+        if err["code"] == ERR_NO_SUCH_ORDER:
+            return [("query_not_found", cid, {"code": err["code"], "msg": err["msg"]})]
+        return [("error", cid, {"detail": f"query_order failed: HTTP {status}", "request": "query_order", **err})]
+    if op == "cancel_all":
+        if ok:
+            return [("cancel_ack", o.get("origClientOrderId"), dict(o)) for o in _cancelled_orders(body)]
+        if err["code"] == ERR_CANCEL_REJECTED:
+            return []   # no open orders
+        return [("error", None, {"detail": f"cancel_all failed: HTTP {status}", "request": "cancel_all", **err})]
+    if op == "open_orders":
+        if ok:
+            return [("open_orders", None, {"orders": list(body)})]
+    elif op == "account":
+        if ok:
+            return [("account", None, dict(body))]
+    else:
+        raise ValueError(f"unknown request {op!r}")
+    name = _REQUEST_NAMES[op]
+    return [("error", None, {"detail": f"{name} failed: HTTP {status}", "request": name, **err})]
+
+
+def _cancelled_orders(body: Any) -> Iterable[Mapping]:
+    """Orders in a ``DELETE /api/v3/openOrders`` answer (order lists contribute their reports)."""
+    for entry in body if isinstance(body, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        if "orderReports" in entry:
+            yield from (r for r in entry["orderReports"] if isinstance(r, Mapping))
+        else:
+            yield entry
+
+
+def failure_events(op: str, detail: str, sent: bool, cid: Optional[str] = None,
+                   new_cid: Optional[str] = None) -> list[Emission]:
+    """The events for a request that got no HTTP answer (``sent``: it may have arrived)."""
+    data = {"detail": detail, "sent": sent}
+    if op == "place":
+        return [("new_unknown", cid, data)]
+    if op == "cancel":
+        return [("cancel_unknown", cid, data)]
+    if op == "cancel_replace":
+        return [("cancel_unknown", cid, dict(data)), ("new_unknown", new_cid, dict(data))]
+    name = _REQUEST_NAMES[op]
+    return [("error", cid, {**data, "request": name})]
+
+
+def not_sent_events(op: str, code: int, msg: str, http_status: Optional[int], cid: Optional[str] = None,
+                    new_cid: Optional[str] = None) -> list[Emission]:
+    """The events for a request the gateway refused to send (rate limits): a definite reject."""
+    err = {"code": code, "msg": msg, "http_status": http_status, "sent": False}
+    if op == "place":
+        return [("new_reject", cid, err)]
+    if op == "cancel":
+        return [("cancel_reject", cid, err)]
+    if op == "cancel_replace":
+        return [("cancel_reject", cid, dict(err)), ("new_reject", new_cid, dict(err))]
+    name = _REQUEST_NAMES[op]
+    return [("error", cid, {"detail": msg, "request": name, **err})]
+
+
+class UserStreamProtocol:
+    """Sans-I/O WS API user data subscription: request frames out, decoded frames
+    in, actions back. Actions are tuples:
+
+    ``("subscribed", subscription_id)``, ``("rejected", status, code, msg)``,
+    ``("event", kind, client_order_id, event)``, ``("terminated", event)``,
+    ``("shutdown", event)``, ``("rate_limits", [rateLimits entries])``,
+    ``("ignored", description)``.
+    """
+
+    _KINDS = {"executionReport": "execution_report", "outboundAccountPosition": "account_position",
+              "balanceUpdate": "balance_update"}
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.request_id: Optional[str] = None
+        self.subscription_id: Optional[int] = None
+
+    def subscribe_request(self, signer: Signer, timestamp_ms: int, recv_window_ms: Optional[int]) -> str:
+        """The ``userDataStream.subscribe.signature`` frame (JSON text). Holds secrets' products
+        (apiKey, signature): send it, never log it."""
+        self.request_id = f"hftmm-sub-{next(self._ids)}"
+        self.subscription_id = None
+        params = signed_ws_params({}, signer, timestamp_ms, recv_window_ms)
+        return json.dumps({"id": self.request_id, "method": SUBSCRIBE_METHOD, "params": params},
+                          separators=(",", ":"))
+
+    def on_message(self, msg: Any) -> list[tuple]:
+        if not isinstance(msg, Mapping):
+            return [("ignored", f"non-object frame {type(msg).__name__}")]
+        out: list[tuple] = []
+        if "id" in msg and ("status" in msg or "result" in msg or "error" in msg):
+            if msg.get("rateLimits"):
+                out.append(("rate_limits", list(msg["rateLimits"])))
+            if msg.get("id") != self.request_id:
+                out.append(("ignored", f"response to unknown request {msg.get('id')!r}"))
+                return out
+            status = msg.get("status")
+            result = msg.get("result")
+            if status == 200 and isinstance(result, Mapping) and "subscriptionId" in result:
+                self.subscription_id = result["subscriptionId"]
+                out.append(("subscribed", self.subscription_id))
+            else:
+                error = msg.get("error") if isinstance(msg.get("error"), Mapping) else {}
+                out.append(("rejected", status, error.get("code"), error.get("msg", "")))
+            return out
+        event = msg.get("event")
+        if not isinstance(event, Mapping):
+            return [("ignored", "frame without event")]
+        etype = event.get("e")
+        if etype == "serverShutdown":
+            return [("shutdown", dict(event))]
+        if etype == "eventStreamTerminated":
+            return [("terminated", dict(event))]
+        kind = self._KINDS.get(etype)
+        if kind is None:
+            return [("ignored", f"event {etype!r}")]
+        cid = None
+        if kind == "execution_report":
+            cid = event.get("C") if event.get("x") == "CANCELED" and event.get("C") else event.get("c")
+        return [("event", kind, cid, dict(event))]
+
+
+def rate_limit_headers(rate_limits: Iterable[Mapping]) -> dict[str, str]:
+    """WS API ``rateLimits`` entries as the equivalent ``X-MBX-*`` header dict."""
+    out = {}
+    for r in rate_limits:
+        kind = {"REQUEST_WEIGHT": "USED-WEIGHT", "ORDERS": "ORDER-COUNT"}.get(r.get("rateLimitType"))
+        interval = str(r.get("interval", ""))[:1]
+        if kind and interval and "count" in r:
+            out[f"X-MBX-{kind}-{r.get('intervalNum', 1)}{interval}"] = str(r["count"])
+    return out
+
+
+# ----------------------------------------------------------------- request queue
+
+@dataclass(eq=False)
+class _Request:
+    op: str
+    params: dict
+    cid: Optional[str] = None
+    new_cid: Optional[str] = None
+    attempt: int = 0
+
+    @property
+    def endpoint(self) -> _Endpoint:
+        return _ENDPOINTS[self.op]
+
+    @property
+    def is_read(self) -> bool:
+        return self.endpoint.method == "GET"
+
+    def key(self) -> tuple:
+        return (self.op, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+
+
+class _DelayQueue:
+    """FIFO of requests with due times (monotonic s); ``get`` blocks until one is due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Request]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._reads: set[tuple] = set()   # pending GETs, to drop duplicates
+
+    def put(self, req: _Request, delay_s: float = 0.0, dedupe: bool = False) -> bool:
+        with self._cond:
+            if self._closed:
+                return False
+            if dedupe:
+                key = req.key()
+                if key in self._reads:
+                    return True
+                self._reads.add(key)
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay_s), next(self._seq), req))
+            self._cond.notify()
+            return True
+
+    def get(self) -> Optional[_Request]:
+        with self._cond:
+            while not self._closed:
+                if self._heap:
+                    wait = self._heap[0][0] - time.monotonic()
+                    if wait <= 0:
+                        req = heapq.heappop(self._heap)[2]
+                        if req.is_read:
+                            self._reads.discard(req.key())
+                        return req
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            return None
+
+    def close(self) -> list[_Request]:
+        """Stop handing out requests; returns those never handed out (in order)."""
+        with self._cond:
+            self._closed = True
+            left = [r for _, _, r in sorted(self._heap, key=lambda e: (e[0], e[1]))]
+            self._heap.clear()
+            self._reads.clear()
+            self._cond.notify_all()
+            return left
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._heap)
+
+
+class _Lost(Exception):
+    """No HTTP answer. ``sent``: the request may have reached the server."""
+
+    def __init__(self, detail: str, sent: bool, stale: bool = False) -> None:
+        super().__init__(detail)
+        self.detail, self.sent, self.stale = detail, sent, stale
+
+
+# ----------------------------------------------------------------- the gateway
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def may_trade_real_funds(url: str) -> bool:
+    """True unless ``url`` is Binance's spot testnet, demo mode or a loopback address."""
+    host = _host(url)
+    if host in _LOOPBACK or host.startswith("127."):
+        return False
+    if host == "testnet.binance.vision" or host.endswith(".testnet.binance.vision"):
+        return False
+    if host.startswith("demo-") and host.endswith(".binance.com"):
+        return False
+    return True
+
+
+class BinanceGateway:
+    """Binance spot gateway for one symbol (see the module docstring).
+
+    Parameters (units in brackets):
+      symbol: e.g. "BTCUSDT" (default ``symbol`` of every request).
+      signer: an HMAC, Ed25519 or RSA :class:`~hftmm.execution.signing.Signer`.
+      rest_url: REST base, e.g. :data:`TESTNET_REST_URL` (paths ``/api/v3/...`` are appended).
+      ws_api_url: WS API URL, e.g. :data:`TESTNET_WS_API_URL`.
+      rate_limiter: shared limiter; None: built from exchangeInfo ``rateLimits`` at start.
+      recv_window_ms [ms]: ``recvWindow`` of signed requests (1..60000).
+      request_timeout_s [s]: socket timeout of a request; no answer by then = unknown.
+      workers: REST worker threads (each with its own kept-alive connection).
+      allow_production: must be True for any URL that may trade real funds
+        (anything but the spot testnet, demo mode and loopback addresses).
+      clock: wall clock [s] for the server-time offset, rate-limit windows and event stamps.
+      watchdog_s [s]: reconnect the user stream after this long without any frame.
+      ping_interval_s [s]: our own ping on the user stream (its pong feeds the watchdog).
+      max_lifetime_s [s]: renew the WS API connection before Binance's 24 h limit.
+      backoff_initial_s / backoff_max_s [s]: reconnect backoff (exponential, jittered).
+      max_rate_wait_s [s]: longest local rate-limit wait before an order request is refused.
+      keepalive_idle_s [s]: reopen an HTTP connection idle longer than this (the server
+        may have closed it; an order sent on a dead connection would be "unknown").
+      new_order_resp_type: ``newOrderRespType`` added when the engine gives none (FULL: fills
+        and commissions in the answer).
+    """
+
+    name = "binance"
+    resync_min_interval_s = 1.0   # [s] at most one -1021 clock resync per this interval
+
+    def __init__(self, symbol: str, signer: Signer, *, rest_url: str, ws_api_url: str,
+                 rate_limiter: Optional[RateLimiter] = None, recv_window_ms: int = 5000,
+                 request_timeout_s: float = 10.0, workers: int = 2, allow_production: bool = False,
+                 clock: Callable[[], float] = time.time, watchdog_s: float = 50.0,
+                 ping_interval_s: float = 20.0, max_lifetime_s: float = 23.5 * 3600,
+                 backoff_initial_s: float = 0.25, backoff_max_s: float = 30.0,
+                 max_rate_wait_s: float = 1.0, keepalive_idle_s: float = 30.0,
+                 new_order_resp_type: str = "FULL") -> None:
+        if not symbol or not symbol.isalnum():
+            raise ValueError(f"symbol must be alphanumeric, got {symbol!r}")
+        if not isinstance(signer, Signer):
+            raise TypeError(f"signer must be a Signer, got {type(signer).__name__}")
+        if not 0 < int(recv_window_ms) <= 60000:
+            raise ValueError(f"recv_window_ms must be in (0, 60000], got {recv_window_ms}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        for name, v in (("request_timeout_s", request_timeout_s), ("watchdog_s", watchdog_s),
+                        ("ping_interval_s", ping_interval_s), ("max_lifetime_s", max_lifetime_s),
+                        ("backoff_initial_s", backoff_initial_s), ("backoff_max_s", backoff_max_s),
+                        ("keepalive_idle_s", keepalive_idle_s)):
+            if not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v}")
+        if new_order_resp_type not in ("ACK", "RESULT", "FULL"):
+            raise ValueError(f"new_order_resp_type must be ACK, RESULT or FULL, got {new_order_resp_type!r}")
+        rest_url = rest_url.rstrip("/")
+        if rest_url.endswith("/api"):
+            rest_url = rest_url[:-4]
+        rest = urlsplit(rest_url)
+        ws = urlsplit(ws_api_url)
+        if rest.scheme not in ("http", "https") or not rest.hostname:
+            raise ValueError(f"rest_url must be an http(s) URL, got {rest_url!r}")
+        if ws.scheme not in ("ws", "wss") or not ws.hostname:
+            raise ValueError(f"ws_api_url must be a ws(s) URL, got {ws_api_url!r}")
+        for url, scheme in ((rest_url, rest.scheme), (ws_api_url, ws.scheme)):
+            if scheme in ("http", "ws") and _host(url) not in _LOOPBACK and not _host(url).startswith("127."):
+                raise ValueError(f"{_host(url)}: refusing to send the API key unencrypted (use https/wss)")
+        for url in (rest_url, ws_api_url):
+            if may_trade_real_funds(url) and not allow_production:
+                raise ValueError(f"{_host(url)} may trade real funds: pass allow_production=True to confirm "
+                                 "(or use BinanceGateway.testnet)")
+        self.symbol = symbol.upper()
+        self.rest_url = rest_url
+        self.ws_api_url = ws_api_url
+        self.recv_window_ms = int(recv_window_ms)
+        self.request_timeout_s = float(request_timeout_s)
+        self.workers = int(workers)
+        self.watchdog_s = float(watchdog_s)
+        self.ping_interval_s = float(ping_interval_s)
+        self.max_lifetime_s = float(max_lifetime_s)
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.max_rate_wait_s = float(max_rate_wait_s)
+        self.keepalive_idle_s = float(keepalive_idle_s)
+        self.new_order_resp_type = new_order_resp_type
+        self.exchange_info: Optional[dict] = None
+        self._signer = signer
+        self._redact = _Redactor(signer.api_key)
+        self._clock = clock
+        self._server_clock = ServerClock(local_ms=lambda: self._clock() * 1000.0)
+        self._limiter = rate_limiter
+        self._limiter_lock = threading.Lock()
+        self._last_429_code = ERR_TOO_MANY_REQUESTS
+        self._time_lock = threading.Lock()
+        self._last_time_sync = -math.inf
+        self._rest_scheme, self._rest_host, self._rest_port = rest.scheme, rest.hostname, rest.port
+        self._ssl = ssl.create_default_context() if rest.scheme == "https" else None
+        self._sink: Optional[Sink] = None
+        self._queue = _DelayQueue()
+        self._threads: list[threading.Thread] = []
+        self._ws_thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._started = False
+        self._tls = threading.local()
+        self._conns: list[http.client.HTTPConnection] = []
+        self._conns_lock = threading.Lock()
+        self._ids: OrderedDict[int, str] = OrderedDict()   # orderId -> clientOrderId
+        self._ids_lock = threading.Lock()
+        self._ws: Optional[websocket.WebSocket] = None
+        self._subscribed = threading.Event()
+        self.subscriptions = 0   # successful subscriptions so far
+        self.reconnects = 0      # user-stream connections that ended while running
+
+    # ------------------------------------------------------------ presets
+    @classmethod
+    def testnet(cls, symbol: str, signer: Signer, **kw: Any) -> "BinanceGateway":
+        """Binance spot testnet (``https://testnet.binance.vision``, its WS API)."""
+        return cls(symbol, signer, rest_url=TESTNET_REST_URL, ws_api_url=TESTNET_WS_API_URL, **kw)
+
+    @classmethod
+    def production(cls, symbol: str, signer: Signer, *, allow_production: bool, **kw: Any) -> "BinanceGateway":
+        """Binance spot production: real funds. ``allow_production`` must be True (the CLI
+        asks the user first)."""
+        return cls(symbol, signer, rest_url=PRODUCTION_REST_URL, ws_api_url=PRODUCTION_WS_API_URL,
+                   allow_production=allow_production, **kw)
+
+    def __repr__(self) -> str:
+        return (f"BinanceGateway({self.symbol!r}, rest={_host(self.rest_url)!r}, "
+                f"ws_api={_host(self.ws_api_url)!r}, signer={self._signer!r})")
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # holds a signer: no pickling
+        raise TypeError("BinanceGateway cannot be pickled")
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self, sink: Sink) -> None:
+        """Sync the server clock, load rate limits (unless given), start the REST workers
+        and the user stream (which subscribes, then reconciles). Blocks only for the
+        REST calls at start; raises :class:`GatewayError` if they fail."""
+        if self._started:
+            raise RuntimeError("gateway already started")
+        self._sink = sink
+        self._stop.clear()
+        self._queue = _DelayQueue()
+        try:
+            for _ in range(3):   # the sample with the shortest round trip wins
+                self._sync_time()
+            if self._limiter is None:
+                self.exchange_info = self._public_json(_INFO_PATH, {"symbol": self.symbol})
+                self._limiter = RateLimiter.from_exchange_info(self.exchange_info, clock=self._clock)
+        except (_Lost, ValueError, KeyError, TypeError) as exc:
+            self._close_conns()
+            raise GatewayError(self._redact(f"{self.symbol}: start failed: {exc}")) from None
+        self._started = True
+        for i in range(self.workers):
+            t = threading.Thread(target=self._run_worker, name=f"hftmm-bgw-rest-{i}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._ws_thread = threading.Thread(target=self._run_user_stream, name="hftmm-bgw-ws", daemon=True)
+        self._ws_thread.start()
+        log.info("%s: gateway started (REST %s, WS API %s, key %s...)", self.symbol, _host(self.rest_url),
+                 _host(self.ws_api_url), self._signer.api_key[:4])
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Close the user stream and the REST connections and join the threads.
+        Requests still queued are answered as unknown (``"sent": False``);
+        requests in flight get their answer (or time out) first."""
+        if not self._started:
+            return
+        self._stop.set()
+        self._close_ws()
+        left = self._queue.close()
+        join_s = self.request_timeout_s + 2.0 if timeout is None else timeout
+        end = time.monotonic() + join_s
+        for t in [*self._threads, self._ws_thread]:
+            if t is not None and t is not threading.current_thread():
+                t.join(max(0.0, end - time.monotonic()))
+        for req in left:
+            for kind, cid, data in failure_events(req.op, "gateway stopped before sending", False,
+                                                  req.cid, req.new_cid):
+                if kind != "error":
+                    self._emit(kind, cid, data)
+        self._close_conns()
+        self._started = False
+        self._threads.clear()
+        log.info("%s: gateway stopped", self.symbol)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Block until the user stream is subscribed (True) or ``timeout`` [s] passes."""
+        return self._subscribed.wait(timeout)
+
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    @property
+    def rate_limiter(self) -> Optional[RateLimiter]:
+        return self._limiter
+
+    @property
+    def server_clock(self) -> ServerClock:
+        return self._server_clock
+
+    # ------------------------------------------------------------ requests
+    def place_order(self, params: Mapping[str, Any]) -> None:
+        """``POST /api/v3/order``; ``newClientOrderId`` is required (events are keyed by it)."""
+        p = self._params(params)
+        cid = p.get("newClientOrderId")
+        if not cid:
+            raise ValueError("place_order needs newClientOrderId")
+        p.setdefault("newOrderRespType", self.new_order_resp_type)
+        self._submit(_Request("place", p, cid=str(cid)))
+
+    def cancel_order(self, params: Mapping[str, Any]) -> None:
+        """``DELETE /api/v3/order`` by ``orderId`` (fastest) or ``origClientOrderId``."""
+        p = self._params(params)
+        if "orderId" not in p and "origClientOrderId" not in p:
+            raise ValueError("cancel_order needs orderId or origClientOrderId")
+        self._submit(_Request("cancel", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
+
+    def cancel_replace(self, params: Mapping[str, Any]) -> None:
+        """``POST /api/v3/order/cancelReplace`` (STOP_ON_FAILURE unless given)."""
+        p = self._params(params)
+        if "cancelOrderId" not in p and "cancelOrigClientOrderId" not in p:
+            raise ValueError("cancel_replace needs cancelOrderId or cancelOrigClientOrderId")
+        new_cid = p.get("newClientOrderId")
+        if not new_cid:
+            raise ValueError("cancel_replace needs newClientOrderId")
+        p.setdefault("cancelReplaceMode", "STOP_ON_FAILURE")
+        p.setdefault("newOrderRespType", self.new_order_resp_type)
+        self._submit(_Request("cancel_replace", p, cid=self._cid_of(p, "cancelOrigClientOrderId", "cancelOrderId"),
+                              new_cid=str(new_cid)))
+
+    def query_order(self, params: Mapping[str, Any]) -> None:
+        """``GET /api/v3/order`` -> ``query_result`` / ``query_not_found``."""
+        p = self._params(params)
+        if "orderId" not in p and "origClientOrderId" not in p:
+            raise ValueError("query_order needs orderId or origClientOrderId")
+        self._submit(_Request("query", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
+
+    def cancel_all(self, symbol: str) -> None:
+        """``DELETE /api/v3/openOrders``: one ``cancel_ack`` per cancelled order; none if there
+        were none (-2011)."""
+        self._submit(_Request("cancel_all", self._params({"symbol": symbol})))
+
+    def reconcile(self, symbol: str) -> None:
+        """``GET /api/v3/openOrders`` and ``GET /api/v3/account`` -> ``open_orders``, ``account``."""
+        self._submit(_Request("open_orders", self._params({"symbol": symbol})))
+        self._submit(_Request("account", {"omitZeroBalances": "true"}))
+
+    def _params(self, params: Mapping[str, Any]) -> dict:
+        p = dict(params)
+        for name in _RESERVED:
+            if name in p:
+                raise ValueError(f"{name!r} is added by the gateway; do not pass it")
+        for k, v in p.items():
+            if isinstance(v, float):
+                raise TypeError(f"parameter {k!r} is a float; pass str or Decimal")
+        p.setdefault("symbol", self.symbol)
+        return p
+
+    def _cid_of(self, p: Mapping[str, Any], cid_name: str, oid_name: str) -> Optional[str]:
+        if p.get(cid_name):
+            return str(p[cid_name])
+        try:
+            oid = int(p[oid_name])
+        except (KeyError, TypeError, ValueError):
+            return None
+        with self._ids_lock:
+            return self._ids.get(oid)
+
+    def _learn(self, order_id: Any, cid: Any) -> None:
+        """Remember orderId -> clientOrderId (cancels and queries by orderId name the order)."""
+        if order_id is None or not cid:
+            return
+        try:
+            oid = int(order_id)
+        except (TypeError, ValueError):
+            return
+        with self._ids_lock:
+            self._ids[oid] = str(cid)
+            self._ids.move_to_end(oid)
+            while len(self._ids) > 20_000:
+                self._ids.popitem(last=False)
+
+    def _submit(self, req: _Request) -> None:
+        if not self._started:
+            raise RuntimeError("gateway not started")
+        if self._limiter is not None:
+            with self._limiter_lock:
+                self._limiter.check_banned()
+        if not self._queue.put(req, dedupe=req.is_read):
+            raise RuntimeError("gateway stopped")
+
+    # ------------------------------------------------------------ events
+    def _now_ns(self) -> int:
+        return time.time_ns() if self._clock is time.time else int(self._clock() * 1e9)
+
+    def _emit(self, kind: str, cid: Optional[str], data: Mapping[str, Any]) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            sink(GatewayEvent(kind, self._now_ns(), cid, data))
+        except Exception as exc:  # noqa: BLE001 -- a failing sink must not kill the I/O threads
+            log.error("%s: event sink raised on %s: %s", self.symbol, kind, self._redact(_describe(exc)))
+
+    def _emit_all(self, emissions: Iterable[Emission]) -> None:
+        for kind, cid, data in emissions:
+            if kind in ("new_ack", "query_result", "cancel_ack"):
+                self._learn(data.get("orderId"), data.get("clientOrderId") if kind != "cancel_ack"
+                            else data.get("origClientOrderId"))
+            elif kind == "open_orders":
+                for o in data.get("orders", ()):
+                    if isinstance(o, Mapping):
+                        self._learn(o.get("orderId"), o.get("clientOrderId"))
+            elif kind == "cancel_replace":
+                body = data.get("body")
+                if isinstance(body, Mapping):
+                    nresp = (body if data.get("http_status") == 200 else body.get("data") or {})
+                    nresp = nresp.get("newOrderResponse") if isinstance(nresp, Mapping) else None
+                    if isinstance(nresp, Mapping):
+                        self._learn(nresp.get("orderId"), nresp.get("clientOrderId"))
+            if kind in ("new_reject", "cancel_reject", "new_unknown", "cancel_unknown", "error"):
+                data = {k: (self._redact(v) if isinstance(v, str) else v) for k, v in data.items()}
+                log.warning("%s: %s %s: %s", self.symbol, kind, cid or "-",
+                            {k: v for k, v in data.items()})
+            self._emit(kind, cid, data)
+
+    # ------------------------------------------------------------ REST workers
+    def _run_worker(self) -> None:
+        try:
+            while True:
+                req = self._queue.get()
+                if req is None:
+                    break
+                try:
+                    self._execute(req)
+                except Exception:  # noqa: BLE001 -- a bug must not kill the worker or leak secrets
+                    text = self._redact("".join(traceback.format_exc()))
+                    log.error("%s: %s failed unexpectedly:\n%s", self.symbol, req.op, text)
+                    self._emit_all(failure_events(req.op, "internal error (see log)", True, req.cid, req.new_cid))
+        finally:
+            self._close_thread_conn()
+
+    def _requeue(self, req: _Request, delay_s: float) -> None:
+        """Run ``req`` again after ``delay_s`` [s]; once stopped, answer it as never sent."""
+        if not self._queue.put(req, delay_s=delay_s, dedupe=req.is_read):
+            self._emit_all([e for e in failure_events(req.op, "gateway stopped before sending", False,
+                                                      req.cid, req.new_cid) if e[0] != "error"])
+
+    def _admit(self, req: _Request) -> bool:
+        """Ask the rate limiter. True: send now. False: postponed or refused (answered)."""
+        lim = self._limiter
+        if lim is None:
+            return True
+        ep = req.endpoint
+        with self._limiter_lock:
+            now = self._clock()
+            try:
+                wait = lim.acquire(ep.weight, ep.orders, now)
+            except ValueError as exc:   # a single request above a whole limit
+                wait, detail = math.inf, str(exc)
+            else:
+                detail = ""
+            banned, paused = lim.is_banned(now), now < lim.paused_until
+        if wait <= 0:
+            return True
+        if wait <= self.max_rate_wait_s or (req.is_read and not math.isinf(wait)):
+            self._requeue(req, wait)
+            return False
+        if banned:
+            code, status, why = ERR_TOO_MANY_REQUESTS, 418, "IP banned (HTTP 418)"
+        elif paused:
+            code, status, why = self._last_429_code, 429, "Retry-After pause (HTTP 429)"
+        else:
+            code = ERR_TOO_MANY_ORDERS if ep.orders else ERR_TOO_MANY_REQUESTS
+            status, why = None, detail or "local rate limit"
+        msg = f"not sent: {why}; {wait:.1f} s to wait" if not math.isinf(wait) else f"not sent: {why}"
+        self._emit_all(not_sent_events(req.op, code, msg, status, req.cid, req.new_cid))
+        return False
+
+    def _execute(self, req: _Request) -> None:
+        if not self._admit(req):
+            return
+        ep = req.endpoint
+        try:
+            status, headers, raw = self._signed(ep.method, ep.path, req.params, retry_stale=req.is_read)
+        except _Lost as lost:
+            if req.is_read and req.attempt < 2 and not self._stop.is_set():
+                req.attempt += 1   # reads are safe to repeat
+                self._requeue(req, self._backoff(req.attempt))
+                return
+            self._emit_all(failure_events(req.op, self._redact(lost.detail), lost.sent, req.cid, req.new_cid))
+            return
+        body = _decode(raw)
+        self._after_answer(status, headers, body)
+        if req.is_read and (status >= 500 or status in (418, 429)) and req.attempt < 2 \
+                and not self._stop.is_set():
+            req.attempt += 1   # after the limiter's pause (see _admit) or a short backoff
+            self._requeue(req, self._backoff(req.attempt))
+            return
+        self._emit_all(answer_events(req.op, status, body, req.cid, req.new_cid))
+
+    def _after_answer(self, status: int, headers: Mapping[str, str], body: Any) -> None:
+        """Rate-limit headers, 429/418 pauses, -1021 clock resync."""
+        lim = self._limiter
+        if lim is not None:
+            with self._limiter_lock:
+                lim.update_from_headers(headers)
+        code = body.get("code") if isinstance(body, Mapping) else None
+        if status in (418, 429):
+            retry_s = _retry_after_s(headers, body, self._server_clock.now_ms())
+            if lim is not None:
+                with self._limiter_lock:
+                    (lim.on_418 if status == 418 else lim.on_429)(retry_s)
+            if code is not None:
+                self._last_429_code = int(code)
+            log.warning("%s: HTTP %d (%s); sending nothing for %.1f s", self.symbol, status, code, retry_s)
+        elif code == ERR_TIMESTAMP:
+            log.warning("%s: -1021 (timestamp outside recvWindow); resyncing the server clock", self.symbol)
+            try:
+                self._sync_time(min_interval_s=self.resync_min_interval_s)
+            except _Lost as lost:
+                log.warning("%s: clock resync failed: %s", self.symbol, self._redact(lost.detail))
+
+    # ------------------------------------------------------------ HTTP
+    def _new_conn(self) -> http.client.HTTPConnection:
+        if self._rest_scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._rest_host, self._rest_port, timeout=self.request_timeout_s, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(self._rest_host, self._rest_port, timeout=self.request_timeout_s)
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _thread_conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._tls, "conn", None)
+        if conn is None:
+            conn = self._tls.conn = self._new_conn()
+            self._tls.last_used = 0.0
+        elif conn.sock is not None and time.monotonic() - self._tls.last_used > self.keepalive_idle_s:
+            conn.close()   # may have been closed by the server: reopen before sending
+        return conn
+
+    def _close_thread_conn(self) -> None:
+        conn = getattr(self._tls, "conn", None)
+        if conn is not None:
+            conn.close()
+            with self._conns_lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            self._tls.conn = None
+
+    def _close_conns(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 -- closing a broken connection
+                pass
+
+    def _http(self, method: str, target: str, headers: Mapping[str, str]) -> tuple[int, dict, bytes]:
+        """One exchange on this thread's connection. Raises :class:`_Lost`."""
+        conn = self._thread_conn()
+        fresh = conn.sock is None
+        if fresh:
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise _Lost(f"connect failed: {_describe(exc)}", sent=False) from None
+        try:
+            conn.request(method, target, headers=dict(headers))
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (socket.timeout, TimeoutError) as exc:
+            conn.close()
+            raise _Lost(f"no answer within {self.request_timeout_s:g} s ({_describe(exc)})", sent=True) from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            stale = not fresh and isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError,
+                                                   BrokenPipeError))
+            raise _Lost(f"connection lost: {_describe(exc)}", sent=True, stale=stale) from None
+        self._tls.last_used = time.monotonic()
+        if resp.will_close:
+            conn.close()
+        return resp.status, dict(resp.getheaders()), raw
+
+    def _signed(self, method: str, path: str, params: Mapping[str, Any],
+                retry_stale: bool = False) -> tuple[int, dict, bytes]:
+        headers = {"X-MBX-APIKEY": self._signer.api_key, "User-Agent": "hftmm", "Accept": "application/json"}
+        for attempt in (0, 1):
+            query = signed_query(params, self._signer, self._server_clock.now_ms(), self.recv_window_ms)
+            try:
+                return self._http(method, f"{path}?{query}", headers)
+            except _Lost as lost:
+                if not (retry_stale and lost.stale and attempt == 0):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _public_json(self, path: str, params: Mapping[str, Any]) -> Any:
+        target = f"{path}?{urlencode(params)}" if params else path
+        status, headers, raw = self._http("GET", target, {"User-Agent": "hftmm", "Accept": "application/json"})
+        body = _decode(raw)
+        self._after_answer(status, headers, body)
+        if status != 200:
+            err = _err_fields(status, body)
+            raise _Lost(f"GET {path}: HTTP {status} {err['code']} {err['msg']}", sent=True)
+        return body
+
+    def _sync_time(self, min_interval_s: float = 0.0) -> None:
+        """One ``GET /api/v3/time`` sample into the server clock."""
+        with self._time_lock:
+            if time.monotonic() - self._last_time_sync < min_interval_s:
+                return
+            sent = self._clock() * 1000.0
+            body = self._public_json(_TIME_PATH, {})
+            recv = self._clock() * 1000.0
+            self._server_clock.update(float(body["serverTime"]), sent, max(sent, recv))
+            self._last_time_sync = time.monotonic()
+        log.debug("%s: server clock offset %.1f ms (rtt %.1f ms)", self.symbol, self._server_clock.offset_ms,
+                  self._server_clock.rtt_ms or 0.0)
+
+    def _backoff(self, attempt: int) -> float:
+        base = min(self.backoff_max_s, self.backoff_initial_s * (2 ** min(attempt, 20)))
+        return base * (0.5 + 0.5 * random.random())
+
+    # ------------------------------------------------------------ user data stream
+    def _close_ws(self) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            if ws.sock is not None:
+                ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            ws.close(timeout=0.2)
+        except Exception:  # noqa: BLE001 -- closing a broken socket
+            pass
+
+    def _run_user_stream(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                ws = websocket.create_connection(self.ws_api_url, timeout=self.request_timeout_s,
+                                                 skip_utf8_validation=True, enable_multithread=True)
+            except Exception as exc:  # noqa: BLE001 -- any connect failure means retry
+                delay = self._backoff(attempt)
+                attempt += 1
+                log.warning("%s: user stream connect failed (%s); retry in %.2f s", self.symbol,
+                            self._redact(_describe(exc)), delay)
+                self._stop.wait(delay)
+                continue
+            self._ws = ws
+            reason, healthy, immediate = self._user_session(ws)
+            self._subscribed.clear()
+            self._close_ws()
+            self._ws = None
+            if self._stop.is_set():
+                break
+            self.reconnects += 1
+            self._emit("user_stream", None, {"state": "disconnected", "detail": reason})
+            attempt = 0 if healthy else attempt + 1
+            delay = 0.0 if immediate else self._backoff(attempt)
+            log.warning("%s: user stream ended (%s); reconnecting in %.2f s", self.symbol, reason, delay)
+            if delay:
+                self._stop.wait(delay)
+
+    def _user_session(self, ws: websocket.WebSocket) -> tuple[str, bool, bool]:
+        """Subscribe and read until the connection ends.
+        Returns (reason, healthy: subscribed for over a minute, reconnect immediately)."""
+        proto = UserStreamProtocol()
+        opened = last_rx = last_ping = time.monotonic()
+        subscribed_at: Optional[float] = None
+        try:
+            ws.send(proto.subscribe_request(self._signer, self._server_clock.now_ms(), self.recv_window_ms))
+            ws.settimeout(min(0.25, self.watchdog_s / 4))
+        except Exception as exc:  # noqa: BLE001
+            return f"subscribe not sent: {self._redact(_describe(exc))}", False, False
+
+        def healthy() -> bool:
+            return subscribed_at is not None and time.monotonic() - subscribed_at > 60.0
+
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if subscribed_at is None and now - opened > self.request_timeout_s:
+                return "no answer to the subscription", False, False
+            if now - opened > self.max_lifetime_s:
+                return "lifetime", True, True
+            if now - last_ping > self.ping_interval_s:
+                try:
+                    ws.ping()
+                except Exception as exc:  # noqa: BLE001
+                    return f"ping failed: {self._redact(_describe(exc))}", healthy(), False
+                last_ping = now
+            try:
+                op, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                if time.monotonic() - last_rx > self.watchdog_s:
+                    return f"watchdog: silent for {self.watchdog_s:g} s", healthy(), False
+                continue
+            except Exception as exc:  # noqa: BLE001 -- closed, reset, protocol error
+                return f"connection lost: {self._redact(_describe(exc))}", healthy(), False
+            last_rx = time.monotonic()
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                return "close frame", healthy(), False
+            if op != websocket.ABNF.OPCODE_TEXT:
+                continue   # ping (answered by websocket-client), pong, binary
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                log.warning("%s: user stream: undecodable frame skipped", self.symbol)
+                continue
+            for action in proto.on_message(msg):
+                kind = action[0]
+                if kind == "event":
+                    _, ekind, cid, event = action
+                    if ekind == "execution_report":
+                        self._learn(event.get("i"), cid)
+                    self._emit(ekind, cid, event)
+                elif kind == "subscribed":
+                    subscribed_at = time.monotonic()
+                    self.subscriptions += 1
+                    self._subscribed.set()
+                    log.info("%s: user stream subscribed (subscriptionId %s)", self.symbol, action[1])
+                    self._emit("user_stream", None, {"state": "subscribed", "subscription_id": action[1],
+                                                     "detail": "userDataStream.subscribe.signature"})
+                    self._reconcile_internal()
+                elif kind == "rejected":
+                    _, status, code, emsg = action
+                    if code == ERR_TIMESTAMP:
+                        try:
+                            self._sync_time(min_interval_s=self.resync_min_interval_s)
+                        except _Lost:
+                            pass
+                    return self._redact(f"subscription rejected: status {status} code {code} {emsg}"), False, False
+                elif kind == "terminated":
+                    self._emit("user_stream", None, {"state": "terminated", "detail": "eventStreamTerminated"})
+                    return "eventStreamTerminated", True, True
+                elif kind == "shutdown":
+                    return "serverShutdown", True, True
+                elif kind == "rate_limits":
+                    if self._limiter is not None:
+                        with self._limiter_lock:
+                            self._limiter.update_from_headers(rate_limit_headers(action[1]))
+                else:
+                    log.debug("%s: user stream: %s", self.symbol, self._redact(action[1]))
+        return "stopped", healthy(), False
+
+    def _reconcile_internal(self) -> None:
+        try:
+            self.reconcile(self.symbol)
+        except (RateLimitBanned, RuntimeError) as exc:
+            # banned: nothing can be sent; the engine is told and reconciles after the ban
+            self._emit("error", None, {"detail": self._redact(f"reconcile not sent: {exc}"),
+                                       "request": "reconcile"})
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw[:200].decode("utf-8", "replace")
+
+
+_BANNED_UNTIL = re.compile(r"until (\d{12,14})")
+
+
+def _retry_after_s(headers: Mapping[str, str], body: Any, server_now_ms: int) -> float:
+    """Seconds to pause after 429/418: ``Retry-After`` [s], else the ban end in the message
+    ("IP banned until <ms>"), else 60 s."""
+    for k, v in headers.items():
+        if k.lower() == "retry-after":
+            try:
+                return max(0.0, float(v))
+            except ValueError:
+                break
+    if isinstance(body, Mapping):
+        m = _BANNED_UNTIL.search(str(body.get("msg", "")))
+        if m:
+            return max(0.0, (int(m.group(1)) - server_now_ms) / 1000.0)
+    return 60.0
