@@ -22,8 +22,8 @@ def side_sign(side: Sequence) -> np.ndarray:
     s = pd.Series(side)
     if s.dtype.kind in "iuf":
         return np.where(s.to_numpy() == 0, 1.0, -1.0)
-    low = s.astype(str).str.lower().to_numpy()
-    return np.where(np.char.startswith(low.astype(str), "b"), 1.0, -1.0)
+    low = s.astype(str).str.lower()
+    return np.where(low.str.startswith("b") | (low == "0"), 1.0, -1.0)
 
 
 def downsample(df: pd.DataFrame, max_points: int = 3000) -> pd.DataFrame:

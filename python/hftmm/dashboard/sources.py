@@ -339,7 +339,12 @@ def live_run(db_path: str, session_id: str) -> RunData:
                    "total_trades": int(len(fills)), "final_position": last["position"],
                    "max_drawdown": float(-np.nanmin(dd)) if np.isfinite(dd).any() else None,
                    "duration_s": (int(last["ts_ns"]) - int(st["ts_ns"].iloc[0])) / 1e9}
-    tick = config.get("tick_size")
+    # the book's levels are one tick apart at best; the config's tick as a fallback
+    from hftmm.dashboard.analytics import infer_tick
+
+    book = live_book(db_path, session_id)
+    tick = infer_tick([lv[0] for lv in (book["bids"] + book["asks"])]) if book else None
+    tick = tick or config.get("tick_size") or (config.get("trading") or {}).get("tick_size")
     return RunData(f"live {session_id}", "live", ts, f, metrics, config, float(tick) if tick else None, db_path)
 
 
