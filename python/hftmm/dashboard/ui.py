@@ -123,7 +123,7 @@ def job_row(job, cancel_key: str) -> None:
 
     c1, c2 = st.columns([5, 1])
     with c1:
-        text = f"**{job.id}** — {job.state}" + (f" — {job.message}" if job.message else "")
+        text = f"**{job.id}** — {job.state}" + (f" — {job.message}" if job.message and job.message != job.state else "")
         st.progress(min(max(job.fraction, 0.0), 1.0), text=text)
         if job.state in ("failed", "died") and job.error:
             st.code(job.error[-1500:], language="text")

@@ -151,6 +151,16 @@ def run_verify(job_dir: str, spec: dict, status: StatusWriter) -> dict:
 RUNNERS = {"backtest": run_backtest, "sweep": run_sweep, "verify": run_verify}
 
 
+def _summary(kind: str, r: dict) -> str:
+    """The one-line message of a finished job."""
+    if kind == "backtest":
+        return (f"PnL {r['total_pnl']:,.4f}, {r['total_trades']:,} fills, "
+                f"{r['events']:,} events in {r['elapsed_s']:.1f} s")
+    if kind == "sweep":
+        return f"{r['combinations']} combinations"
+    return "clean" if r.get("ok") else "problems found"
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m hftmm.dashboard.worker JOB_DIR", file=sys.stderr)
@@ -178,7 +188,8 @@ def main(argv: list[str]) -> int:
         status.write(state="failed", fraction=0.0, message=f"{type(e).__name__}: {e}", error=tb[-4000:],
                      finished=time.time())
         return 1
-    status.write(state="done", fraction=1.0, message="done", result=result, finished=time.time())
+    status.write(state="done", fraction=1.0, message=_summary(meta["kind"], result), result=result,
+                 finished=time.time())
     return 0
 
 

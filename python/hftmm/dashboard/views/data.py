@@ -41,7 +41,9 @@ else:
 
 @st.fragment(run_every=1.0)
 def verify_jobs() -> None:
-    js = [j for j in jobs.list_jobs(cfg.results, "verify")[:10]]
+    js = jobs.list_jobs(cfg.results, "verify")[:10]
+    if not js:
+        st.caption("No verify jobs yet.")
     active = {j.id for j in js if j.active}
     before = st.session_state.get("data-active", set())
     st.session_state["data-active"] = active
