@@ -33,6 +33,18 @@ def common_inputs(prefix: str) -> tuple[dict, float | None]:
     return fields, LENGTHS[length]
 
 
+def pick_result(table: pd.DataFrame, label: str, key: str, chosen_key: str, describe) -> str | None:
+    """A select box over result folders (``table``: path, ...), preselecting
+    the one started last from this session; the chosen path (None: no rows)."""
+    if not len(table):
+        return None
+    paths = list(table["path"])
+    chosen = st.session_state.get(chosen_key)
+    i = st.selectbox(label, range(len(table)), index=paths.index(chosen) if chosen in paths else 0,
+                     format_func=lambda i: describe(table.iloc[i]), key=key)
+    return paths[i]
+
+
 @st.fragment(run_every=1.0)
 def job_list(kind: str) -> None:
     """The jobs of one kind with progress; a full rerun when one finishes (to show it)."""
@@ -85,17 +97,11 @@ if section == "Backtest":
     st.subheader("Runs")
     job_list("backtest")
     st.subheader("Results")
-    bts = src.list_backtests(cfg.results)
-    if not len(bts):
+    path = pick_result(src.list_backtests(cfg.results), "Run", "bt-result", "bt-selected", lambda r: r["name"])
+    if path is None:
         st.info("No finished backtest yet.")
     else:
-        paths = list(bts["path"])
-        sel = st.session_state.get("bt-selected")
-        idx = paths.index(sel) if sel in paths else 0
-        i = st.selectbox("Run", range(len(bts)), index=idx, format_func=lambda i: bts.iloc[i]["name"],
-                         key="bt-result")
-        run = src.load_backtest(paths[i])
-        run_view(run, key="bt")
+        run_view(src.load_backtest(path), key="bt")
 
 elif section == "Grid search":
     with st.form("sw-form"):
@@ -123,16 +129,12 @@ elif section == "Grid search":
     st.subheader("Sweeps")
     job_list("sweep")
     st.subheader("Results")
-    sweeps = src.list_sweeps(cfg.results)
-    if not len(sweeps):
+    path = pick_result(src.list_sweeps(cfg.results), "Sweep", "sw-result", "sw-selected",
+                       lambda r: f"{r['name']} ({r['rows']} rows)")
+    if path is None:
         st.info("No sweep results yet.")
     else:
-        paths = list(sweeps["path"])
-        sel = st.session_state.get("sw-selected")
-        i = st.selectbox("Sweep", range(len(sweeps)), index=paths.index(sel) if sel in paths else 0,
-                         format_func=lambda i: f"{sweeps.iloc[i]['name']} ({sweeps.iloc[i]['rows']} rows)",
-                         key="sw-result")
-        df = src.load_sweep(paths[i])
+        df = src.load_sweep(path)
         from hftmm.backtesting.sweep import analyze_results
 
         a = analyze_results(df)

@@ -34,6 +34,24 @@ sid = str(sessions.iloc[choice]["session_id"])
 window_s = 60.0 * window_min
 
 
+#: metric tiles, rows of (label, status column, format)
+POSITION_TILES = ((("Mid", "mid", "{:,.2f}"), ("Spread", "spread", "{:,.4g}"),
+                   ("Position (base)", "position", "{:,.6g}"), ("PnL (quote)", "pnl", "{:,.4f}")),
+                  (("Realised PnL", "realized_pnl", "{:,.4f}"), ("Sigma (price/√s)", "sigma", "{:,.4g}"),
+                   ("Open orders", "open_orders", "{:,.0f}"), ("Fills", "fills", "{:,.0f}")))
+FEED_TILES = ((("Gaps", "gaps", "{:,.0f}"), ("Resyncs", "resyncs", "{:,.0f}"),
+               ("Reconnects", "reconnects", "{:,.0f}"), ("Malformed", "malformed", "{:,.0f}")),
+              (("Feed latency ms", "feed_latency_ms", "{:,.1f}"), ("Feed age ms", "feed_age_ms", "{:,.0f}"),
+               ("Order RTT ms", "order_rtt_ms", "{:,.1f}"), ("Messages", "messages", "{:,.0f}")))
+
+
+def tiles(row: dict, spec: tuple) -> None:
+    """Rows of metric tiles from one status row."""
+    for line in spec:
+        for col, (label, key, form) in zip(st.columns(len(line)), line):
+            col.metric(label, fmt(row.get(key), form))
+
+
 @st.fragment(run_every=REFRESH_S)
 def live_panel() -> None:
     """Book, prices, indicators, position/risk and feed health (every second)."""
@@ -55,16 +73,7 @@ def live_panel() -> None:
     synced = ":green-badge[book synced]" if last.get("synced") else ":red-badge[book not synced]"
     st.markdown(f"{badge} {synced} &nbsp; last publish {age:,.1f} s ago"
                 + (f" &nbsp; kill reason: `{last['kill_reason']}`" if last.get("kill_reason") else ""))
-    m = st.columns(4)
-    m[0].metric("Mid", fmt(last.get("mid"), "{:,.2f}"))
-    m[1].metric("Spread", fmt(last.get("spread"), "{:,.4g}"))
-    m[2].metric("Position (base)", fmt(last.get("position"), "{:,.6g}"))
-    m[3].metric("PnL (quote)", fmt(last.get("pnl"), "{:,.4f}"))
-    m = st.columns(4)
-    m[0].metric("Realised PnL", fmt(last.get("realized_pnl"), "{:,.4f}"))
-    m[1].metric("Sigma (price/√s)", fmt(last.get("sigma"), "{:,.4g}"))
-    m[2].metric("Open orders", fmt(last.get("open_orders"), "{:,.0f}"))
-    m[3].metric("Fills", fmt(last.get("fills"), "{:,.0f}"))
+    tiles(last, POSITION_TILES)
     c1, c2 = st.columns([2, 3])
     with c1:
         quotes = (last.get("bid_quote"), last.get("ask_quote"))
@@ -78,16 +87,7 @@ def live_panel() -> None:
         chart(fg.indicators_chart(status), key="live-indicators")
     with c2:
         st.markdown("**Feed health**")
-        h = st.columns(4)
-        h[0].metric("Gaps", fmt(last.get("gaps"), "{:,.0f}"))
-        h[1].metric("Resyncs", fmt(last.get("resyncs"), "{:,.0f}"))
-        h[2].metric("Reconnects", fmt(last.get("reconnects"), "{:,.0f}"))
-        h[3].metric("Malformed", fmt(last.get("malformed"), "{:,.0f}"))
-        h = st.columns(4)
-        h[0].metric("Feed latency ms", fmt(last.get("feed_latency_ms"), "{:,.1f}"))
-        h[1].metric("Feed age ms", fmt(last.get("feed_age_ms"), "{:,.0f}"))
-        h[2].metric("Order RTT ms", fmt(last.get("order_rtt_ms"), "{:,.1f}"))
-        h[3].metric("Messages", fmt(last.get("messages"), "{:,.0f}"))
+        tiles(last, FEED_TILES)
         chart(fg.latency_chart(status), key="live-latency")
 
 
