@@ -38,8 +38,7 @@ def world(tmp_path_factory):
     """The files the pages read (created once for the module)."""
     root = tmp_path_factory.mktemp("dash")
     db = str(root / "state.db")
-    eng = fx.FakeEngine(db)
-    eng.history(600)
+    eng = fx.FakeEngine(db, history_s=600)
     results = root / "runs"
     fx.saved_backtest(str(results / "backtests" / "as-g0.1"), seconds=600)
     fx.saved_backtest(str(results / "backtests" / "as-g0.5"), seconds=600, gamma=0.5)

@@ -191,23 +191,22 @@ def live_table(db_path: str, table: str, session_id: Optional[str] = None, limit
     return df
 
 
-def send_command(db_path: str, command: str, args: Optional[dict] = None, session_id: Optional[str] = None,
-                 ts_ns: Optional[int] = None) -> int:
+def send_command(db_path: str, command: str, args: Optional[dict] = None, session_id: Optional[str] = None) -> int:
     """Append an operator command (``kill``, ``resume``) for the engine to
-    consume; returns its id. The one write the dashboard makes."""
-    if command not in ("kill", "resume"):
-        raise ValueError(f"unknown command {command!r}")
+    consume (:func:`hftmm.live.state.send_command`); returns its id. The one
+    write the dashboard makes. ValueError for an unknown command,
+    StateDBError when the database is missing."""
+    from hftmm.live.state import COMMANDS, StateStoreError
+    from hftmm.live.state import send_command as _send
+
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r} (known: {', '.join(COMMANDS)})")
     if not os.path.exists(db_path):
         raise StateDBError(f"no state database at {db_path!r}")
-    con = sqlite3.connect(db_path, timeout=5.0)
     try:
-        with con:
-            cur = con.execute("INSERT INTO commands (ts_ns, command, args_json, session_id) VALUES (?, ?, ?, ?)",
-                              (int(ts_ns or time.time_ns()), command, json.dumps(args or {}), session_id))
-        return int(cur.lastrowid)
-    finally:
-        con.close()
-    # (live_table's cache expires within LIVE_TTL_S)
+        return _send(db_path, command, args or {}, session_id)
+    except StateStoreError as e:
+        raise StateDBError(str(e)) from e
 
 
 # --------------------------------------------------------------------------- runs (performance page)
