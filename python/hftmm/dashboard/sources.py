@@ -336,7 +336,7 @@ def live_run(db_path: str, session_id: str) -> RunData:
         dd = drawdown(ts["equity"].to_numpy(float))
         metrics = {"total_pnl": last["pnl"], "realized_pnl": last["realized_pnl"], "total_fees": last["fees"],
                    "total_trades": int(len(fills)), "final_position": last["position"],
-                   "max_drawdown": float(-np.nanmin(dd)) if np.isfinite(dd).any() else None,
+                   "max_drawdown": abs(float(np.nanmin(dd))) if np.isfinite(dd).any() else None,
                    "duration_s": (int(last["ts_ns"]) - int(st["ts_ns"].iloc[0])) / 1e9}
     # the book's levels are one tick apart at best; the config's tick as a fallback
     from hftmm.dashboard.analytics import infer_tick
