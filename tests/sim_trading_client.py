@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
-import websocket
-
 from hftmm.execution.signing import Signer, signed_query, signed_ws_params
+
+from sim_client import Reader
 
 
 def now_ms() -> int:
@@ -56,33 +56,28 @@ class WsApi:
 
     def __init__(self, sim, query: str = "", timeout: float = 5.0) -> None:
         url = f"{sim.ws_url}/ws-api/v3" + (f"?{query}" if query else "")
-        self.ws = websocket.create_connection(url, timeout=timeout)
         self.timeout = timeout
         self.ids = itertools.count(1)
         self.answers: dict[Any, dict] = {}
         self.events: "queue.Queue[dict]" = queue.Queue()
         self.cv = threading.Condition()
-        self.closed: Optional[str] = None
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
+        self.reader = Reader(url, self, timeout=timeout)   # calls self.put from its thread
+        self.ws = self.reader.ws
 
-    def _run(self) -> None:
-        try:
-            while True:
-                op, data = self.ws.recv_data()
-                if op == websocket.ABNF.OPCODE_CLOSE:
-                    self.closed = "close"
-                    break
+    @property
+    def closed(self) -> Optional[str]:
+        return self.reader.closed
+
+    def put(self, item: tuple) -> None:
+        """Reader callback: (tag, time, frame or None at the end)."""
+        data = item[2]
+        with self.cv:
+            if data is not None:
                 msg = json.loads(data)
                 if "subscriptionId" in msg and "event" in msg:
                     self.events.put(msg)
-                else:
-                    with self.cv:
-                        self.answers[msg.get("id")] = msg
-                        self.cv.notify_all()
-        except Exception as e:  # noqa: BLE001
-            self.closed = f"{type(e).__name__}: {e}"
-        with self.cv:
+                    return
+                self.answers[msg.get("id")] = msg
             self.cv.notify_all()
 
     def send(self, method: str, params: Optional[dict] = None, rid: Any = None) -> Any:

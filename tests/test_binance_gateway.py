@@ -26,9 +26,9 @@ from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
 from hftmm.execution.signing import (Ed25519Signer, HmacSigner, RsaSigner, rest_payload, signed_query,
                                      ws_payload)
 from hftmm.live.binance_gateway import (PRODUCTION_REST_URL, PRODUCTION_WS_API_URL, TESTNET_REST_URL,
-                                        TESTNET_WS_API_URL, BinanceGateway, GatewayError, UserStreamProtocol,
-                                        _Request, _retry_after_s, answer_events, may_trade_real_funds,
-                                        rate_limit_headers)
+                                        TESTNET_WS_API_URL, BinanceGateway, GatewayError, _Request)
+from hftmm.live.binance_protocol import (UserStreamProtocol, answer_events, may_trade_real_funds,
+                                         rate_limit_headers, retry_after_s)
 from hftmm.live.gateway import EVENT_KINDS, GatewayEvent
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -482,11 +482,27 @@ def test_limits_loaded_from_exchange_info(make_gw, rest):
         ("REQUEST_WEIGHT", "MINUTE", 1, 6000), ("ORDERS", "SECOND", 10, 100)}
 
 
+def test_order_pacing_by_the_caller_or_the_gateway(make_gw, rest):
+    """Default: the caller (QuoteManager) acquires order requests from the shared limiter,
+    the gateway does not count them twice; reads are always counted here."""
+    limiter = RateLimiter.from_exchange_info({"rateLimits": [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100}]})
+    rest.route("POST", "/api/v3/order", lambda r: (200, order_body(r.params["newClientOrderId"], 1)))
+    gw, ev = make_gw(rate_limiter=limiter)
+    before = limiter.usage()
+    assert before["REQUEST_WEIGHT 1 MINUTE"][0] >= 26        # openOrders 6 + account 20
+    gw.place_order(place_params("p"))
+    ev.wait_kind("new_ack")
+    after = limiter.usage()
+    assert after["ORDERS 10 SECOND"][0] == 0 and after["REQUEST_WEIGHT 1 MINUTE"] == before["REQUEST_WEIGHT 1 MINUTE"]
+
+
 def test_local_order_budget_refuses_without_sending(make_gw, rest):
     limiter = RateLimiter.from_exchange_info({"rateLimits": [
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 2}]})
     rest.route("POST", "/api/v3/order", lambda r: (200, order_body(r.params["newClientOrderId"], 1)))
-    gw, ev = make_gw(rate_limiter=limiter, workers=1)
+    gw, ev = make_gw(rate_limiter=limiter, workers=1, pace_orders=True)
     for i in range(3):
         gw.place_order(place_params(f"b{i}"))
     ev.wait(lambda items: sum(e.kind in ("new_ack", "new_reject") for e in items) == 3)
@@ -525,18 +541,26 @@ def test_418_ban_stops_everything(make_gw, rest):
     gw.place_order(place_params("a"))
     r = ev.wait_kind("new_reject")[0]
     assert r.data["http_status"] == 418
-    assert gw.rate_limiter.is_banned() and gw.rate_limiter.paused_until > time.time() + 100
+    assert gw.banned and gw.rate_limiter.paused_until > time.time() + 100
     with pytest.raises(RateLimitBanned):
-        gw.place_order(place_params("b"))
-    with pytest.raises(RateLimitBanned):
-        gw.reconcile("BTCUSDT")
-    assert len(rest.seen("POST", "/api/v3/order")) == 1
+        gw.check_banned()
+    n_reads = len(rest.seen("GET"))
+    gw.place_order(place_params("b"))          # refused with the ban's status, never sent
+    gw.cancel_order({"symbol": "BTCUSDT", "origClientOrderId": "a"})
+    gw.reconcile("BTCUSDT")                     # reads wait for the ban to end
+    r2 = ev.wait_kind("new_reject", 2)[1]
+    c2 = ev.wait_kind("cancel_reject")[0]
+    for e in (r2, c2):
+        assert (e.data["http_status"], e.data["code"], e.data["sent"]) == (418, -1003, False)
+    time.sleep(0.2)
+    assert len(rest.seen("POST", "/api/v3/order")) == 1 and not rest.seen("DELETE")
+    assert len(rest.seen("GET")) == n_reads
 
 
 def test_retry_after_parsing():
-    assert _retry_after_s({"Retry-After": "7"}, None, 0) == 7.0
-    assert _retry_after_s({}, {"code": -1003, "msg": "IP banned until 1700000060000."}, 1700000000000) == 60.0
-    assert _retry_after_s({}, {"code": -1003, "msg": "?"}, 0) == 60.0
+    assert retry_after_s({"Retry-After": "7"}, None, 0) == 7.0
+    assert retry_after_s({}, {"code": -1003, "msg": "IP banned until 1700000060000."}, 1700000000000) == 60.0
+    assert retry_after_s({}, {"code": -1003, "msg": "?"}, 0) == 60.0
     assert rate_limit_headers([{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
                                 "limit": 6000, "count": 70},
                                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,

@@ -272,9 +272,9 @@ while True:
 
 def test_committed_fills_survive_kill_9(tmp_path):
     path = tmp_path / "k.db"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "python")]))
+    env = dict(os.environ)        # the same hftmm as the test (installed, or PYTHONPATH in a work tree)
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE,
-                            env=env, text=True)
+                            env=env, text=True, cwd=str(tmp_path))   # not the source tree's hftcore
     reported: list[int] = []
     try:
         sid = proc.stdout.readline().split()[1]

@@ -17,13 +17,19 @@ Binance spot (testnet first; see /work/shared/BINANCE.md section 3):
   gateway says so and the engine queries the order.
 - **Rate limits**: every response's ``X-MBX-USED-WEIGHT-*`` / ``X-MBX-ORDER-COUNT-*``
   headers update the shared :class:`~hftmm.execution.ratelimits.RateLimiter`
-  (built from exchangeInfo ``rateLimits`` at start when none is given). Before
-  sending, the limiter is asked: a short wait (<= ``max_rate_wait_s``) is
-  waited out; otherwise an order request is answered ``new_reject`` /
-  ``cancel_reject`` with ``"sent": False`` (-1015 / -1003, and the HTTP status
-  429/418 while Binance's ``Retry-After`` pause or ban lasts), and a read
-  (GET) is postponed until the limiter allows it. While an HTTP 418 ban lasts
-  the request methods raise :class:`~hftmm.execution.ratelimits.RateLimitBanned`.
+  (built from exchangeInfo ``rateLimits`` at start when none is given). Reads
+  (GET) and ``cancel_all`` take their weight from it before they go out and
+  wait (queued, not blocking a worker) when it says so. Order requests are
+  paced by the caller, which acquires from the same limiter before calling
+  (:class:`~hftmm.strategy.quote_manager.QuoteManager` does; ``pace_orders=True``
+  makes the gateway do it instead). After HTTP 429 nothing is sent until
+  ``Retry-After`` has passed, after 418 nothing until the ban ends: an order
+  request meanwhile is answered ``new_reject`` / ``cancel_reject`` with
+  ``"sent": False`` and the code and status (-1003/-1015, 429/418; -1015 or
+  -1003 with status None for the local budget when ``pace_orders``), a read
+  waits for the end. The request methods never raise for limits; ask
+  :meth:`BinanceGateway.check_banned` (raises
+  :class:`~hftmm.execution.ratelimits.RateLimitBanned`) or ``banned``.
 - **User data** comes over the WS API (one websocket-client I/O thread):
   ``userDataStream.subscribe.signature`` (apiKey, timestamp, recvWindow,
   signature over the sorted params), then ``{"subscriptionId", "event"}``
@@ -75,7 +81,6 @@ import json
 import logging
 import math
 import random
-import re
 import socket
 import ssl
 import threading
@@ -88,16 +93,17 @@ from urllib.parse import urlencode, urlsplit
 
 import websocket
 
-from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
-from hftmm.execution.signing import ServerClock, Signer, signed_query, signed_ws_params
+from hftmm.execution.ratelimits import RateLimiter
+from hftmm.execution.signing import ServerClock, Signer, signed_query
+from hftmm.live.binance_protocol import (ERR_TIMESTAMP, ERR_TOO_MANY_ORDERS, ERR_TOO_MANY_REQUESTS, Emission,
+                                         Redactor, UserStreamProtocol, answer_events, decode_body, describe,
+                                         err_fields, failure_events, is_loopback, may_trade_real_funds,
+                                         not_sent_events, rate_limit_headers, retry_after_s, url_host)
 from hftmm.live.gateway import GatewayEvent, Sink
 
 __all__ = [
     "BinanceGateway",
     "GatewayError",
-    "UserStreamProtocol",
-    "answer_events",
-    "failure_events",
     "TESTNET_REST_URL",
     "TESTNET_WS_API_URL",
     "PRODUCTION_REST_URL",
@@ -110,16 +116,6 @@ TESTNET_REST_URL = "https://testnet.binance.vision"
 TESTNET_WS_API_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 PRODUCTION_REST_URL = "https://api.binance.com"
 PRODUCTION_WS_API_URL = "wss://ws-api.binance.com:443/ws-api/v3"
-
-# Binance error codes (BINANCE.md section 3)
-ERR_TOO_MANY_REQUESTS = -1003
-ERR_UNKNOWN_STATUS = -1007
-ERR_TOO_MANY_ORDERS = -1015
-ERR_TIMESTAMP = -1021
-ERR_CANCEL_REJECTED = -2011
-ERR_NO_SUCH_ORDER = -2013
-
-SUBSCRIBE_METHOD = "userDataStream.subscribe.signature"
 
 
 class GatewayError(RuntimeError):
@@ -144,225 +140,10 @@ _ENDPOINTS = {
     "open_orders": _Endpoint("GET", "/api/v3/openOrders", 6),
     "account": _Endpoint("GET", "/api/v3/account", 20),
 }
-_TIME_PATH, _TIME_WEIGHT = "/api/v3/time", 1
-_INFO_PATH, _INFO_WEIGHT = "/api/v3/exchangeInfo", 20
-_REQUEST_NAMES = {"place": "place_order", "cancel": "cancel_order", "cancel_replace": "cancel_replace",
-                  "query": "query_order", "cancel_all": "cancel_all", "open_orders": "open_orders",
-                  "account": "account"}
+_TIME_PATH = "/api/v3/time"            # unsigned, weight 1 (counted through the answer's headers)
+_INFO_PATH = "/api/v3/exchangeInfo"    # unsigned, weight 20
 _RESERVED = ("timestamp", "recvWindow", "signature")
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-# ----------------------------------------------------------------- secrets
-
-class _Redactor:
-    """Removes the API key (all but a 4-character prefix), signatures and any
-    registered secret text from strings that are about to be logged or emitted."""
-
-    _SIG = re.compile(r"(signature[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+", re.I)
-
-    def __init__(self, api_key: str) -> None:
-        self._api_key = api_key
-
-    def __call__(self, text: object) -> str:
-        s = str(text)
-        if self._api_key:
-            s = s.replace(self._api_key, self._api_key[:4] + "...")
-        return self._SIG.sub(r"\1<redacted>", s)
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` of a transport exception (redact before use)."""
-    msg = str(exc)
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-
-
-# ----------------------------------------------------------------- answers (sans-I/O)
-
-Emission = tuple[str, Optional[str], dict]   # (kind, client_order_id, data)
-
-
-def _err_fields(status: Optional[int], body: Any) -> dict:
-    """``{"code", "msg", "http_status"}``; ``code`` 0 when the answer carries no Binance code
-    (e.g. an HTML page from a proxy or the WAF)."""
-    if isinstance(body, Mapping):
-        try:
-            code = int(body.get("code"))
-        except (TypeError, ValueError):
-            code = 0
-        return {"code": code, "msg": str(body.get("msg", "")), "http_status": status}
-    return {"code": 0, "msg": "" if body is None else str(body)[:200], "http_status": status}
-
-
-def _is_unknown(status: int, body: Any) -> bool:
-    """HTTP 5xx or -1007: Binance does not know whether the request executed."""
-    return status >= 500 or (isinstance(body, Mapping) and body.get("code") == ERR_UNKNOWN_STATUS)
-
-
-def answer_events(op: str, status: int, body: Any, cid: Optional[str] = None,
-                  new_cid: Optional[str] = None) -> list[Emission]:
-    """The events for one HTTP answer ``(status, decoded JSON body)`` to request ``op``
-    (place, cancel, cancel_replace, query, cancel_all, open_orders, account).
-    ``cid``: the order the request is about (cancel_replace: the cancelled one);
-    ``new_cid``: cancel_replace's new order."""
-    ok = status == 200
-    if ok and not isinstance(body, list if op in ("open_orders", "cancel_all") else Mapping):
-        return failure_events(op, "HTTP 200 with an undecodable body: outcome unknown", True, cid, new_cid)
-    err = _err_fields(status, body)
-    unknown = not ok and _is_unknown(status, body)
-    if op == "place":
-        if ok:
-            return [("new_ack", cid or body.get("clientOrderId"), dict(body))]
-        if unknown:
-            return [("new_unknown", cid, {"detail": f"HTTP {status}: outcome unknown", "sent": True, **err})]
-        return [("new_reject", cid, err)]
-    if op == "cancel":
-        if ok:
-            return [("cancel_ack", body.get("origClientOrderId") or cid, dict(body))]
-        if unknown:
-            return [("cancel_unknown", cid, {"detail": f"HTTP {status}: outcome unknown", "sent": True, **err})]
-        return [("cancel_reject", cid, err)]
-    if op == "cancel_replace":
-        legs = isinstance(body, Mapping) and ("data" in body or "cancelResult" in body)
-        if ok or status == 409 or unknown or legs:
-            return [("cancel_replace", cid, {"http_status": status, "body": body,
-                                             "cancel_client_order_id": cid, "new_client_order_id": new_cid})]
-        return [("cancel_reject", cid, err), ("new_reject", new_cid, err)]
-    if op == "query":
-        if ok:
-            return [("query_result", body.get("clientOrderId") or cid, dict(body))]
-        if err["code"] == ERR_NO_SUCH_ORDER:
-            return [("query_not_found", cid, {"code": err["code"], "msg": err["msg"]})]
-        return [("error", cid, {"detail": f"query_order failed: HTTP {status}", "request": "query_order", **err})]
-    if op == "cancel_all":
-        if ok:
-            return [("cancel_ack", o.get("origClientOrderId"), dict(o)) for o in _cancelled_orders(body)]
-        if err["code"] == ERR_CANCEL_REJECTED:
-            return []   # no open orders
-        return [("error", None, {"detail": f"cancel_all failed: HTTP {status}", "request": "cancel_all", **err})]
-    if op == "open_orders":
-        if ok:
-            return [("open_orders", None, {"orders": list(body)})]
-    elif op == "account":
-        if ok:
-            return [("account", None, dict(body))]
-    else:
-        raise ValueError(f"unknown request {op!r}")
-    name = _REQUEST_NAMES[op]
-    return [("error", None, {"detail": f"{name} failed: HTTP {status}", "request": name, **err})]
-
-
-def _cancelled_orders(body: Any) -> Iterable[Mapping]:
-    """Orders in a ``DELETE /api/v3/openOrders`` answer (order lists contribute their reports)."""
-    for entry in body if isinstance(body, list) else ():
-        if not isinstance(entry, Mapping):
-            continue
-        if "orderReports" in entry:
-            yield from (r for r in entry["orderReports"] if isinstance(r, Mapping))
-        else:
-            yield entry
-
-
-def failure_events(op: str, detail: str, sent: bool, cid: Optional[str] = None,
-                   new_cid: Optional[str] = None) -> list[Emission]:
-    """The events for a request that got no HTTP answer (``sent``: it may have arrived)."""
-    data = {"detail": detail, "sent": sent}
-    if op == "place":
-        return [("new_unknown", cid, data)]
-    if op == "cancel":
-        return [("cancel_unknown", cid, data)]
-    if op == "cancel_replace":
-        return [("cancel_unknown", cid, dict(data)), ("new_unknown", new_cid, dict(data))]
-    name = _REQUEST_NAMES[op]
-    return [("error", cid, {**data, "request": name})]
-
-
-def not_sent_events(op: str, code: int, msg: str, http_status: Optional[int], cid: Optional[str] = None,
-                    new_cid: Optional[str] = None) -> list[Emission]:
-    """The events for a request the gateway refused to send (rate limits): a definite reject."""
-    err = {"code": code, "msg": msg, "http_status": http_status, "sent": False}
-    if op == "place":
-        return [("new_reject", cid, err)]
-    if op == "cancel":
-        return [("cancel_reject", cid, err)]
-    if op == "cancel_replace":
-        return [("cancel_reject", cid, dict(err)), ("new_reject", new_cid, dict(err))]
-    name = _REQUEST_NAMES[op]
-    return [("error", cid, {"detail": msg, "request": name, **err})]
-
-
-class UserStreamProtocol:
-    """Sans-I/O WS API user data subscription: request frames out, decoded frames
-    in, actions back. Actions are tuples:
-
-    ``("subscribed", subscription_id)``, ``("rejected", status, code, msg)``,
-    ``("event", kind, client_order_id, event)``, ``("terminated", event)``,
-    ``("shutdown", event)``, ``("rate_limits", [rateLimits entries])``,
-    ``("ignored", description)``.
-    """
-
-    _KINDS = {"executionReport": "execution_report", "outboundAccountPosition": "account_position",
-              "balanceUpdate": "balance_update"}
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self.request_id: Optional[str] = None
-        self.subscription_id: Optional[int] = None
-
-    def subscribe_request(self, signer: Signer, timestamp_ms: int, recv_window_ms: Optional[int]) -> str:
-        """The ``userDataStream.subscribe.signature`` frame (JSON text). Holds secrets' products
-        (apiKey, signature): send it, never log it."""
-        self.request_id = f"hftmm-sub-{next(self._ids)}"
-        self.subscription_id = None
-        params = signed_ws_params({}, signer, timestamp_ms, recv_window_ms)
-        return json.dumps({"id": self.request_id, "method": SUBSCRIBE_METHOD, "params": params},
-                          separators=(",", ":"))
-
-    def on_message(self, msg: Any) -> list[tuple]:
-        if not isinstance(msg, Mapping):
-            return [("ignored", f"non-object frame {type(msg).__name__}")]
-        out: list[tuple] = []
-        if "id" in msg and ("status" in msg or "result" in msg or "error" in msg):
-            if msg.get("rateLimits"):
-                out.append(("rate_limits", list(msg["rateLimits"])))
-            if msg.get("id") != self.request_id:
-                out.append(("ignored", f"response to unknown request {msg.get('id')!r}"))
-                return out
-            status = msg.get("status")
-            result = msg.get("result")
-            if status == 200 and isinstance(result, Mapping) and "subscriptionId" in result:
-                self.subscription_id = result["subscriptionId"]
-                out.append(("subscribed", self.subscription_id))
-            else:
-                error = msg.get("error") if isinstance(msg.get("error"), Mapping) else {}
-                out.append(("rejected", status, error.get("code"), error.get("msg", "")))
-            return out
-        event = msg.get("event")
-        if not isinstance(event, Mapping):
-            return [("ignored", "frame without event")]
-        etype = event.get("e")
-        if etype == "serverShutdown":
-            return [("shutdown", dict(event))]
-        if etype == "eventStreamTerminated":
-            return [("terminated", dict(event))]
-        kind = self._KINDS.get(etype)
-        if kind is None:
-            return [("ignored", f"event {etype!r}")]
-        cid = None
-        if kind == "execution_report":
-            cid = event.get("C") if event.get("x") == "CANCELED" and event.get("C") else event.get("c")
-        return [("event", kind, cid, dict(event))]
-
-
-def rate_limit_headers(rate_limits: Iterable[Mapping]) -> dict[str, str]:
-    """WS API ``rateLimits`` entries as the equivalent ``X-MBX-*`` header dict."""
-    out = {}
-    for r in rate_limits:
-        kind = {"REQUEST_WEIGHT": "USED-WEIGHT", "ORDERS": "ORDER-COUNT"}.get(r.get("rateLimitType"))
-        interval = str(r.get("interval", ""))[:1]
-        if kind and interval and "count" in r:
-            out[f"X-MBX-{kind}-{r.get('intervalNum', 1)}{interval}"] = str(r["count"])
-    return out
+_PACED_BY_CALLER = ("place", "cancel", "cancel_replace")   # see pace_orders
 
 
 # ----------------------------------------------------------------- request queue
@@ -450,21 +231,6 @@ class _Lost(Exception):
 
 # ----------------------------------------------------------------- the gateway
 
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
-
-
-def may_trade_real_funds(url: str) -> bool:
-    """True unless ``url`` is Binance's spot testnet, demo mode or a loopback address."""
-    host = _host(url)
-    if host in _LOOPBACK or host.startswith("127."):
-        return False
-    if host == "testnet.binance.vision" or host.endswith(".testnet.binance.vision"):
-        return False
-    if host.startswith("demo-") and host.endswith(".binance.com"):
-        return False
-    return True
-
 
 class BinanceGateway:
     """Binance spot gateway for one symbol (see the module docstring).
@@ -485,7 +251,9 @@ class BinanceGateway:
       ping_interval_s [s]: our own ping on the user stream (its pong feeds the watchdog).
       max_lifetime_s [s]: renew the WS API connection before Binance's 24 h limit.
       backoff_initial_s / backoff_max_s [s]: reconnect backoff (exponential, jittered).
-      max_rate_wait_s [s]: longest local rate-limit wait before an order request is refused.
+      max_rate_wait_s [s]: longest rate-limit wait before an order request is refused.
+      pace_orders: acquire order requests' weight and order count from the limiter here
+        (False: the caller does, as QuoteManager; the 429/418 pause applies either way).
       keepalive_idle_s [s]: reopen an HTTP connection idle longer than this (the server
         may have closed it; an order sent on a dead connection would be "unknown").
       new_order_resp_type: ``newOrderRespType`` added when the engine gives none (FULL: fills
@@ -502,7 +270,7 @@ class BinanceGateway:
                  ping_interval_s: float = 20.0, max_lifetime_s: float = 23.5 * 3600,
                  backoff_initial_s: float = 0.25, backoff_max_s: float = 30.0,
                  max_rate_wait_s: float = 1.0, keepalive_idle_s: float = 30.0,
-                 new_order_resp_type: str = "FULL") -> None:
+                 new_order_resp_type: str = "FULL", pace_orders: bool = False) -> None:
         if not symbol or not symbol.isalnum():
             raise ValueError(f"symbol must be alphanumeric, got {symbol!r}")
         if not isinstance(signer, Signer):
@@ -529,11 +297,11 @@ class BinanceGateway:
         if ws.scheme not in ("ws", "wss") or not ws.hostname:
             raise ValueError(f"ws_api_url must be a ws(s) URL, got {ws_api_url!r}")
         for url, scheme in ((rest_url, rest.scheme), (ws_api_url, ws.scheme)):
-            if scheme in ("http", "ws") and _host(url) not in _LOOPBACK and not _host(url).startswith("127."):
-                raise ValueError(f"{_host(url)}: refusing to send the API key unencrypted (use https/wss)")
+            if scheme in ("http", "ws") and not is_loopback(url):
+                raise ValueError(f"{url_host(url)}: refusing to send the API key unencrypted (use https/wss)")
         for url in (rest_url, ws_api_url):
             if may_trade_real_funds(url) and not allow_production:
-                raise ValueError(f"{_host(url)} may trade real funds: pass allow_production=True to confirm "
+                raise ValueError(f"{url_host(url)} may trade real funds: pass allow_production=True to confirm "
                                  "(or use BinanceGateway.testnet)")
         self.symbol = symbol.upper()
         self.rest_url = rest_url
@@ -549,9 +317,10 @@ class BinanceGateway:
         self.max_rate_wait_s = float(max_rate_wait_s)
         self.keepalive_idle_s = float(keepalive_idle_s)
         self.new_order_resp_type = new_order_resp_type
+        self.pace_orders = bool(pace_orders)
         self.exchange_info: Optional[dict] = None
         self._signer = signer
-        self._redact = _Redactor(signer.api_key)
+        self._redact = Redactor(signer.api_key)
         self._clock = clock
         self._server_clock = ServerClock(local_ms=lambda: self._clock() * 1000.0)
         self._limiter = rate_limiter
@@ -591,8 +360,8 @@ class BinanceGateway:
                    allow_production=allow_production, **kw)
 
     def __repr__(self) -> str:
-        return (f"BinanceGateway({self.symbol!r}, rest={_host(self.rest_url)!r}, "
-                f"ws_api={_host(self.ws_api_url)!r}, signer={self._signer!r})")
+        return (f"BinanceGateway({self.symbol!r}, rest={url_host(self.rest_url)!r}, "
+                f"ws_api={url_host(self.ws_api_url)!r}, signer={self._signer!r})")
 
     __str__ = __repr__
 
@@ -625,8 +394,8 @@ class BinanceGateway:
             t.start()
         self._ws_thread = threading.Thread(target=self._run_user_stream, name="hftmm-bgw-ws", daemon=True)
         self._ws_thread.start()
-        log.info("%s: gateway started (REST %s, WS API %s, key %s...)", self.symbol, _host(self.rest_url),
-                 _host(self.ws_api_url), self._signer.api_key[:4])
+        log.info("%s: gateway started (REST %s, WS API %s, key %s...)", self.symbol, url_host(self.rest_url),
+                 url_host(self.ws_api_url), self._signer.api_key[:4])
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Close the user stream and the REST connections and join the threads.
@@ -662,7 +431,25 @@ class BinanceGateway:
 
     @property
     def rate_limiter(self) -> Optional[RateLimiter]:
+        """The limiter in use (the given one, or the one built from exchangeInfo at start):
+        pass it to the caller that paces orders."""
         return self._limiter
+
+    @property
+    def banned(self) -> bool:
+        """True while an HTTP 418 ban lasts."""
+        lim = self._limiter
+        if lim is None:
+            return False
+        with self._limiter_lock:
+            return lim.is_banned()
+
+    def check_banned(self) -> None:
+        """Raise :class:`~hftmm.execution.ratelimits.RateLimitBanned` while a 418 ban lasts."""
+        lim = self._limiter
+        if lim is not None:
+            with self._limiter_lock:
+                lim.check_banned()
 
     @property
     def server_clock(self) -> ServerClock:
@@ -753,9 +540,6 @@ class BinanceGateway:
     def _submit(self, req: _Request) -> None:
         if not self._started:
             raise RuntimeError("gateway not started")
-        if self._limiter is not None:
-            with self._limiter_lock:
-                self._limiter.check_banned()
         if not self._queue.put(req, dedupe=req.is_read):
             raise RuntimeError("gateway stopped")
 
@@ -770,7 +554,7 @@ class BinanceGateway:
         try:
             sink(GatewayEvent(kind, self._now_ns(), cid, data))
         except Exception as exc:  # noqa: BLE001 -- a failing sink must not kill the I/O threads
-            log.error("%s: event sink raised on %s: %s", self.symbol, kind, self._redact(_describe(exc)))
+            log.error("%s: event sink raised on %s: %s", self.symbol, kind, self._redact(describe(exc)))
 
     def _emit_all(self, emissions: Iterable[Emission]) -> None:
         for kind, cid, data in emissions:
@@ -822,14 +606,16 @@ class BinanceGateway:
         if lim is None:
             return True
         ep = req.endpoint
+        detail = ""
         with self._limiter_lock:
             now = self._clock()
-            try:
-                wait = lim.acquire(ep.weight, ep.orders, now)
-            except ValueError as exc:   # a single request above a whole limit
-                wait, detail = math.inf, str(exc)
+            if req.op in _PACED_BY_CALLER and not self.pace_orders:
+                wait = max(0.0, lim.paused_until - now)     # only Binance's 429/418 pause
             else:
-                detail = ""
+                try:
+                    wait = lim.acquire(ep.weight, ep.orders, now)
+                except ValueError as exc:   # a single request above a whole limit
+                    wait, detail = math.inf, str(exc)
             banned, paused = lim.is_banned(now), now < lim.paused_until
         if wait <= 0:
             return True
@@ -860,7 +646,7 @@ class BinanceGateway:
                 return
             self._emit_all(failure_events(req.op, self._redact(lost.detail), lost.sent, req.cid, req.new_cid))
             return
-        body = _decode(raw)
+        body = decode_body(raw)
         self._after_answer(status, headers, body)
         if req.is_read and (status >= 500 or status in (418, 429)) and req.attempt < 2 \
                 and not self._stop.is_set():
@@ -877,7 +663,7 @@ class BinanceGateway:
                 lim.update_from_headers(headers)
         code = body.get("code") if isinstance(body, Mapping) else None
         if status in (418, 429):
-            retry_s = _retry_after_s(headers, body, self._server_clock.now_ms())
+            retry_s = retry_after_s(headers, body, self._server_clock.now_ms())
             if lim is not None:
                 with self._limiter_lock:
                     (lim.on_418 if status == 418 else lim.on_429)(retry_s)
@@ -938,19 +724,19 @@ class BinanceGateway:
                 conn.connect()
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise _Lost(f"connect failed: {_describe(exc)}", sent=False) from None
+                raise _Lost(f"connect failed: {describe(exc)}", sent=False) from None
         try:
             conn.request(method, target, headers=dict(headers))
             resp = conn.getresponse()
             raw = resp.read()
         except (socket.timeout, TimeoutError) as exc:
             conn.close()
-            raise _Lost(f"no answer within {self.request_timeout_s:g} s ({_describe(exc)})", sent=True) from None
+            raise _Lost(f"no answer within {self.request_timeout_s:g} s ({describe(exc)})", sent=True) from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             stale = not fresh and isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError,
                                                    BrokenPipeError))
-            raise _Lost(f"connection lost: {_describe(exc)}", sent=True, stale=stale) from None
+            raise _Lost(f"connection lost: {describe(exc)}", sent=True, stale=stale) from None
         self._tls.last_used = time.monotonic()
         if resp.will_close:
             conn.close()
@@ -971,10 +757,10 @@ class BinanceGateway:
     def _public_json(self, path: str, params: Mapping[str, Any]) -> Any:
         target = f"{path}?{urlencode(params)}" if params else path
         status, headers, raw = self._http("GET", target, {"User-Agent": "hftmm", "Accept": "application/json"})
-        body = _decode(raw)
+        body = decode_body(raw)
         self._after_answer(status, headers, body)
         if status != 200:
-            err = _err_fields(status, body)
+            err = err_fields(status, body)
             raise _Lost(f"GET {path}: HTTP {status} {err['code']} {err['msg']}", sent=True)
         return body
 
@@ -1020,7 +806,7 @@ class BinanceGateway:
                 delay = self._backoff(attempt)
                 attempt += 1
                 log.warning("%s: user stream connect failed (%s); retry in %.2f s", self.symbol,
-                            self._redact(_describe(exc)), delay)
+                            self._redact(describe(exc)), delay)
                 self._stop.wait(delay)
                 continue
             self._ws = ws
@@ -1048,7 +834,7 @@ class BinanceGateway:
             ws.send(proto.subscribe_request(self._signer, self._server_clock.now_ms(), self.recv_window_ms))
             ws.settimeout(min(0.25, self.watchdog_s / 4))
         except Exception as exc:  # noqa: BLE001
-            return f"subscribe not sent: {self._redact(_describe(exc))}", False, False
+            return f"subscribe not sent: {self._redact(describe(exc))}", False, False
 
         def healthy() -> bool:
             return subscribed_at is not None and time.monotonic() - subscribed_at > 60.0
@@ -1063,7 +849,7 @@ class BinanceGateway:
                 try:
                     ws.ping()
                 except Exception as exc:  # noqa: BLE001
-                    return f"ping failed: {self._redact(_describe(exc))}", healthy(), False
+                    return f"ping failed: {self._redact(describe(exc))}", healthy(), False
                 last_ping = now
             try:
                 op, data = ws.recv_data(control_frame=True)
@@ -1072,7 +858,7 @@ class BinanceGateway:
                     return f"watchdog: silent for {self.watchdog_s:g} s", healthy(), False
                 continue
             except Exception as exc:  # noqa: BLE001 -- closed, reset, protocol error
-                return f"connection lost: {self._redact(_describe(exc))}", healthy(), False
+                return f"connection lost: {self._redact(describe(exc))}", healthy(), False
             last_rx = time.monotonic()
             if op == websocket.ABNF.OPCODE_CLOSE:
                 return "close frame", healthy(), False
@@ -1121,34 +907,7 @@ class BinanceGateway:
 
     def _reconcile_internal(self) -> None:
         try:
-            self.reconcile(self.symbol)
-        except (RateLimitBanned, RuntimeError) as exc:
-            # banned: nothing can be sent; the engine is told and reconciles after the ban
-            self._emit("error", None, {"detail": self._redact(f"reconcile not sent: {exc}"),
-                                       "request": "reconcile"})
+            self.reconcile(self.symbol)   # reads wait out a 429/418 pause in the queue
+        except RuntimeError as exc:       # stopping
+            log.debug("%s: reconcile not queued: %s", self.symbol, exc)
 
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw[:200].decode("utf-8", "replace")
-
-
-_BANNED_UNTIL = re.compile(r"until (\d{12,14})")
-
-
-def _retry_after_s(headers: Mapping[str, str], body: Any, server_now_ms: int) -> float:
-    """Seconds to pause after 429/418: ``Retry-After`` [s], else the ban end in the message
-    ("IP banned until <ms>"), else 60 s."""
-    for k, v in headers.items():
-        if k.lower() == "retry-after":
-            try:
-                return max(0.0, float(v))
-            except ValueError:
-                break
-    if isinstance(body, Mapping):
-        m = _BANNED_UNTIL.search(str(body.get("msg", "")))
-        if m:
-            return max(0.0, (int(m.group(1)) - server_now_ms) / 1000.0)
-    return 60.0

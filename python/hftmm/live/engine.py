@@ -523,9 +523,7 @@ class LiveEngine:
                     self._handle(self._q.get_nowait())
                 except queue.Empty:
                     break
-            pc = self.paper_config
-            self.gateway.finish(self.gateway.now_ns + int((max(pc.order_latency, pc.cancel_latency)
-                                                           + pc.response_latency) * 1e9) + 1)
+            self.gateway.finish()
         else:
             self.gateway.cancel_all(self.trading.symbol)
             deadline = time.monotonic() + 10.0

@@ -386,9 +386,15 @@ class PaperGateway:
         self._carry = arr[i:]
         self._carry_set = True
 
-    def finish(self, end_ns: int) -> None:
-        """Deliver everything due up to ``end_ns`` (the session's end)."""
+    def finish(self, end_ns: Optional[int] = None) -> None:
+        """Run the exchange and deliver answers up to ``end_ns`` [ns] -- by default
+        until everything sent so far is answered (the session's end). The exchange
+        clock can be ahead of the engine's (it sees each message first)."""
         rp = self._replay
+        if end_ns is None:
+            pending = [o.arrive_ns if o.state == IN_FLIGHT else o.cancel_ns for o in rp.orders
+                       if o.state == IN_FLIGHT or (o.state == OPEN and o.cancel_ns != INT64_MAX)]
+            end_ns = max([self._now, rp.t_x, *pending]) + rp.response_latency_ns + 1
         rp._local_until(end_ns + 1)
         rp._deliver_reports(end_ns)
 

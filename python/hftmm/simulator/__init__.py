@@ -3,8 +3,9 @@
 One port serves REST (``/api/v3/...`` spot, ``/fapi/v1/...`` USD-M) and
 WebSocket market-data streams (RFC 6455 implemented here on asyncio streams),
 driven by a seeded synthetic market or a recorded capture, with seeded fault
-injection. The exchange's book as published (``ground_truth()``) is exact, so a
-client's rebuilt book can be compared with it.
+injection, and (spot) signed order entry over REST and the WS API against that
+book (accounts via ``sim.add_account``). The exchange's book as published
+(``ground_truth()``) is exact, so a client's rebuilt book can be compared with it.
 
     from hftmm.simulator import ExchangeSimulator, SyntheticSource
     from hftmm.synthetic import SyntheticConfig
@@ -15,8 +16,10 @@ client's rebuilt book can be compared with it.
 from hftmm.simulator.faults import DEFAULT_RATES, KINDS, Fault, FaultConfig
 from hftmm.simulator.server import ExchangeSimulator, MarketStreamHandler, Route, WsConnection, WsHandler
 from hftmm.simulator.sources import CaptureSource, Msg, Source, SyntheticSource
+from hftmm.simulator.trading import ORDER_FAULT_KINDS, OrderFaults, SpotLimits
 
 __all__ = [
     "ExchangeSimulator", "SyntheticSource", "CaptureSource", "FaultConfig", "Fault", "DEFAULT_RATES", "KINDS",
-    "Source", "Msg", "Route", "WsHandler", "WsConnection", "MarketStreamHandler",
+    "Source", "Msg", "Route", "WsHandler", "WsConnection", "MarketStreamHandler", "SpotLimits", "OrderFaults",
+    "ORDER_FAULT_KINDS",
 ]

@@ -224,18 +224,11 @@ class OrderEngine:
         self.stats[key] = self.stats.get(key, 0) + n
 
     # ------------------------------------------------------------------ parsing
-    def _ticks(self, raw: str, name: str) -> int:
-        d = self._decimal(raw, name)
-        n = d / self.tick
+    def _units(self, raw: str, name: str, step: Decimal, filter_name: str) -> int:
+        """A decimal parameter in whole steps (ticks or lots); off-step -> -1013 ``filter_name``."""
+        n = self._decimal(raw, name) / step
         if n != n.to_integral_value():
-            raise ApiError(400, -1013, "Filter failure: PRICE_FILTER")
-        return int(n)
-
-    def _lots(self, raw: str, name: str) -> int:
-        d = self._decimal(raw, name)
-        n = d / self.lot
-        if n != n.to_integral_value():
-            raise ApiError(400, -1013, "Filter failure: LOT_SIZE")
+            raise ApiError(400, -1013, f"Filter failure: {filter_name}")
         return int(n)
 
     @staticmethod
@@ -308,10 +301,10 @@ class OrderEngine:
         else:
             if not price_raw:
                 raise mandatory("price")
-            price = self._ticks(price_raw, "price")
+            price = self._units(price_raw, "price", self.tick, "PRICE_FILTER")
         if not qty_raw:
             raise mandatory("quantity")
-        lots = self._lots(qty_raw, "quantity")
+        lots = self._units(qty_raw, "quantity", self.lot, "LOT_SIZE")
         for k in ("icebergQty", "stopPrice", "trailingDelta", "pegPriceType"):
             if p.get(k) is not None:
                 raise ApiError(400, -1013, {"icebergQty": "Iceberg orders are not supported for this symbol.",

@@ -419,11 +419,12 @@ class TradingApi:
             eng = self.engine
             with eng.lock:
                 acct = eng.accounts[key]
+                parsed = None
                 if ep.orders:
                     ctr = self.counters.setdefault(key, OrderCounter(self.limits))
                     now_s = time.time()
                     if ep.name == "order.place":
-                        eng.parse_new(acct, params)  # filters before counting
+                        parsed = eng.parse_new(acct, params)  # filters before counting
                     try:
                         ctr.take(now_s)
                     finally:
@@ -434,7 +435,7 @@ class TradingApi:
                     if fault[0] == "unavailable":
                         raise ApiError(503, -1008, "Server is currently overloaded with other requests. "
                                                    "Please try again in a few minutes.")
-                status, body = self._execute(ep, acct, params)
+                status, body = self._execute(ep, acct, params, parsed)
             reply = Reply(status, body, order_counts=counts)
         except ApiError as e:
             self._count("errors", str(e.code))
@@ -483,11 +484,11 @@ class TradingApi:
         return handler, weight
 
 
-    def _execute(self, ep: Endpoint, acct, p: dict[str, str]) -> tuple[int, Any]:
+    def _execute(self, ep: Endpoint, acct, p: dict[str, str], parsed=None) -> tuple[int, Any]:
         eng, now = self.engine, self.now_ms()
         name = ep.name
         if name == "order.place":
-            return 200, eng.new_order(acct, eng.parse_new(acct, p), now)
+            return 200, eng.new_order(acct, parsed if parsed is not None else eng.parse_new(acct, p), now)
         if name == "order.test":
             eng.parse_new(acct, p)
             if p.get("computeCommissionRates") == "true":
