@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_simulate.add_parser(sub)
     cli_data.add_parser(sub)
     cli_sweep.add_parser(sub)
+    from hftmm import cli_dashboard
+
+    cli_dashboard.add_parser(sub)
     return parser
 
 
