@@ -525,8 +525,12 @@ class ReferenceReplay:
             else:
                 self.orders[r.slot].local = L_GONE
 
-    def _submit(self, side: int, px: int, now: int) -> None:
-        for o in self.orders:             # the first free slot whose end the strategy knows
+    def _submit(self, side: int, px: int, now: int, lots: Optional[int] = None) -> int:
+        """A new order of ``lots`` (default: order_lots) in the first free slot whose
+        end the strategy knows; returns the slot, or -1 when all are taken."""
+        if lots is None:
+            lots = self.order_lots
+        for i, o in enumerate(self.orders):
             if o.state in (FREE, DONE) and o.local not in (L_WORKING, L_CANCELING):
                 o.id = self.next_id
                 self.next_id += 1
@@ -534,8 +538,8 @@ class ReferenceReplay:
                 o.state = IN_FLIGHT
                 o.local = L_WORKING
                 o.px = px
-                o.qty = self.order_lots
-                o.leaves = self.order_lots
+                o.qty = lots
+                o.leaves = lots
                 o.queue_ahead = 0.0
                 o.traded_at_level = 0
                 o.arrive_ns = now + self.entry_latency_ns
@@ -544,8 +548,9 @@ class ReferenceReplay:
                 self.orders_submitted += 1
                 if o.arrive_ns < self.next_order_ns:
                     self.next_order_ns = o.arrive_ns
-                return
+                return i
         self.slots_exhausted += 1
+        return -1
 
     def _cancel(self, o: Order, now: int) -> None:
         o.local = L_CANCELING

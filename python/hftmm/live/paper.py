@@ -38,7 +38,7 @@ import numpy as np
 
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.engine import _concat, kernel_params
-from hftmm.backtesting.reference import (DONE, FREE, IN_FLIGHT, INT64_MAX, L_CANCELING, L_GONE, L_WORKING,
+from hftmm.backtesting.reference import (DONE, IN_FLIGHT, INT64_MAX, L_CANCELING, L_GONE, L_WORKING,
                                          NO_ASK, NO_BID, OPEN, REPORT_DONE, REPORT_FILL, Event, ReferenceReplay,
                                          Report)
 from hftmm.live.gateway import GatewayEvent, Sink
@@ -239,9 +239,8 @@ class PaperGateway:
                 self._emit("new_reject", cid, {"code": -1013, "msg": "Filter failure: PRICE_FILTER",
                                                "http_status": 400})
                 return
-        slot = self._submit(side, px, lots, self._now)
+        slot = rp._submit(side, px, self._now, lots)
         if slot < 0:
-            rp.slots_exhausted += 1
             self._emit("new_reject", cid, {"code": -1015, "msg": "Too many new orders (paper order slots).",
                                            "http_status": 429})
             return
@@ -252,25 +251,6 @@ class PaperGateway:
         o.reported = 0
         o.acked = False
         self._slot_of[cid] = slot
-
-    def _submit(self, side: int, px: int, lots: int, now: int) -> int:
-        """The reference's order submission (first free slot), with a size per order."""
-        rp = self._replay
-        for i, o in enumerate(rp.orders):
-            if o.state in (FREE, DONE) and o.local not in (L_WORKING, L_CANCELING):
-                o.id = rp.next_id
-                rp.next_id += 1
-                o.side, o.state, o.local = side, IN_FLIGHT, L_WORKING
-                o.px, o.qty, o.leaves = px, lots, lots
-                o.queue_ahead, o.traded_at_level = 0.0, 0
-                o.arrive_ns = now + rp.entry_latency_ns
-                o.cancel_ns = INT64_MAX
-                o.submit_ns = now
-                rp.orders_submitted += 1
-                if o.arrive_ns < rp.next_order_ns:
-                    rp.next_order_ns = o.arrive_ns
-                return i
-        return -1
 
     def _find(self, params: Mapping[str, Any]) -> Optional[int]:
         rp = self._replay
