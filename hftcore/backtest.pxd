@@ -35,11 +35,13 @@ ctypedef struct bt_order_t:
     int64_t arrive_ns       # exchange arrival of the new order
     int64_t cancel_ns       # exchange arrival of our cancel (INT64_MAX: none)
     int64_t submit_ns       # local submit time
+    int64_t known_filled    # lots the strategy has been told are filled
 
 ctypedef struct bt_params_t:
     double tick_size            # price units per tick
     double lot_size             # base units per lot
     int64_t order_lots          # quote size, lots
+    int64_t max_lots            # position limit, lots (<= 0: none); holds with every open order filled
     int64_t entry_latency_ns    # local submit -> exchange arrival
     int64_t cancel_latency_ns   # local cancel -> exchange arrival
     int64_t response_latency_ns # exchange event -> local report
@@ -145,6 +147,8 @@ ctypedef struct bt_strat_t:
     int64_t partial_fills
     int64_t quotes
     int64_t slots_exhausted
+    int64_t risk_blocked        # new orders the position limit stopped
+    int64_t submitted_lots      # lots of the orders submitted
     int64_t maker_lots
     int64_t taker_lots
     int64_t lifetime_sum_ns

@@ -25,7 +25,10 @@ Orders: the strategy quotes (AS or GLFT, hftcore.quoting) at most every
 still fill until its cancel arrives). A new order reaches the exchange after the
 entry latency; post-only orders that would cross are rejected. Fills are known to
 the strategy (its inventory) only after the response latency; PnL uses the
-exchange-side position at the fill time.
+exchange-side position at the fill time. The position limit (``max_lots``) holds
+even if every order not known to be done fills, as the live RiskManager's: a new
+order gets at most the room the known position and the open orders (in flight,
+resting or being cancelled) leave on its side, and none when there is no room.
 
 Queue position (fill_model = queue): a new order joins the back of its level
 (queue_ahead = the level's size on arrival). A trade at our price advances us by
@@ -198,6 +201,7 @@ cdef class ReplayKernel:
         s.p.tick_size = p["tick_size"]
         s.p.lot_size = p["lot_size"]
         s.p.order_lots = p["order_lots"]
+        s.p.max_lots = p.get("max_lots", 0)
         s.p.entry_latency_ns = p["entry_latency_ns"]
         s.p.cancel_latency_ns = p["cancel_latency_ns"]
         s.p.response_latency_ns = p["response_latency_ns"]
@@ -702,6 +706,8 @@ cdef class ReplayKernel:
                 break
             if r.kind == 0:
                 s.known_position += r.lots
+                o = &s.orders[r.slot]
+                o.known_filled += r.lots if r.lots > 0 else -r.lots
             else:
                 o = &s.orders[r.slot]
                 o.local = BT_L_GONE
@@ -709,9 +715,31 @@ cdef class ReplayKernel:
             s.rep_n -= 1
         return 0
 
+    cdef int64_t _room(self, bt_strat_t* s, int side) noexcept nogil:
+        """Lots a new order on ``side`` may have so that the position limit holds even
+        if every order not known to be done fills (the live RiskManager's rule)."""
+        cdef int i
+        cdef int64_t open_lots = 0
+        cdef bt_order_t* o
+        if s.p.max_lots <= 0:
+            return s.p.order_lots
+        for i in range(BT_MAX_ORDERS):
+            o = &s.orders[i]
+            if o.side == side and (o.local == BT_L_WORKING or o.local == BT_L_CANCELING):
+                open_lots += o.qty - o.known_filled
+        if side == 0:
+            return s.p.max_lots - s.known_position - open_lots
+        return s.p.max_lots + s.known_position - open_lots
+
     cdef int _submit(self, bt_strat_t* s, int side, int64_t px, int64_t now) except -1 nogil:
         cdef int i
         cdef bt_order_t* o
+        cdef int64_t lots = self._room(s, side)
+        if lots > s.p.order_lots:
+            lots = s.p.order_lots
+        if lots <= 0:
+            s.risk_blocked += 1
+            return 0
         for i in range(BT_MAX_ORDERS):
             o = &s.orders[i]
             if (o.state == BT_FREE or o.state == BT_DONE) and o.local != BT_L_WORKING and o.local != BT_L_CANCELING:
@@ -721,8 +749,10 @@ cdef class ReplayKernel:
                 o.state = BT_IN_FLIGHT
                 o.local = BT_L_WORKING
                 o.px = px
-                o.qty = s.p.order_lots
-                o.leaves = s.p.order_lots
+                o.qty = lots
+                o.leaves = lots
+                o.known_filled = 0
+                s.submitted_lots += lots
                 o.queue_ahead = 0
                 o.traded_at_level = 0
                 o.arrive_ns = now + s.p.entry_latency_ns
@@ -987,7 +1017,9 @@ cdef class ReplayKernel:
         return dict(events=self.events, orders_submitted=s.orders_submitted,
                     orders_rejected=s.orders_rejected, orders_cancelled=s.orders_cancelled,
                     cancels_sent=s.cancels_sent, fills=s.fill_count, partial_fills=s.partial_fills,
-                    quotes=s.quotes, slots_exhausted=s.slots_exhausted, maker_lots=s.maker_lots,
+                    quotes=s.quotes, slots_exhausted=s.slots_exhausted, risk_blocked=s.risk_blocked,
+                    submitted_lots=s.submitted_lots,
+                    maker_lots=s.maker_lots,
                     taker_lots=s.taker_lots, lifetime_sum_ns=s.lifetime_sum_ns,
                     lifetime_count=s.lifetime_count)
 

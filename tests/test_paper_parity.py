@@ -65,12 +65,17 @@ def _run_backtests(events, bt):
          paper=dict(queue_model="power", order_latency=0.02, response_latency=0.01)),
     dict(trading=dict(post_only=True, estimate_intensity=False, min_spread=0.0),
          paper=dict(feed_latency=0.003, fill_model="intensity", fill_A=2.0, fill_k=0.5)),
+    dict(max_position=0.004, trading=dict(gamma=0.001, k=2.0, estimate_intensity=False),
+         paper=dict(fill_model="intensity", fill_A=5.0, fill_k=0.5)),
 ])
 def test_paper_makes_the_backtests_decisions(variant):
     events = _events(240.0)
-    trading = TradingConfig(tick_size=float(TICK), lot_size=float(LOT), gamma=0.05, time_horizon=30.0,
-                            order_size=0.002, **variant.get("trading", {}))
-    risk = RiskConfig(max_position=0.02)
+    trading = TradingConfig(**{"tick_size": float(TICK), "lot_size": float(LOT), "gamma": 0.05,
+                               "time_horizon": 30.0, "order_size": 0.002, **variant.get("trading", {})})
+    # the live risk manager runs too; its position limit (which counts orders in
+    # flight) binds in the last variant, where the backtest applies the same rule
+    risk = RiskConfig(max_position=variant.get("max_position", 0.02), max_orders_per_second=1000.0,
+                      latency_threshold_ms=2000.0, max_daily_loss=1e6, max_drawdown=1e6)
     paper = PaperConfig(**variant.get("paper", {}))
     bt = equivalent_backtest(trading, risk, paper)
     ref_log, bts = _run_backtests(events, bt)
@@ -85,8 +90,14 @@ def test_paper_makes_the_backtests_decisions(variant):
     assert len(kfills) > 5
     np.testing.assert_array_equal(res.fills, kfills)
     for key in ("orders_submitted", "orders_rejected", "orders_cancelled", "cancels_sent", "fills",
-                "maker_lots", "taker_lots"):
+                "maker_lots", "taker_lots", "submitted_lots"):
         assert res.counters[key] == kcount[key], key
+    assert res.core.qm.counters.risk_blocked == kcount["risk_blocked"]
+    if "max_position" in variant:
+        assert kcount["risk_blocked"] > 0               # the limit did bind
+    # the limit holds with every order in flight: never past max_position
+    max_lots = round(risk.max_position / float(LOT))
+    assert np.abs(kfills["position"]).max() <= max_lots
     # the live side's own accounting agrees with the exchange side's
     qm = res.core.qm
     assert qm.position_lots * 1 == int(kfills["position"][-1]) if len(kfills) else True

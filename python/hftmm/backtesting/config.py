@@ -38,7 +38,8 @@ class BacktestConfig:
     base)]; ``time_horizon`` T [s] (``rolling_horizon``: tau = T always, else
     tau = T - t mod T); ``fair_value`` "mid" or "micro"; ``ewma_half_life`` [s];
     ``k`` [1/price] and ``A`` [1/s] fixed, or fitted online from trades when
-    ``estimate_intensity``; ``order_size`` [base]; ``max_position`` [base];
+    ``estimate_intensity``; ``order_size`` [base]; ``max_position`` [base] (held even if every open or
+    in-flight order filled, as the live RiskManager holds it; 0: none);
     ``min_spread`` [price]; ``quote_refresh_interval`` [s]; ``requote_threshold``
     [ticks].
 

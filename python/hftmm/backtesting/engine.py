@@ -232,7 +232,7 @@ class BacktestEngine:
             trades = fills_frame(np.concatenate(fills[j]), tick, lot)
             ts = samples_frame(np.concatenate(samples[j]), tick, lot, config.initial_capital)
             counters = kernel.counters(j)
-            counters["submitted_qty"] = counters["orders_submitted"] * kps[j][0]["order_lots"] * lot
+            counters["submitted_qty"] = counters["submitted_lots"] * lot
             perf = compute_metrics(trades, ts, counters, config.initial_capital)
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
@@ -269,6 +269,7 @@ def kernel_params(config: BacktestConfig, tick: float, lot: float) -> tuple[dict
     ns = lambda s: int(round(s * 1e9))  # noqa: E731
     params = dict(
         tick_size=tick, lot_size=lot, order_lots=order_lots,
+        max_lots=int(math.floor(config.max_position / lot + 1e-9)) if config.max_position > 0 else 0,
         entry_latency_ns=ns(config.order_latency), cancel_latency_ns=ns(config.cancel_latency),
         response_latency_ns=ns(config.response_latency),
         feed_latency_ns=-1 if config.feed_latency is None else ns(config.feed_latency),

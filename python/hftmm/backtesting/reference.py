@@ -128,6 +128,7 @@ class Order:
     arrive_ns: int = 0            # exchange arrival of the new order
     cancel_ns: int = 0            # exchange arrival of our cancel (INT64_MAX: none)
     submit_ns: int = 0            # local submit time
+    known_filled: int = 0         # lots the strategy has been told are filled
 
 
 @dataclass
@@ -162,6 +163,7 @@ class ReferenceReplay:
         self.tick_size = float(p["tick_size"])
         self.lot_size = float(p["lot_size"])
         self.order_lots = int(p["order_lots"])
+        self.max_lots = int(p.get("max_lots", 0))   # <= 0: no position limit
         self.entry_latency_ns = int(p["entry_latency_ns"])
         self.cancel_latency_ns = int(p["cancel_latency_ns"])
         self.response_latency_ns = int(p["response_latency_ns"])
@@ -231,6 +233,8 @@ class ReferenceReplay:
         self.partial_fills = 0
         self.quotes = 0
         self.slots_exhausted = 0
+        self.risk_blocked = 0
+        self.submitted_lots = 0
         self.maker_lots = 0
         self.taker_lots = 0
         self.lifetime_sum_ns = 0
@@ -522,14 +526,30 @@ class ReferenceReplay:
             r = self.reports.popleft()
             if r.kind == REPORT_FILL:
                 self.known_position += r.lots
+                self.orders[r.slot].known_filled += abs(r.lots)
             else:
                 self.orders[r.slot].local = L_GONE
 
+    def _room(self, side: int) -> int:
+        """Lots a new order on ``side`` may have so that the position limit holds even
+        if every order not known to be done fills (the live RiskManager's rule)."""
+        if self.max_lots <= 0:
+            return self.order_lots
+        open_lots = sum(o.qty - o.known_filled for o in self.orders
+                        if o.side == side and o.local in (L_WORKING, L_CANCELING))
+        if side == 0:
+            return self.max_lots - self.known_position - open_lots
+        return self.max_lots + self.known_position - open_lots
+
     def _submit(self, side: int, px: int, now: int, lots: Optional[int] = None) -> int:
-        """A new order of ``lots`` (default: order_lots) in the first free slot whose
-        end the strategy knows; returns the slot, or -1 when all are taken."""
+        """A new order in the first free slot whose end the strategy knows, of
+        ``lots`` (default: order_lots, cut to what the position limit leaves);
+        returns the slot, or -1 (none free, or the limit leaves nothing)."""
         if lots is None:
-            lots = self.order_lots
+            lots = min(self.order_lots, self._room(side))
+            if lots <= 0:
+                self.risk_blocked += 1
+                return -1
         for i, o in enumerate(self.orders):
             if o.state in (FREE, DONE) and o.local not in (L_WORKING, L_CANCELING):
                 o.id = self.next_id
@@ -540,6 +560,8 @@ class ReferenceReplay:
                 o.px = px
                 o.qty = lots
                 o.leaves = lots
+                o.known_filled = 0
+                self.submitted_lots += lots
                 o.queue_ahead = 0.0
                 o.traded_at_level = 0
                 o.arrive_ns = now + self.entry_latency_ns
@@ -729,6 +751,8 @@ class ReferenceReplay:
         return dict(events=self.events, orders_submitted=self.orders_submitted,
                     orders_rejected=self.orders_rejected, orders_cancelled=self.orders_cancelled,
                     cancels_sent=self.cancels_sent, fills=self.fill_count, partial_fills=self.partial_fills,
-                    quotes=self.quotes, slots_exhausted=self.slots_exhausted, maker_lots=self.maker_lots,
+                    quotes=self.quotes, slots_exhausted=self.slots_exhausted, risk_blocked=self.risk_blocked,
+                    submitted_lots=self.submitted_lots,
+                    maker_lots=self.maker_lots,
                     taker_lots=self.taker_lots, lifetime_sum_ns=self.lifetime_sum_ns,
                     lifetime_count=self.lifetime_count)

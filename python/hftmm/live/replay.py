@@ -20,6 +20,7 @@ from hftmm.config import RiskConfig, TradingConfig
 from hftmm.live.engine import StrategyCore, build_strategy
 from hftmm.live.paper import PaperConfig, PaperGateway
 from hftmm.strategy.quote_manager import Decision
+from hftmm.strategy.risk import RiskManager
 
 __all__ = ["PaperReplayResult", "paper_replay", "equivalent_backtest"]
 
@@ -34,11 +35,14 @@ class PaperReplayResult:
 
 
 def paper_replay(chunks: Iterable[np.ndarray], trading: TradingConfig, risk: RiskConfig, tick_size: str,
-                 lot_size: str, paper: Optional[PaperConfig] = None, risk_manager: Any = None,
+                 lot_size: str, paper: Optional[PaperConfig] = None, risk_manager: Any = "default",
                  end_ns: Optional[int] = None) -> PaperReplayResult:
     """Paper-trade normalised EVENT_DTYPE chunks (in arrival order) in ``tick_size``
-    / ``lot_size`` units. ``end_ns``: deliver what is due up to then at the end."""
+    / ``lot_size`` units, with a :class:`RiskManager` on the event clock (as the
+    engine; None: no risk manager). ``end_ns``: deliver what is due up to then."""
     gw = PaperGateway(trading.symbol, tick_size, lot_size, paper or PaperConfig())
+    if risk_manager == "default":
+        risk_manager = RiskManager(risk, clock=lambda: gw.now_ns)
     core = build_strategy(trading, risk, tick_size, lot_size, gw, risk_manager=risk_manager)
     core.qm.record_decisions = True
     gw.on_market = core.on_market
@@ -47,6 +51,11 @@ def paper_replay(chunks: Iterable[np.ndarray], trading: TradingConfig, risk: Ris
     last = None
     for ch in chunks:
         if len(ch):
+            if risk_manager is not None:      # what the engine tells it for each message
+                exch = int(ch["exch_ts"][-1])
+                if exch > 0:
+                    risk_manager.on_feed(exch, int(ch["local_ts"][-1]))
+                risk_manager.on_book_state(True, now=int(ch["local_ts"][-1]))
             gw.feed(ch)
             last = ch
             fills.append(gw.take_fills())
