@@ -101,3 +101,18 @@ def test_paper_makes_the_backtests_decisions(variant):
     # the live side's own accounting agrees with the exchange side's
     qm = res.core.qm
     assert qm.position_lots * 1 == int(kfills["position"][-1]) if len(kfills) else True
+
+
+def test_quote_manager_forgets_old_final_orders():
+    events = _events(60.0)
+    trading = TradingConfig(tick_size=float(TICK), lot_size=float(LOT), gamma=0.05, order_size=0.002)
+    risk = RiskConfig(max_position=0.02, max_orders_per_second=1000.0, latency_threshold_ms=2000.0)
+    res = paper_replay(np.split(events, np.flatnonzero(events["flags"] & 0x02) + 1), trading, risk, TICK, LOT)
+    qm = res.core.qm
+    final = [o for o in qm.tracker.orders.values() if o.is_terminal]
+    assert len(final) > 20
+    live = {o.client_order_id for o in qm.tracker.active_orders()}
+    n = qm.prune(keep_ns=10_000_000_000)
+    assert n > 0 and all(o.updated_ns >= qm.now - 10_000_000_000 for o in qm.tracker.orders.values()
+                         if o.is_terminal)
+    assert live <= set(qm.tracker.orders)             # live orders are never forgotten

@@ -387,6 +387,7 @@ class LiveEngine:
         if now - self._last_publish_ns >= self.publish_interval_ns:
             self._last_publish_ns = now
             self._publish(now)
+            self.qm.prune()                   # the tracker stays small in long sessions
 
     def _on_risk_kill(self, reason: str, flatten: bool) -> None:
         # called by the risk manager (on the engine thread): act at once

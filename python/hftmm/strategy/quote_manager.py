@@ -30,15 +30,17 @@ import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hftcore.quoting import NO_ASK, NO_BID
 
 from hftmm.execution.filters import SymbolFilters
 from hftmm.execution.orders import Fill, Order, OrderState, OrderStateError, OrderTracker
 from hftmm.execution.ratelimits import RateLimiter, RateLimitBanned
-from hftmm.live.gateway import GatewayEvent
 from hftmm.strategy.pricer import AvellanedaStoikovPricer, QuoteParameters
+
+if TYPE_CHECKING:  # (hftmm.live imports this module)
+    from hftmm.live.gateway import GatewayEvent
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +440,19 @@ class QuoteManager:
     def _order_changed(self, order: Order) -> None:
         if self.on_order is not None:
             self.on_order(order)
+
+    def prune(self, keep_ns: int = 60_000_000_000) -> int:
+        """Forget orders final for longer than ``keep_ns`` [ns] (late duplicate reports
+        of a recently final order must still find it). Returns how many."""
+        tr = self.tracker
+        cutoff = self._clock() - keep_ns
+        old = [cid for cid, o in tr.orders.items() if o.is_terminal and o.updated_ns < cutoff]
+        for cid in old:
+            o = tr.orders.pop(cid)
+            self._sent_ns.pop(cid, None)
+            if o.order_id is not None:
+                tr._by_order_id.pop(o.order_id, None)
+        return len(old)
 
     # ------------------------------------------------------------ views
     @property

@@ -37,6 +37,7 @@ moment it is sent until it is final.
 from __future__ import annotations
 
 import logging
+import bisect
 import math
 import numbers
 import time
@@ -92,12 +93,6 @@ def _side(side: str) -> str:
     return s
 
 
-def _p90(values: list[float]) -> float:
-    """Nearest-rank 90th percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-
-
 @dataclass(frozen=True)
 class RiskDecision:
     """The answer to :meth:`RiskManager.check_order`.
@@ -118,19 +113,30 @@ class _Latency:
     def __init__(self, name: str, window_ns: int, max_samples: int = 64) -> None:
         self.name = name
         self.window_ns = window_ns
-        self.samples: deque[tuple[int, float]] = deque(maxlen=max_samples)
+        self.max_samples = max_samples
+        self.samples: deque[tuple[int, float]] = deque()
+        self.ordered: list[float] = []        # the samples' values, sorted (p90 by index)
         self.last: Optional[float] = None
 
+    def _drop_oldest(self) -> None:
+        _, ms = self.samples.popleft()
+        del self.ordered[bisect.bisect_left(self.ordered, ms)]
+
     def add(self, ts_ns: int, ms: float) -> None:
+        if len(self.samples) >= self.max_samples:
+            self._drop_oldest()
         self.samples.append((ts_ns, ms))
+        bisect.insort(self.ordered, ms)
         self.last = ms
 
     def p90(self, now: int) -> Optional[float]:
+        """Nearest-rank 90th percentile of the samples within the window (ms)."""
         while self.samples and self.samples[0][0] < now - self.window_ns:
-            self.samples.popleft()
-        if not self.samples:
+            self._drop_oldest()
+        n = len(self.ordered)
+        if not n:
             return None
-        return _p90([ms for _, ms in self.samples])
+        return self.ordered[max(0, math.ceil(0.9 * n) - 1)]
 
 
 class RiskManager:
