@@ -130,6 +130,7 @@ def test_state_store_kill_switch_and_clean_end(tmp_path):
     last = rd.latest_status()
     assert last["risk_state"] == "killed" and "test" in (last["kill_reason"] or "")
     assert last["open_orders"] == 0
+    assert last["realized_pnl"] is not None and last["k"] == 0.5 and last["A"] == 5.0
     ev = rd.risk_events()
     assert (ev["kind"] == "kill").any()
     orders = rd.orders()

@@ -116,3 +116,28 @@ def test_quote_manager_forgets_old_final_orders():
     assert n > 0 and all(o.updated_ns >= qm.now - 10_000_000_000 for o in qm.tracker.orders.values()
                          if o.is_terminal)
     assert live <= set(qm.tracker.orders)             # live orders are never forgotten
+
+
+def test_realized_pnl_is_average_cost():
+    from decimal import Decimal
+
+    from hftmm.execution.orders import Fill
+    from hftmm.strategy import AvellanedaStoikovPricer, QuoteManager
+
+    qm = QuoteManager("BTCUSDT", AvellanedaStoikovPricer(tick_size=0.01, lot_size=0.001), None,
+                      tick_size="0.01", lot_size="0.001")
+
+    def fill(side, px, qty):
+        q, p = Decimal(qty), Decimal(px)
+        qm._apply_fill(Fill("x", None, p, q, p * q, Decimal(0), "USDT", True, 0, side))
+
+    fill("BUY", "100", "0.002")
+    fill("BUY", "103", "0.001")        # avg 101
+    fill("SELL", "105", "0.002")       # +4 x 0.002
+    assert abs(qm.realized_pnl - 0.008) < 1e-12 and qm.position_lots == 1
+    fill("SELL", "99", "0.003")        # closes 0.001 at -2, opens short 0.002 at 99
+    assert abs(qm.realized_pnl - 0.006) < 1e-12 and qm.avg_entry == 99.0 and qm.position_lots == -2
+    fill("BUY", "98", "0.002")         # +1 x 0.002
+    assert abs(qm.realized_pnl - 0.008) < 1e-12 and qm.position_lots == 0
+    # realised + unrealised = cash + position x mid (no fees here)
+    assert abs(qm.equity(100.0) - qm.realized_pnl) < 1e-12

@@ -455,6 +455,9 @@ class LiveEngine:
         q = self.qm.last_quote
         now = time.time_ns()
         pnl = self._pnl()
+        inten = self.pricer.intensity
+        # the intensity in use: fitted when the fit is ready, else the configured one
+        k, A = (inten.k, inten.A) if inten is not None and inten.ready else (self.pricer.k, self.pricer.A)
         return {
             "symbol": self.trading.symbol, "mode": self.mode,
             "mid": mid, "best_bid": None if bb is None else bb * self.tick,
@@ -465,10 +468,9 @@ class LiveEngine:
             "bid_qty": None if bid_o is None else float(bid_o.qty),
             "ask_qty": None if ask_o is None else float(ask_o.qty),
             "position": float(self.qm.position), "cash": self.qm.cash,
-            "equity": pnl, "pnl": pnl, "realized_pnl": None, "fees": self.qm.fees,
+            "equity": pnl, "pnl": pnl, "realized_pnl": self.qm.realized_pnl, "fees": self.qm.fees,
             "sigma": _f(self.pricer.sigma), "reservation": None if q is None else _f(q.reservation_price),
-            "k": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.k),
-            "A": None if self.pricer.intensity is None or not self.pricer.intensity.ready else _f(self.pricer.intensity.A),
+            "k": _f(k), "A": _f(A),
             "risk_state": str(risk.get("risk_state", "ok" if self.qm.enabled else "killed")),
             "kill_reason": risk.get("kill_reason"),
             "open_orders": len(self.qm.tracker.active_orders()), "orders_sent": self.qm.counters.orders_sent,

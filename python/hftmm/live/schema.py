@@ -8,8 +8,11 @@ system: the engine converts from ticks/lots when it publishes).
 * ``sessions``: one row per engine run (mode paper/testnet/live, symbol, the
   config as JSON, end time and why it ended).
 * ``status``: one row per publish (>= 1 Hz): book top, our quotes, position,
-  PnL, risk state, latencies, feed health counters. The newest row is "now";
-  the history is the time series the dashboard plots.
+  PnL (``pnl`` = cash + position at mid, fees included; ``realized_pnl``
+  average-cost, before fees), risk state, latencies, feed health counters.
+  ``feed_latency_ms`` is receive time minus the exchange's event time, raw: it
+  includes the offset between the two clocks and can be negative. The newest
+  row is "now"; the history is the time series the dashboard plots.
 * ``book``: the top levels at each publish, ``bids_json``/``asks_json`` =
   ``[[price, qty], ...]`` best first.
 * ``orders``: one row per order state change (append only).
@@ -60,7 +63,7 @@ CREATE TABLE IF NOT EXISTS commands (
     args_json TEXT NOT NULL DEFAULT '{}', consumed_ns INTEGER, session_id TEXT);
 """
 
-#: status columns in table order (what StateStore.publish_status accepts)
+#: status columns in table order (what StateStore.publish accepts)
 STATUS_COLUMNS = (
     "mid", "best_bid", "best_ask", "spread", "bid_quote", "ask_quote", "bid_qty", "ask_qty",
     "position", "cash", "equity", "pnl", "realized_pnl", "fees", "sigma", "reservation", "k", "A",

@@ -135,6 +135,8 @@ class QuoteManager:
         self.cash = 0.0                 # quote currency, fees included
         self.fees = 0.0
         self.volume = 0.0               # traded quote notional
+        self.realized_pnl = 0.0         # quote, average-cost, before fees
+        self.avg_entry = 0.0            # average entry price of the open position
         self.next_quote_ns = 0
         self.enabled = True             # False: stopped (kill switch / shutdown)
         self.user_stream_ok = True
@@ -424,6 +426,7 @@ class QuoteManager:
         # commission in the quote asset, or in the base asset (received on a buy)
         fee = float(f.commission) if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset \
             else float(f.commission) * px
+        self._realize(lots if side == "BUY" else -lots, px)
         if side == "BUY":
             self.position_lots += lots
             self.cash -= notional
@@ -436,6 +439,23 @@ class QuoteManager:
         self.counters.fills += 1
         if self.on_fill is not None:
             self.on_fill(f, self.position_lots)
+
+    def _realize(self, signed_lots: int, px: float) -> None:
+        """Average-cost accounting of a fill of ``signed_lots`` at ``px`` (before the
+        position is updated): what it closes is realised against the average entry."""
+        pos = self.position_lots
+        if pos == 0 or (pos > 0) == (signed_lots > 0):
+            new = pos + signed_lots
+            self.avg_entry = (self.avg_entry * abs(pos) + px * abs(signed_lots)) / abs(new) if new else 0.0
+            return
+        closing = min(abs(signed_lots), abs(pos))
+        direction = 1.0 if pos > 0 else -1.0
+        self.realized_pnl += (px - self.avg_entry) * closing * float(self.lot) * direction
+        left = pos + signed_lots
+        if left == 0:
+            self.avg_entry = 0.0
+        elif (left > 0) != (pos > 0):
+            self.avg_entry = px                       # flipped: the rest opens at this price
 
     def _order_changed(self, order: Order) -> None:
         if self.on_order is not None:
