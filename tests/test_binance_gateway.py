@@ -921,9 +921,7 @@ class Driver:
             try:
                 apply(self.tr, e)
             except OrderStateError as exc:
-                # as QuoteManager: logged, not fatal. Known case: Binance's x=REJECTED report of a
-                # cancelReplace's new order can arrive before the 409 answer, and the tracker's
-                # on_reject is not idempotent for an order already REJECTED.
+                # as QuoteManager: logged, not fatal; none is expected
                 self.state_errors.append(str(exc))
 
     def until(self, pred, timeout: float = 5.0) -> None:
@@ -994,7 +992,9 @@ def test_e2e_place_fill_cancel_replace_cancel_all(sim, sim_gw):
         assert exch[o.client_order_id]["status"] == o.state.value
         assert Decimal(exch[o.client_order_id]["executedQty"]) == o.filled_qty
     assert not tr.active_orders() or all(o.state == OrderState.REJECTED for o in tr.active_orders())
-    assert all("REJECTED -> REJECTED" in e for e in drv.state_errors), drv.state_errors
+    # the x=REJECTED report of a cancelReplace's new order may come before the 409
+    # answer: the tracker takes both, in either order, without a state error
+    assert drv.state_errors == []
 
 
 def test_e2e_user_stream_dropped_and_terminated_then_reconciled(sim, sim_gw):

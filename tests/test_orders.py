@@ -123,6 +123,21 @@ def test_reject_report_via_user_stream():
     assert o.state == S.REJECTED and o.reject_reason == "INSUFFICIENT_BALANCE"
 
 
+def test_reject_report_before_rest_answer_is_one_rejection():
+    # cancelReplace: Binance's x=REJECTED report of the new order can overtake the 409
+    tr, _ = make()
+    o = tr.new_order("BUY", "100", "1")
+    tr.on_execution_report(rep(o, "REJECTED", "REJECTED", r="NONE"))
+    n = len(o.history)
+    assert tr.on_reject(o.client_order_id, -2010, "Order would immediately match and take.") == S.REJECTED
+    assert (o.reject_code, o.reject_reason, len(o.history)) == (-2010, "post-only", n)
+    # a repeated or late answer changes nothing
+    assert tr.on_reject(o.client_order_id, -2010, "again") == S.REJECTED
+    assert tr.on_reject(o.client_order_id, -1007, "Timeout waiting for response") == S.REJECTED
+    assert (o.reject_code, o.reject_reason, len(o.history)) == (-2010, "post-only", n)
+    assert tr.open_buy_qty() == 0
+
+
 def test_unknown_on_minus1007_and_5xx():
     tr, _ = make()
     o = tr.new_order("BUY", "100", "1")

@@ -334,13 +334,20 @@ class OrderTracker:
             if not order.is_terminal:
                 order._transition(S.UNKNOWN, now, f"new order status unknown ({code} {msg})")
             return order.state
+        reason = msg or f"code {code}"
+        if code == ERR_NEW_ORDER_REJECTED and "immediately match" in msg.lower():
+            reason = "post-only"
+        if order.state == S.REJECTED:
+            # the user stream's x=REJECTED report came first (Binance sends it for a
+            # cancelReplace's new order before the 409 answer): same outcome, and the
+            # REST answer adds the error code the report lacks
+            if order.reject_code is None:
+                order.reject_code, order.reject_reason = code, reason
+            return order.state
         if order.state not in (S.PENDING_NEW, S.UNKNOWN, S.PENDING_CANCEL):
             raise OrderStateError(client_id, order.state, S.REJECTED, f"reject {code} after ack")
         if order.state == S.PENDING_CANCEL and order.order_id is not None:
             raise OrderStateError(client_id, order.state, S.REJECTED, f"reject {code} after ack")
-        reason = msg or f"code {code}"
-        if code == ERR_NEW_ORDER_REJECTED and "immediately match" in msg.lower():
-            reason = "post-only"
         order._transition(S.REJECTED, now, reason)
         order.reject_code, order.reject_reason = code, reason
         return order.state
