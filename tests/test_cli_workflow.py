@@ -77,3 +77,62 @@ def test_record_verify_convert_backtest(simulator, tmp_path):
     assert bt.returncode == 0, bt.stderr[-3000:]
     m = json.loads(bt.stdout)
     assert m["events"] > 500 and "sharpe_ratio" in m
+
+
+def test_simulate_registers_the_env_account_for_live_testnet(tmp_path):
+    """`hftmm simulate --account-from-env` and `hftmm live --testnet` read the same
+    .env (an Ed25519 key: the simulator takes its public half), so a user can try the
+    whole signed order path locally; no key material appears in either output."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    pem = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    (tmp_path / "ed25519.pem").write_bytes(pem)
+    api_key = "E" * 64
+    (tmp_path / ".env").write_text(f"BINANCE_API_KEY={api_key}\nBINANCE_PRIVATE_KEY_PATH={tmp_path / 'ed25519.pem'}\n")
+    clean = {k: v for k, v in env().items() if not k.startswith("BINANCE_")}
+    port = free_port()
+    sim = subprocess.Popen(HFTMM + ["simulate", "--port", str(port), "--speed", "1", "--seed", "5",
+                                    "--account-from-env", "--balance", "BTC=0.5", "--balance", "USDT=20000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean, cwd=str(tmp_path))
+    try:
+        lines = [sim.stdout.readline().strip() for _ in range(3)]
+        assert lines[2] == "order entry: account registered (ED25519 key from the environment)", lines
+        live_env = dict(clean, HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05")
+        db = str(tmp_path / "t.db")
+        r = subprocess.run(HFTMM + ["live", "--testnet", "--symbol", "BTCUSDT", "--rest-url", f"http://127.0.0.1:{port}",
+                                    "--ws-url", f"ws://127.0.0.1:{port}", "--duration", "4", "--no-status",
+                                    "--state-db", db],
+                           capture_output=True, text=True, timeout=90, env=live_env, cwd=str(tmp_path))
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim_out, sim_err = sim.communicate(timeout=15)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "open_orders=0" in r.stdout, r.stdout[-2000:]
+    assert sim.returncode == 0, sim_err[-2000:]
+    everything = r.stdout + r.stderr + sim_out + sim_err + "".join(lines)
+    assert api_key not in everything and "PRIVATE KEY" not in everything
+    import sqlite3
+    con = sqlite3.connect(db)
+    states = {s for (s,) in con.execute("SELECT state FROM orders")}
+    assert "OPEN" in states, states          # the simulator accepted signed orders
+    assert con.execute("SELECT COUNT(*) FROM sessions WHERE mode = 'testnet'").fetchone()[0] == 1
+
+
+def test_simulate_refuses_bad_account_options(tmp_path):
+    base = HFTMM + ["simulate", "--port", "0", "--duration", "0.1"]
+    clean = {k: v for k, v in env().items() if not k.startswith("BINANCE_")}
+    r = subprocess.run(base + ["--account-from-env", "--env-file", str(tmp_path / "missing.env")],
+                       capture_output=True, text=True, env=clean, cwd=str(tmp_path), timeout=30)
+    assert r.returncode == 1 and "BINANCE_API_KEY is not set" in r.stderr
+    keyed = dict(clean, BINANCE_API_KEY="k" * 64, BINANCE_API_SECRET="s" * 64)
+    r = subprocess.run(base + ["--account-from-env", "--balance", "BTC=lots"],
+                       capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
+    assert r.returncode == 2 and "--balance 'BTC=lots'" in r.stderr
+    r = subprocess.run(base + ["--account-from-env", "--market", "usdm"],
+                       capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
+    assert r.returncode == 2 and "only simulated for --market spot" in r.stderr
+    r = subprocess.run(base + ["--account-from-env", "--maker-rate", "2"],
+                       capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
+    assert r.returncode == 1 and "--maker-rate" in r.stderr
+    assert "s" * 64 not in r.stdout + r.stderr

@@ -7,6 +7,8 @@ import signal
 import sys
 import threading
 import time
+from decimal import Decimal, InvalidOperation
+from typing import Optional, Sequence
 
 
 def _loopback(host: str) -> bool:
@@ -38,7 +40,61 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth-interval-ms", type=int, default=None,
                    help="primary depth interval (spot 100|1000, usdm 0|100|250|500; default 100)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    acct = p.add_argument_group("order entry (spot)",
+                                "register the account `hftmm live --testnet` will sign for, so the whole "
+                                "order path runs against this simulator")
+    acct.add_argument("--account-from-env", action="store_true",
+                      help="register the API key in BINANCE_API_KEY with BINANCE_API_SECRET (HMAC) or the "
+                           "public half of BINANCE_PRIVATE_KEY_PATH (Ed25519/RSA), from the environment or "
+                           "--env-file")
+    acct.add_argument("--env-file", default=".env", help="credentials file (default .env)")
+    acct.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
+                      help="free balance of the account (repeatable; default 1 base and 100000 quote asset)")
+    acct.add_argument("--maker-rate", default="0.001", help="maker commission as a fraction (default 0.001)")
+    acct.add_argument("--taker-rate", default="0.001", help="taker commission as a fraction (default 0.001)")
     p.set_defaults(func=run)
+
+
+def _parse_balances(items: Sequence[str]) -> Optional[dict[str, str]]:
+    """``["BTC=1", "USDT=5000"]`` -> {"BTC": "1", "USDT": "5000"}; ValueError naming the bad item."""
+    if not items:
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        asset, sep, amount = item.partition("=")
+        asset = asset.strip().upper()
+        try:
+            ok = bool(sep) and asset.isalnum() and Decimal(amount.strip()) >= 0
+        except InvalidOperation:
+            ok = False
+        if not ok:
+            raise ValueError(f"--balance {item!r}: expected ASSET=AMOUNT with a non-negative decimal amount")
+        out[asset] = amount.strip()
+    return out
+
+
+def _register_account(sim, args: argparse.Namespace) -> str:
+    """Add the account of the environment's credentials; returns its key type (never the key)."""
+    from hftmm.execution.signing import HmacSigner, load_credentials
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    signer = load_credentials(dotenv_path=args.env_file)
+    for name in ("maker_rate", "taker_rate"):
+        try:
+            rate = Decimal(getattr(args, name))
+        except InvalidOperation:
+            rate = Decimal(-1)
+        if not 0 <= rate < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a fraction in [0, 1)")
+    kw: dict = {"balances": _parse_balances(args.balance), "maker_rate": args.maker_rate,
+                "taker_rate": args.taker_rate}
+    if isinstance(signer, HmacSigner):
+        kw["hmac_secret"] = signer._secret.decode()
+    else:
+        pem = signer.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        kw["ed25519_public_pem" if signer.key_type == "ED25519" else "rsa_public_pem"] = pem
+    sim.add_account(signer.api_key, **kw)
+    return signer.key_type
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,9 +115,18 @@ def run(args: argparse.Namespace) -> int:
         source = SyntheticSource(cfg, speed=args.speed)
     faults = FaultConfig.default(args.faults) if args.faults is not None else None
     interval = args.depth_interval_ms if args.depth_interval_ms is not None else 100
+    if args.account_from_env and args.market != "spot":
+        print("--account-from-env: order entry is only simulated for --market spot", file=sys.stderr)
+        return 2
+    try:
+        _parse_balances(args.balance)
+    except ValueError as e:
+        print(f"simulate: {e}", file=sys.stderr)
+        return 2
     try:
         sim = ExchangeSimulator(market=args.market, source=source, faults=faults, host=args.host, port=args.port,
                                 depth_interval_ms=interval)
+        account = _register_account(sim, args) if args.account_from_env else None
         sim.start()
     except (ValueError, RuntimeError, OSError) as e:
         print(f"simulate: {e}", file=sys.stderr)
@@ -75,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)
+        if account is not None:
+            print(f"order entry: account registered ({account} key from the environment)", flush=True)
         deadline = time.monotonic() + args.duration if args.duration is not None else None
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
