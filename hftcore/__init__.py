@@ -16,6 +16,7 @@ from hftcore.types import (  # noqa: F401
     ASK,
     BID,
     EV_BBO,
+    EV_BOOK_INVALID,
     EV_DEPTH,
     EV_SNAPSHOT,
     EV_TRADE,
@@ -23,6 +24,9 @@ from hftcore.types import (  # noqa: F401
     EVF_BEGIN,
     EVF_EMPTY,
     EVF_END,
+    INVALID_CROSSED,
+    INVALID_GAP,
+    INVALID_RESET,
     NO_ID,
 )
 

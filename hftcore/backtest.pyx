@@ -66,7 +66,8 @@ from libc.string cimport memcpy, memset
 
 from hftcore.book cimport BOOK_NO_ASK, BOOK_NO_BID, L2Book
 from hftcore.quoting cimport compute_quote, quote_out_t, quote_params_init, quote_params_set_intensity, quote_params_t
-from hftcore.types cimport (HFT_EV_BBO, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE, HFT_EVF_BEGIN,
+from hftcore.types cimport (HFT_EV_BBO, HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE,
+                            HFT_EVF_BEGIN,
                             HFT_EVF_END, hft_event_t)
 from hftcore.volatility cimport (ewma_vol_init, ewma_vol_sigma, ewma_vol_t, ewma_vol_update, intensity_fit,
                                  intensity_free, intensity_init, intensity_on_trade, intensity_t)
@@ -154,6 +155,9 @@ cdef class ReplayKernel:
     cdef int64_t next_local          # <= every strategy's deadline (see _deadline)
     cdef bint started
     cdef readonly int64_t events
+    cdef readonly int64_t book_invalid        # BOOK_INVALID records seen (strategy side)
+    cdef readonly int64_t book_invalid_ns     # time the strategy's book was invalid, ns
+    cdef int64_t invalid_since               # -1: the book is valid
 
     def __cinit__(self):
         self.S = NULL
@@ -188,6 +192,7 @@ cdef class ReplayKernel:
         self.t_x = -INT64_MAX
         self.next_local = -INT64_MAX
         self.t_l = -INT64_MAX
+        self.invalid_since = -1
 
     @classmethod
     def multi(cls, strategies):
@@ -778,6 +783,13 @@ cdef class ReplayKernel:
                 s.next_order_ns = o.cancel_ns
         return 0
 
+    cdef int _cancel_all(self, bt_strat_t* s, int64_t now) except -1 nogil:
+        cdef int i
+        for i in range(BT_MAX_ORDERS):
+            if s.orders[i].local == BT_L_WORKING:
+                self._cancel(s, &s.orders[i], now)
+        return 0
+
     cdef int _quote(self, bt_strat_t* s, int64_t now) except -1 nogil:
         cdef int64_t bb = self.sbook.best_bid_c(), ba = self.sbook.best_ask_c()
         cdef quote_out_t out
@@ -836,7 +848,20 @@ cdef class ReplayKernel:
         elif kind == HFT_EV_SNAPSHOT:
             if e.flags & HFT_EVF_BEGIN:
                 self.sbook.clear_c()
+                if self.invalid_since >= 0:
+                    self.book_invalid_ns += now - self.invalid_since
+                    self.invalid_since = -1
             self.sbook.apply_c(e.side, e.px, e.qty)
+        elif kind == HFT_EV_BOOK_INVALID:
+            # the book is unknown until the next snapshot (the live engine's
+            # stale-book guard): forget it, cancel every working order, quote no more
+            self.book_invalid += 1
+            if self.invalid_since < 0:
+                self.invalid_since = now
+            self.sbook.clear_c()
+            for k in range(self.n_strat):
+                self._cancel_all(&self.S[k], now)
+            return 0
         elif kind == HFT_EV_TRADE:
             if self.any_inten:
                 bb = self.sbook.best_bid_c()
@@ -849,8 +874,8 @@ cdef class ReplayKernel:
             return 0
         else:
             return 0
-        if not (e.flags & HFT_EVF_END):
-            return 0
+        if not (e.flags & HFT_EVF_END) or self.invalid_since >= 0:
+            return 0       # (an invalid book is not quoted on before the next snapshot)
         bb = self.sbook.best_bid_c()
         ba = self.sbook.best_ask_c()
         if bb == BOOK_NO_BID or ba == BOOK_NO_ASK:
@@ -1021,7 +1046,12 @@ cdef class ReplayKernel:
                     submitted_lots=s.submitted_lots,
                     maker_lots=s.maker_lots,
                     taker_lots=s.taker_lots, lifetime_sum_ns=s.lifetime_sum_ns,
-                    lifetime_count=s.lifetime_count)
+                    lifetime_count=s.lifetime_count, book_invalid=self.book_invalid,
+                    book_invalid_ns=self._invalid_ns())
+
+    cdef int64_t _invalid_ns(self):
+        # an invalid stretch still open counts up to the strategy clock
+        return self.book_invalid_ns + (self.t_l - self.invalid_since if self.invalid_since >= 0 else 0)
 
     def position_of(self, int i):
         """Position of strategy i, lots (exchange side)."""

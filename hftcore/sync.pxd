@@ -103,6 +103,7 @@ cdef class BookSync:
                    const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                    const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil
     cdef void _start_resync(self, int reason) noexcept nogil
+    cdef int _emit_invalid(self, int reason) except -1 nogil
     cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil
 
 

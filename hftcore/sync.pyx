@@ -35,9 +35,10 @@ from libc.string cimport memcpy, memmove, memset
 
 from hftcore.binance cimport DepthSnapshot, DepthUpdate
 from hftcore.book cimport L2Book, message_arrays
-from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
+from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
                             HFT_EVF_END, HFT_NO_ID, hft_event_t,
-                            hft_message_events)
+                            hft_message_events,
+                            HFT_INVALID_CROSSED, HFT_INVALID_GAP, HFT_INVALID_RESET, hft_event_set)
 
 import numpy as np
 
@@ -135,7 +136,8 @@ cdef class BookSync:
         DEPTH records of each event applied, in application order (buffered
         events replayed after a snapshot come right after it). Replaying them
         naively (a SNAPSHOT run clears and loads, a DEPTH record sets a level)
-        rebuilds exactly this book. Records carry the times given with the
+        rebuilds exactly this book. A BOOK_INVALID record marks where a valid
+        book stopped being valid (gap, crossed, :meth:`reset`). Records carry the times given with the
         event (``local_ts``/``exch_ts`` arguments, or the record times fed to
         :class:`EventNormalizer`); a replayed event earlier than its snapshot
         gets the snapshot's ``local_ts``, so ``local_ts`` never decreases.
@@ -244,6 +246,22 @@ cdef class BookSync:
         self.resyncs += 1
         self._ev_n = 0
         self._pool_n = 0
+
+    cdef int _emit_invalid(self, int reason) except -1 nogil:
+        """One BOOK_INVALID record into the output (the book, valid until now, is
+        not any more): px = reason (HFT_INVALID_*), ids = the last valid update id,
+        times those of the message that revealed it."""
+        cdef sync_out_t* o = self._out
+        cdef int64_t ts = self._in_local_ts
+        if o == NULL or not self._synced:
+            return 0
+        if ts < self._ts_floor:
+            ts = self._ts_floor
+        sync_out_reserve(o, 1)
+        hft_event_set(o.ev + o.n, ts, self._in_exch_ts, reason, 0, self._book_id, self._book_id, HFT_NO_ID,
+                      HFT_EV_BOOK_INVALID, 0, HFT_EVF_BEGIN | HFT_EVF_END | HFT_EVF_EMPTY)
+        o.n += 1
+        return 0
 
     cdef int _emit(self, int kind, int64_t local_ts, int64_t exch_ts,
                    int64_t first_id, int64_t last_id, int64_t prev_id,
@@ -385,11 +403,13 @@ cdef class BookSync:
         out = self._process(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
                             self._in_local_ts, self._in_exch_ts)
         if out == SYNC_RESYNC_GAP:
+            self._emit_invalid(HFT_INVALID_GAP)
             self._start_resync(SYNC_RESYNC_GAP)
             # the event after the gap opens the new buffer: nothing is lost
             self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
                          self._in_local_ts, self._in_exch_ts)
         elif out == SYNC_RESYNC_CROSSED:
+            self._emit_invalid(HFT_INVALID_CROSSED)
             self._start_resync(SYNC_RESYNC_CROSSED)
         return out
 
@@ -424,6 +444,7 @@ cdef class BookSync:
         self._reason = 0
         if self.book.crossed_c():
             self.crossed += 1
+            self._emit_invalid(HFT_INVALID_CROSSED)
             self._start_resync(SYNC_RESYNC_CROSSED)
             return SYNC_RESYNC_CROSSED
         # replay the buffer (records no earlier than the snapshot's local time)
@@ -436,6 +457,7 @@ cdef class BookSync:
                                 e.local_ts, e.exch_ts)
             if out == SYNC_RESYNC_GAP:
                 # keep this event and everything after it as the new buffer
+                self._emit_invalid(HFT_INVALID_GAP)
                 self._ts_floor = INT64_MIN
                 self._synced = False
                 self._first_pending = False
@@ -450,6 +472,7 @@ cdef class BookSync:
                 self._pool_n -= shift
                 return SYNC_RESYNC_GAP
             if out == SYNC_RESYNC_CROSSED:
+                self._emit_invalid(HFT_INVALID_CROSSED)
                 self._ts_floor = INT64_MIN
                 self._start_resync(SYNC_RESYNC_CROSSED)
                 return SYNC_RESYNC_CROSSED
@@ -498,7 +521,9 @@ cdef class BookSync:
         return self.on_snapshot_c(last_update_id, _p(bt), _p(bq), _n(bt), _p(at), _p(aq), _n(at))
 
     def reset(self):
-        """Forget the book and the buffer (e.g. after a reconnect); counters are kept."""
+        """Forget the book and the buffer (e.g. after a reconnect); counters are kept.
+        With ``emit_events``, a valid book's end is marked by a BOOK_INVALID record."""
+        self._emit_invalid(HFT_INVALID_RESET)
         self._synced = False
         self._first_pending = False
         self._book_id = HFT_NO_ID
@@ -593,6 +618,9 @@ cdef class EventNormalizer:
       (u <= book id: old or duplicate; events before the snapshot) is not
       written, and while the book is invalid (before the first snapshot, after
       a gap or a crossed book) nothing is written until a snapshot is accepted.
+      Where a valid book becomes invalid, one BOOK_INVALID record (px = reason
+      ``INVALID_GAP`` / ``INVALID_CROSSED``) says so: a replay must not trust
+      the book from there until the next SNAPSHOT run.
       A naive replay of the output (SNAPSHOT run: clear and load; DEPTH record:
       set the level) therefore rebuilds the synchronised book exactly.
     - every other record (trades, bookTickers) passes through in receive order.

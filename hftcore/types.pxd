@@ -18,6 +18,10 @@ cdef extern from "hftcore/types.h":
     int HFT_EV_TRADE
     int HFT_EV_SNAPSHOT
     int HFT_EV_BBO
+    int HFT_EV_BOOK_INVALID
+    int HFT_INVALID_GAP
+    int HFT_INVALID_CROSSED
+    int HFT_INVALID_RESET
 
     int HFT_EVF_BEGIN
     int HFT_EVF_END

@@ -456,3 +456,98 @@ def test_intensity_exposure_starts_at_arrival():
     f = r["fills"]
     assert list(f["exch_ts"]) == [T0 + S + 611 * MS] * 2 + [T0 + 3 * S] * 2
     assert r["counters"]["orders_submitted"] == 4
+
+
+# --------------------------------------------------------------------------- an invalid book (gap marker)
+
+INV = 5   # EV_BOOK_INVALID
+
+
+def test_book_invalid_cancels_quotes_until_the_next_snapshot():
+    """A BOOK_INVALID record (the store's mark of a gap) cancels the working orders
+    at once and stops quoting until the next snapshot; our orders stay live at the
+    exchange until the cancels arrive, so a trade in between still fills them."""
+    from hftcore import EV_BOOK_INVALID, INVALID_GAP
+    assert EV_BOOK_INVALID == INV
+    snap = [(T0 + 4 * S, SN, 0, 10000 - i, 10, B if i == 0 else 0) for i in range(3)]
+    snap += [(T0 + 4 * S, SN, 1, 10001 + i, 10, E if i == 2 else 0) for i in range(3)]
+    rows = [(T0 + 2 * S, INV, 0, INVALID_GAP, 0, BE | 4),
+            (T0 + 2 * S + 5 * MS, TR, 0, BID_PX - 1, 1, BE),      # before the cancel lands: fills our bid
+            (T0 + 2 * S + 500 * MS, TR, 1, ASK_PX + 1, 1, BE),    # after: the ask is gone, no fill
+            (T0 + 3 * S, D, 0, 9999, 4, BE),                      # (depth while invalid: no quote)
+            *snap,                                                # resync: quoting resumes
+            (T0 + 5 * S, D, 0, 9990, 1, BE)]
+    r = run_hand(rows)
+    c = r["counters"]
+    f = r["fills"]
+    assert list(f["qty"]) == [LOTS] and f["side"][0] == 0 and f["exch_ts"][0] == T0 + 2 * S + 5 * MS
+    assert c["cancels_sent"] == 2 and c["orders_cancelled"] == 1
+    assert c["book_invalid"] == 1 and c["book_invalid_ns"] == 2 * S
+    # nothing is working from the marker's visible time to the snapshot's
+    for t in (T0 + 2 * S + MS, T0 + 3 * S + 2 * MS, T0 + 4 * S):
+        s = sample_at(r, t)
+        assert s["bid_px"] == -1 and s["ask_px"] == -1, t
+    assert c["orders_submitted"] == 4                           # two before, two after the snapshot
+    s = sample_at(r, T0 + 4 * S + 2 * MS)
+    assert s["bid_px"] != -1 and s["ask_px"] != -1
+
+
+def _with_gaps(ev: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, int]:
+    """The synthetic stream as `data convert` would store it after n gaps: at a
+    message boundary a BOOK_INVALID record, then no depth until a SNAPSHOT run of
+    the exchange's book some seconds later. Returns (events, invalid ns)."""
+    from hftcore import EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, EVF_BEGIN, EVF_EMPTY, EVF_END, INVALID_GAP
+    from hftcore.book import L2Book
+
+    rng = np.random.default_rng(seed)
+    ends = np.flatnonzero((ev["kind"] == EV_DEPTH) & ((ev["flags"] & EVF_END) != 0))
+    starts = np.sort(rng.choice(ends[len(ends) // 10:-len(ends) // 10], n, replace=False))
+    book = L2Book(1.0, 1.0)
+    out, i, total = [], 0, 0
+    for a in starts:
+        b = int(np.searchsorted(ev["exch_ts"], ev["exch_ts"][a] + int(rng.integers(1, 5)) * S))
+        for part in (ev[i:a + 1],):
+            out.append(part)
+            for r in part[np.isin(part["kind"], (EV_DEPTH, EV_SNAPSHOT))].tolist():
+                if r[7] == EV_SNAPSHOT and r[9] & EVF_BEGIN:
+                    book.clear()
+                book.apply(r[8], r[2], r[3])
+        mark = np.zeros(1, dtype=EVENT_DTYPE)
+        mark[0] = (ev["local_ts"][a], ev["exch_ts"][a], INVALID_GAP, 0, 0, 0, 0, EV_BOOK_INVALID, 0,
+                   EVF_BEGIN | EVF_END | EVF_EMPTY)
+        out.append(mark)
+        gap = ev[a + 1:b]
+        out.append(gap[gap["kind"] != EV_DEPTH])                 # trades go on
+        for r in gap[gap["kind"] == EV_DEPTH].tolist():
+            book.apply(r[8], r[2], r[3])
+        levels = [(s, t, q) for s in (0, 1) for t, q in zip(*book.levels(s))]
+        snap = np.zeros(len(levels), dtype=EVENT_DTYPE)
+        for j, (s, t, q) in enumerate(levels):
+            snap[j] = (ev["local_ts"][b], ev["exch_ts"][b], t, q, 0, 0, 0, EV_SNAPSHOT, s,
+                       (EVF_BEGIN if j == 0 else 0) | (EVF_END if j == len(levels) - 1 else 0))
+        out.append(snap)
+        total += int(ev["local_ts"][b] - ev["local_ts"][a])
+        i = b
+    out.append(ev[i:])
+    return np.concatenate(out).astype(EVENT_DTYPE), total
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[0], CONFIGS[3], CONFIGS[4], CONFIGS[7]], ids=["as", "taker", "intensity",
+                                                                                    "latency"])
+def test_kernel_equals_reference_with_gaps(market, cfg):
+    ev, tick, lot = market
+    gapped, invalid_ns = _with_gaps(ev, 6, 1)
+    params, quote = kernel_params(BacktestConfig(sample_interval=0.5, **cfg), tick, lot)
+    a = replay(ReplayKernel, params, quote, 7, gapped)
+    b = replay(ReferenceReplay, params, quote, 7, gapped)
+    assert_same_run(a, b)
+    assert_same_run(a, replay(ReplayKernel, params, quote, 7, gapped, chunk=5000))
+    c = a["counters"]
+    assert c["book_invalid"] == 6 and c["fills"] > 0
+    if params["feed_latency_ns"] < 0:                           # visible at the receive times
+        assert c["book_invalid_ns"] == invalid_ns
+    for r in (a, b):
+        check_accounting(r, lot, tick)
+    # and it matters: the same data without the markers (quoting on a stale book) differ
+    stale = replay(ReplayKernel, params, quote, 7, gapped[gapped["kind"] != 5])
+    assert stale["counters"]["orders_submitted"] != c["orders_submitted"]

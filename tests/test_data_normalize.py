@@ -14,7 +14,8 @@ import os
 import numpy as np
 import pytest
 
-from hftcore import ASK, BID, EV_BBO, EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVF_BEGIN, EVF_EMPTY, EVF_END
+from hftcore import (ASK, BID, EV_BBO, EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVF_BEGIN, EVF_EMPTY, EVF_END,
+                     INVALID_GAP)
 from hftcore.binance import BinanceDecoder, DepthSnapshot, DepthUpdate
 from hftcore.book import L2Book
 from hftcore.sync import APPLIED, SYNCED, BookSync, EventNormalizer
@@ -209,10 +210,14 @@ def test_hand_made_stream(tmp_path, split):
     msg = ev[(ev["flags"] & EVF_BEGIN) != 0]
     kinds = [(int(k), int(u)) for k, u in zip(msg["kind"], msg["last_id"])]
     assert kinds == [(EV_TRADE, 1), (EV_SNAPSHOT, 12), (EV_DEPTH, 15), (EV_DEPTH, 20), (EV_TRADE, 2),
-                     (EV_TRADE, 3), (EV_SNAPSHOT, 27), (EV_DEPTH, 30), (EV_DEPTH, 35), (EV_DEPTH, 40),
-                     (EV_DEPTH, 45)]
+                     (EV_BOOK_INVALID, 20), (EV_TRADE, 3), (EV_SNAPSHOT, 27), (EV_DEPTH, 30), (EV_DEPTH, 35),
+                     (EV_DEPTH, 40), (EV_DEPTH, 45)]
+    # the gap is marked where e6 revealed it (+9 ms), with the last valid id and the reason
+    bad = ev[ev["kind"] == EV_BOOK_INVALID]
+    assert len(bad) == 1 and int(bad["px"][0]) == INVALID_GAP and int(bad["local_ts"][0]) == T0 + 9 * 10**6
+    assert int(bad["first_id"][0]) == 20 and int(bad["qty"][0]) == 0 and bad["flags"][0] & EVF_END
     # the replayed e3 gets the snapshot's receive time; e6, e7 that of the second snapshot
-    t = {u: int(x) for u, x in zip(msg["last_id"], msg["local_ts"]) if u > 3}
+    t = {u: int(x) for u, x, k in zip(msg["last_id"], msg["local_ts"], msg["kind"]) if u > 3 and k != EV_BOOK_INVALID}
     assert t[15] == t[12] == T0 + 4 * 10**6 and t[20] == T0 + 6 * 10**6
     assert t[30] == t[35] == t[27] == T0 + 12 * 10**6 and t[40] == T0 + 13 * 10**6
     assert (np.diff(ev["local_ts"]) >= 0).all()

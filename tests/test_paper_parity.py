@@ -67,9 +67,14 @@ def _run_backtests(events, bt):
          paper=dict(feed_latency=0.003, fill_model="intensity", fill_A=2.0, fill_k=0.5)),
     dict(max_position=0.004, trading=dict(gamma=0.001, k=2.0, estimate_intensity=False),
          paper=dict(fill_model="intensity", fill_A=5.0, fill_k=0.5)),
+    # gaps in the data (BOOK_INVALID ... SNAPSHOT): both cancel at the mark and wait for the snapshot
+    dict(gaps=5, paper=dict(queue_model="power", order_latency=0.01)),
 ])
 def test_paper_makes_the_backtests_decisions(variant):
     events = _events(240.0)
+    if variant.get("gaps"):
+        from tests.test_backtest_reference import _with_gaps
+        events, _ = _with_gaps(events, variant["gaps"], 3)
     trading = TradingConfig(**{"tick_size": float(TICK), "lot_size": float(LOT), "gamma": 0.05,
                                "time_horizon": 30.0, "order_size": 0.002, **variant.get("trading", {})})
     # the live risk manager runs too; its position limit (which counts orders in
@@ -95,6 +100,8 @@ def test_paper_makes_the_backtests_decisions(variant):
     assert res.core.qm.counters.risk_blocked == kcount["risk_blocked"]
     if "max_position" in variant:
         assert kcount["risk_blocked"] > 0               # the limit did bind
+    if variant.get("gaps"):
+        assert kcount["book_invalid"] == res.core.book_invalid == variant["gaps"]
     # the limit holds with every order in flight: never past max_position
     max_lots = round(risk.max_position / float(LOT))
     assert np.abs(kfills["position"]).max() <= max_lots

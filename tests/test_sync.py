@@ -194,3 +194,52 @@ def test_matches_twin_after_every_step(stream, max_buffer):
                 t2, q2 = r.book.levels(side)
                 np.testing.assert_array_equal(t1, t2)
                 np.testing.assert_array_equal(q1, q2)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams(), st.integers(2, 8), st.booleans())
+def test_emitted_records_mark_every_invalid_stretch(stream, max_buffer, resets):
+    """emit_events: a consumer that trusts the book from a SNAPSHOT run until a
+    BOOK_INVALID record (and ignores nothing else) is valid exactly when the sync
+    is ready, and then holds exactly the sync's book -- after every step."""
+    from hftcore import EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, EVF_BEGIN, EVF_EMPTY, EVF_END, INVALID_CROSSED, \
+        INVALID_GAP, INVALID_RESET
+    from hftcore.book import L2Book
+
+    market, ops = stream
+    s = BookSync(market=market, max_buffer=max_buffer, emit_events=True)
+    book, valid = L2Book(), False
+    for n, op in enumerate(ops):
+        ready_before = s.ready
+        if op[0] == "snap":
+            _, L, b, a = op
+            s.on_snapshot_arrays(L, [b, b - 1], [1, 2], [a, a + 1], [3, 1], local_ts=n)
+        else:
+            _, U, u, pu, bids, asks = op
+            s.on_depth_arrays(U, u, pu if market == "usdm" else None, [t for t, _ in bids], [q for _, q in bids],
+                              [t for t, _ in asks], [q for _, q in asks], local_ts=n)
+        if resets and n % 7 == 6:
+            s.reset()
+        marks = 0
+        for r in s.take_events().tolist():
+            px, qty, kind, side, flags = r[2], r[3], r[7], r[8], r[9]
+            if kind == EV_BOOK_INVALID:
+                assert valid and px in (INVALID_GAP, INVALID_CROSSED, INVALID_RESET) and flags & EVF_END
+                valid, marks = False, marks + 1
+                continue
+            if kind == EV_DEPTH:
+                assert valid, "a DEPTH record while the book is marked invalid"
+            if kind == EV_SNAPSHOT and flags & EVF_BEGIN:
+                book.clear()
+            if not flags & EVF_EMPTY:
+                book.apply(side, px, qty)
+            if kind == EV_SNAPSHOT and flags & EVF_END:
+                valid = True
+        assert valid == s.ready
+        assert marks <= 2 and (marks == 0 or ready_before or op[0] == "snap")
+        if valid:
+            for side in (0, 1):
+                t1, q1 = s.book.levels(side)
+                t2, q2 = book.levels(side)
+                np.testing.assert_array_equal(t1, t2)
+                np.testing.assert_array_equal(q1, q2)

@@ -35,6 +35,15 @@ typedef int64_t hft_ts_t;   /* nanoseconds since the Unix epoch */
 #define HFT_EV_TRADE    2  /* trade (or aggTrade) at price for qty lots            */
 #define HFT_EV_SNAPSHOT 3  /* one level of a depth snapshot                        */
 #define HFT_EV_BBO      4  /* one side of a bookTicker (best price and qty)        */
+#define HFT_EV_BOOK_INVALID 5  /* the book is unknown from here until the next
+                                * SNAPSHOT run (a gap, a crossed book, a reset);
+                                * px holds the reason (HFT_INVALID_*), qty 0,
+                                * first_id = last_id = the last valid update id */
+
+/* Reasons of an HFT_EV_BOOK_INVALID record (its px) */
+#define HFT_INVALID_GAP     1  /* update ids missing from the stream         */
+#define HFT_INVALID_CROSSED 2  /* best bid >= best ask after an event        */
+#define HFT_INVALID_RESET   3  /* the client dropped the book (reconnect, ...) */
 
 /* Event flags (bit set) */
 #define HFT_EVF_BEGIN   0x01  /* first record of one exchange message            */

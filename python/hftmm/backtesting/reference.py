@@ -46,7 +46,7 @@ NO_ASK = INT64_MAX         # best ask of an empty side
 MASK64 = (1 << 64) - 1
 
 # event kinds / flags (include/hftcore/types.h)
-EV_DEPTH, EV_TRADE, EV_SNAPSHOT, EV_BBO = 1, 2, 3, 4
+EV_DEPTH, EV_TRADE, EV_SNAPSHOT, EV_BBO, EV_BOOK_INVALID = 1, 2, 3, 4, 5
 EVF_BEGIN, EVF_END = 0x01, 0x02
 
 MAX_ORDERS = 8
@@ -234,6 +234,9 @@ class ReferenceReplay:
         self.quotes = 0
         self.slots_exhausted = 0
         self.risk_blocked = 0
+        self.book_invalid = 0          # BOOK_INVALID records seen (strategy side)
+        self.book_invalid_ns = 0       # closed stretches of an invalid book, ns
+        self.invalid_since = -1        # -1: the book is valid
         self.submitted_lots = 0
         self.maker_lots = 0
         self.taker_lots = 0
@@ -518,7 +521,7 @@ class ReferenceReplay:
             if e.flags & EVF_BEGIN:
                 self.xbook.clear()
             self.xbook.apply(e.side, e.px, e.qty)
-        # EV_BBO: ignored
+        # EV_BBO, EV_BOOK_INVALID: nothing changes at the exchange
 
     # ------------------------------------------------------------ strategy side
     def _deliver_reports(self, upto: int) -> None:
@@ -629,7 +632,20 @@ class ReferenceReplay:
         elif e.kind == EV_SNAPSHOT:
             if e.flags & EVF_BEGIN:
                 self.sbook.clear()
+                if self.invalid_since >= 0:
+                    self.book_invalid_ns += now - self.invalid_since
+                    self.invalid_since = -1
             self.sbook.apply(e.side, e.px, e.qty)
+        elif e.kind == EV_BOOK_INVALID:
+            # unknown book until the next snapshot: cancel everything, quote no more
+            self.book_invalid += 1
+            if self.invalid_since < 0:
+                self.invalid_since = now
+            self.sbook.clear()
+            for o in self.orders:
+                if o.local == L_WORKING:
+                    self._cancel(o, now)
+            return
         elif e.kind == EV_TRADE:
             if self.inten is not None:
                 bb, ba = self._best_bid(self.sbook), self._best_ask(self.sbook)
@@ -638,8 +654,8 @@ class ReferenceReplay:
             return
         else:
             return
-        if not (e.flags & EVF_END):
-            return
+        if not (e.flags & EVF_END) or self.invalid_since >= 0:
+            return                        # no quoting on an invalid book before the next snapshot
         bb, ba = self._best_bid(self.sbook), self._best_ask(self.sbook)
         if bb == NO_BID or ba == NO_ASK:
             return
@@ -755,4 +771,6 @@ class ReferenceReplay:
                     submitted_lots=self.submitted_lots,
                     maker_lots=self.maker_lots,
                     taker_lots=self.taker_lots, lifetime_sum_ns=self.lifetime_sum_ns,
-                    lifetime_count=self.lifetime_count)
+                    lifetime_count=self.lifetime_count, book_invalid=self.book_invalid,
+                    book_invalid_ns=self.book_invalid_ns + (self.t_l - self.invalid_since
+                                                            if self.invalid_since >= 0 else 0))

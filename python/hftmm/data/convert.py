@@ -33,7 +33,10 @@ records of a symbol go through ``hftcore.sync.EventNormalizer`` (a C-level
 - what the sync drops is not written (u <= book id: old or duplicate events,
   events before the snapshot), and while the book is not valid (before the
   first snapshot, after a gap or a crossed book) nothing is written until the
-  next accepted snapshot. Events still buffered at the end are not written.
+  next accepted snapshot. Where a valid book becomes invalid, a BOOK_INVALID
+  record (``hftcore.EV_BOOK_INVALID``; px = ``INVALID_GAP`` or
+  ``INVALID_CROSSED``) marks it: the backtester cancels its quotes there and
+  quotes again only after the next snapshot. Events still buffered at the end are not written.
   The report's ``books`` tells per symbol: applied, dropped_old,
   buffer_dropped, pending, gaps, resyncs, crossed, stale snapshots, and the
   unsynced spans (count, seconds, the first 64 listed), the initial wait;

@@ -40,7 +40,8 @@ from hftcore.book import L2Book
 from hftcore.quoting import NO_ASK, NO_BID
 from hftcore.sync import EventNormalizer
 
-from hftmm.backtesting.reference import EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVF_BEGIN, EVF_END, Event
+from hftmm.backtesting.reference import (EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVF_BEGIN, EVF_END,
+                                         Event)
 from hftmm.captures import decoder_units
 from hftmm.config import RiskConfig, TradingConfig
 from hftmm.data_ingestion.connector import ENDPOINTS, BinanceConnector
@@ -118,6 +119,8 @@ class StrategyCore:
         self.lot = float(lot_size)
         self.trades = 0
         self.trade_volume = 0.0
+        self.book_invalid = 0
+        self.book_valid = True            # False from a BOOK_INVALID record to the next snapshot
 
     def on_market(self, e: Event, now: int) -> None:
         """A market event at its visible time ``now`` [ns]."""
@@ -127,15 +130,26 @@ class StrategyCore:
         elif e.kind == EV_SNAPSHOT:
             if e.flags & EVF_BEGIN:
                 book.clear()
+                self.book_valid = True
             book.apply(e.side, e.px, e.qty)
         elif e.kind == EV_TRADE:
             self.trades += 1
             self.trade_volume += e.qty * self.lot
             self.qm.on_trade(now, e.px)
             return
+        elif e.kind == EV_BOOK_INVALID:
+            # the book is unknown until the next snapshot (gap, crossed, reset):
+            # as the backtester, forget it and cancel every working order now
+            self.book_invalid += 1
+            self.book_valid = False
+            book.clear()
+            self.qm.pricer.on_book(now, NO_BID, NO_ASK)     # no top: trades feed no intensity fit
+            self.qm.now = now
+            self.qm.cancel_all_orders("book invalid")
+            return
         else:
             return
-        if not (e.flags & EVF_END):
+        if not (e.flags & EVF_END) or not self.book_valid:
             return
         bb, ba = book.best_bid(), book.best_ask()
         self.qm.on_book_change(now, NO_BID if bb is None else bb, NO_ASK if ba is None else ba,
