@@ -34,7 +34,7 @@ def source(seconds=900.0, seed=5, chunk_s=60.0):
     ("gamma", 0.0), ("time_horizon", -1.0), ("model", "hb"), ("fair_value", "last"),
     ("queue_model", "fifo"), ("fill_model", "magic"), ("order_size", 0.0), ("maker_fee", 0.5),
     ("start_date", "2024-13-01"), ("requote_threshold", -1), ("seed", -3), ("tick_size", "abc"),
-    ("feed_latency", -0.1), ("k", float("nan")),
+    ("feed_latency", -0.1), ("k", float("nan")), ("min_feed_latency", -0.001),
 ])
 def test_invalid_config_refused_with_field(field, value):
     with pytest.raises(ConfigError) as exc:
@@ -131,3 +131,38 @@ def test_unknown_exchange_time_is_receive_time():
         out.append(BacktestEngine().run_backtest(BacktestConfig(), source=src))
     assert len(out[0].timeseries) < 200 and out[0].timeseries["ts"].iloc[0] > 10**18
     assert out[0].trades.equals(out[1].trades) and out[0].timeseries.equals(out[1].timeseries)
+
+
+def test_receive_clock_behind_the_exchange_is_corrected(tmp_path):
+    """A recording whose receive clock ran 2 s behind the exchange's (local_ts <
+    exch_ts) would let the strategy see every event 2 s before it happens. The
+    engine shifts local_ts so the fastest message takes min_feed_latency: with the
+    original smallest latency, the run equals the run on the true clock."""
+    from hftmm.data.store import EventWriter, min_feed_latency
+
+    t0 = 1_723_075_200_000_000_000 + 3600 * 10**9
+    m = SyntheticMarket(seed=5, start_ns=t0)
+    ev = np.concatenate([m.initial_snapshot(), m.generate(300.0)])
+    has = ev["exch_ts"] > 0
+    lowest = int((ev["local_ts"] - ev["exch_ts"])[has].min())
+    assert 0 < lowest < 10**8
+    behind = ev.copy()
+    behind["local_ts"] -= 2 * 10**9
+    for name, data in (("true", ev), ("behind", behind)):
+        with EventWriter(str(tmp_path / name), "BTCUSDT", "0.10", "0.001", "usdm") as w:
+            w.write(data)
+    assert min_feed_latency(str(tmp_path / "behind"), "BTCUSDT") == lowest - 2 * 10**9
+    cfg = BacktestConfig(start_date="2024-08-08", end_date="2024-08-08", min_feed_latency=lowest / 1e9)
+    eng = BacktestEngine()
+    a = eng.run_backtest(cfg.replace(data_path=str(tmp_path / "true")))
+    b = eng.run_backtest(cfg.replace(data_path=str(tmp_path / "behind")))
+    assert a.counters["clock_shift_ns"] == 0 and b.counters["clock_shift_ns"] == 2 * 10**9
+    assert len(a.trades) > 10
+    assert a.trades.equals(b.trades) and a.timeseries.equals(b.timeseries)
+    assert {k: v for k, v in a.counters.items() if k != "clock_shift_ns"} == \
+           {k: v for k, v in b.counters.items() if k != "clock_shift_ns"}
+    assert "Receive Clock Corrected: local_ts +2,000.000 ms" in b.summary()
+    assert "Receive Clock" not in a.summary()
+    # uncorrected, the strategy trades on the future
+    c = eng.run_backtest(cfg.replace(data_path=str(tmp_path / "behind"), clock_correction=False))
+    assert c.counters["clock_shift_ns"] == 0 and not c.trades.equals(a.trades)

@@ -267,3 +267,71 @@ def test_writer_rejects_other_dtypes(tmp_path):
     with EventWriter(str(tmp_path), "X", "1", "1") as w:
         with pytest.raises(TypeError):
             w.write(np.zeros(3, np.int64))
+
+
+def test_gap_in_a_real_capture_is_marked_and_the_backtest_stops_quoting(tmp_path):
+    """The real spot capture with one depthUpdate lost (a gap) and a REST snapshot
+    of the true book taken later (as a collector does after a gap): the store marks
+    the gap with a BOOK_INVALID record, and a backtest on it cancels its quotes there,
+    sends nothing until the snapshot, then quotes again."""
+    from hftcore import EV_BOOK_INVALID, INVALID_GAP
+    from hftcore.binance import DepthSnapshot, DepthUpdate
+    from hftcore.sync import BookSync
+    from hftmm.backtesting import BacktestConfig, BacktestEngine
+
+    lines = gzip.open(CAPTURE).read().split(b"\n")
+    depth = [i for i, ln in enumerate(lines) if b"depthUpdate" in ln]
+    lost, resync = depth[len(depth) * 2 // 5], depth[len(depth) * 3 // 5]
+    # the exchange's book just before `resync`, from the complete capture
+    dec, sync = BinanceDecoder("0.01", "0.00000001"), BookSync(market="spot")
+    for ln in lines[:resync]:
+        if not ln:
+            continue
+        m = dec.decode(ln.split(b" ", 1)[1])
+        if isinstance(m, DepthUpdate):
+            sync.on_depth(m)
+        elif isinstance(m, DepthSnapshot):
+            sync.on_snapshot(m)
+    assert sync.ready
+
+    def side(s):
+        t, q = sync.book.levels(s)
+        return [[f"{x / 100:.8f}", f"{y / 1e8:.8f}"] for x, y in zip(t.tolist(), q.tolist())]
+
+    snap_ts = int(lines[resync].split(b" ", 1)[0]) - 1
+    snap = json.dumps({"lastUpdateId": sync.last_update_id, "bids": side(0), "asks": side(1)},
+                      separators=(",", ":")).encode()
+    gapped = lines[:lost] + lines[lost + 1:resync] + [b"%d %s" % (snap_ts, snap)] + lines[resync:]
+    src = tmp_path / "btcusdt_20240808.gz"
+    src.write_bytes(gzip.compress(b"\n".join(gapped)))
+    store = tmp_path / "store"
+    rep = convert([str(src)], str(store), tick_size="0.01", lot_size="0.00000001", progress=False)
+    b = rep.books["BTCUSDT"]
+    assert b["gaps"] == 1 and b["unsynced_spans"] == 1 and b["synced"]
+    ev = _all(str(store), "BTCUSDT")
+    [k] = np.flatnonzero(ev["kind"] == EV_BOOK_INVALID)
+    mark_ts = int(ev["local_ts"][k])
+    assert int(ev["px"][k]) == INVALID_GAP and mark_ts == int(lines[lost + 1].split(b" ", 1)[0])
+    after = ev[k + 1:]
+    assert not (after["kind"][: np.argmax(after["kind"] == EV_SNAPSHOT)] == EV_DEPTH).any()
+
+    cfg = BacktestConfig(data_path=str(store), start_date="2024-08-08", end_date="2024-08-08",
+                         order_latency=0.005, cancel_latency=0.005, response_latency=0.005,
+                         quote_refresh_interval=0.05, gamma=0.05, sample_interval=0.1)
+    res = BacktestEngine().run_backtest(cfg)
+    c = res.counters
+    # this capture's receive clock is 1.27 s behind Binance's: corrected, so that
+    # the fastest message took min_feed_latency (1 ms)
+    lowest = int((ev["local_ts"] - ev["exch_ts"])[ev["exch_ts"] > 0].min())
+    assert lowest < -10**9 and c["clock_shift_ns"] == -lowest + 10**6
+    assert "Receive Clock Corrected: local_ts +1,27" in res.summary()
+    shift = c["clock_shift_ns"]
+    assert c["book_invalid"] == 1 and c["orders_submitted"] > 10
+    assert c["book_invalid_ns"] == snap_ts - mark_ts           # visible at the (corrected) receive times
+    assert "Book Invalid (not quoting): 1 times" in res.summary()
+    # no quote works from the mark (plus the cancel latency) to the snapshot; then quoting resumes
+    ts = res.timeseries
+    inside = ts[(ts["ts"] > mark_ts + shift + 5 * 10**6) & (ts["ts"] < snap_ts + shift)]
+    assert len(inside) > 5 and inside["bid_quote"].isna().all() and inside["ask_quote"].isna().all()
+    later = ts[ts["ts"] > snap_ts + shift + 10**9]
+    assert later["bid_quote"].notna().any()

@@ -74,10 +74,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             data = tomllib.load(fh)
         fields.update(data.get("backtest", data))
     for name in ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
-                 "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed"):
+                 "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed",
+                 "feed_latency", "min_feed_latency"):
         v = getattr(args, name)
         if v is not None:
             fields[name] = v
+    if args.no_clock_correction:
+        fields["clock_correction"] = False
     if args.date:
         fields["start_date"] = fields["end_date"] = args.date
     if args.data:
@@ -146,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"])
     p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--feed-latency", dest="feed_latency", type=float,
+                   help="seconds from exchange time to visibility (default: the data's receive times)")
+    p.add_argument("--min-feed-latency", dest="min_feed_latency", type=float,
+                   help="seconds: the fastest message's latency after the receive-clock correction (default 0.001)")
+    p.add_argument("--no-clock-correction", action="store_true",
+                   help="use the data's receive times even where they precede the exchange's")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write equity, inventory and drawdown charts")
     p.add_argument("--save", metavar="DIR", help="write config, metrics, trades and timeseries")

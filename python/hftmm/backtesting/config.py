@@ -45,6 +45,10 @@ class BacktestConfig:
 
     Exchange: ``feed_latency``, ``order_latency`` (entry), ``cancel_latency``,
     ``response_latency`` [s] (feed_latency None: the data's own receive times);
+    ``clock_correction``: when the data's receive clock was behind the
+    exchange's (some ``local_ts - exch_ts`` < 0, which would let the strategy see
+    events before they happen), shift ``local_ts`` so the smallest feed latency
+    becomes ``min_feed_latency`` [s];
     ``queue_model`` "risk_averse" | "power" | "log" with ``queue_power``;
     ``fill_model`` "queue" or "intensity" (with ``fill_A``, ``fill_k``, for data
     without trades); ``maker_fee``/``taker_fee`` [fraction of notional; negative =
@@ -76,6 +80,8 @@ class BacktestConfig:
     quote_refresh_interval: float = 0.1
     requote_threshold: int = 1
     feed_latency: Optional[float] = None
+    clock_correction: bool = True
+    min_feed_latency: float = 0.001
     order_latency: float = 0.005
     cancel_latency: float = 0.005
     response_latency: float = 0.005
@@ -112,7 +118,7 @@ class BacktestConfig:
                      "order_size", "quote_refresh_interval", "sample_interval", "queue_power", "fill_A", "fill_k"):
             _num(name, getattr(self, name), 0.0, lo_open=True)
         for name in ("initial_capital", "max_position", "min_spread", "order_latency", "cancel_latency",
-                     "response_latency"):
+                     "response_latency", "min_feed_latency"):
             _num(name, getattr(self, name), 0.0)
         for name in ("maker_fee", "taker_fee"):
             _num(name, getattr(self, name), -0.01, hi=0.01)

@@ -45,6 +45,8 @@ class EventSource:
     lot_size: str
     span_ns: tuple[int, int]
     description: str
+    #: added to every local_ts (the receive clock's correction; see BacktestConfig.clock_correction)
+    clock_shift_ns: int = 0
 
 
 def synthetic_source(config: BacktestConfig, day_seconds: Optional[float] = None) -> EventSource:
@@ -74,8 +76,28 @@ def store_source(config: BacktestConfig) -> EventSource:
     lot = config.lot_size or meta["lot_size"]
     start = day_start_ns(config.start_date)
     end = day_start_ns(config.end_date) + int(DAY_S * 1e9)
-    chunks = read_ahead(store.read_events(config.data_path, config.symbol, start, end))
-    return EventSource(chunks, str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}")
+    shift = 0
+    if config.clock_correction:
+        lowest = store.min_feed_latency(config.data_path, config.symbol, start, end)
+        if lowest is not None and lowest < 0:
+            shift = -lowest + round(config.min_feed_latency * 1e9)
+            log.warning("%s %s: the receive clock was %.3f ms behind the exchange's (local_ts < exch_ts): "
+                        "local_ts shifted by %+.3f ms so the smallest feed latency is %g ms "
+                        "(BacktestConfig.clock_correction)", config.data_path, config.symbol, -lowest / 1e6,
+                        shift / 1e6, config.min_feed_latency * 1e3)
+    events = store.read_events(config.data_path, config.symbol, start, end)
+    if shift:
+        events = _shifted(events, shift)
+    return EventSource(read_ahead(events), str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}",
+                       shift)
+
+
+def _shifted(chunks: Iterator[np.ndarray], shift_ns: int) -> Iterator[np.ndarray]:
+    for c in chunks:
+        if not c.flags.writeable:
+            c = c.copy()
+        c["local_ts"] += shift_ns
+        yield c
 
 
 @dataclass
@@ -119,6 +141,14 @@ class BacktestResult:
             ("Quote Hit Rate", f(p.quote_hit_rate) + "%"),
             ("Fill Rate", f(p.fill_rate) + "%"),
         ]
+        bad = int(self.counters.get("book_invalid", 0) or 0)
+        if bad:
+            # the data's book was unknown (gaps, crossed books): quotes cancelled there
+            rows.append(("Book Invalid (not quoting)",
+                         f"{bad:,} times, {self.counters.get('book_invalid_ns', 0) / 1e9:,.1f} s"))
+        shift = int(self.counters.get("clock_shift_ns", 0) or 0)
+        if shift:
+            rows.append(("Receive Clock Corrected", f"local_ts {shift / 1e6:+,.3f} ms (it was behind the exchange)"))
         lines = ["Performance Summary:"]
         for i, (k, v) in enumerate(rows):
             lines.append(f"{'└──' if i == len(rows) - 1 else '├──'} {k}: {v}")
@@ -233,6 +263,7 @@ class BacktestEngine:
             ts = samples_frame(np.concatenate(samples[j]), tick, lot, config.initial_capital)
             counters = kernel.counters(j)
             counters["submitted_qty"] = counters["submitted_lots"] * lot
+            counters["clock_shift_ns"] = src.clock_shift_ns
             perf = compute_metrics(trades, ts, counters, config.initial_capital)
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
@@ -255,7 +286,8 @@ class BacktestEngine:
 
 #: BacktestConfig fields strategies of one replay pass must share: the data, and
 #: the exchange model's parts that decide the shared clocks and books.
-SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "tick_size", "lot_size", "feed_latency")
+SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "tick_size", "lot_size", "feed_latency",
+                 "clock_correction", "min_feed_latency")
 
 
 def shared_key(config: BacktestConfig) -> tuple:

@@ -6,8 +6,9 @@ day of ``local_ts``. The Arrow schema mirrors EVENT_DTYPE field by field
 flags: uint8), so DuckDB, pandas or polars read the files as they are. The
 file-level key/value metadata (keys ``hftmm.*``) tells the units: ``tick_size``
 and ``lot_size`` are the decimal sizes of one price tick and one quantity lot
-the integers are counted in; plus symbol, market, source files and the hftmm
-version.
+the integers are counted in; plus symbol, market, source files, the hftmm
+version and ``feed_latency_min_ns``, the smallest ``local_ts - exch_ts`` of the
+file (negative when the receive clock was behind the exchange's).
 """
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def _encode_meta(meta: dict) -> dict:
 
 def read_metadata(path: str) -> dict:
     """The ``hftmm.*`` metadata of one store file (JSON values decoded)."""
-    raw = pq.read_schema(path).metadata or {}
+    # the footer's key/values: the schema's, plus those added at close (feed_latency_min_ns)
+    raw = pq.read_metadata(path).metadata or {}
     out = {}
     for k, v in raw.items():
         k = k.decode()
@@ -110,6 +112,7 @@ class EventWriter:
         self._writers: dict[int, pq.ParquetWriter] = {}
         self._pending: dict[int, list[np.ndarray]] = {}
         self._pending_rows: dict[int, int] = {}
+        self._min_latency: dict[int, int] = {}
 
     def path_for(self, day_index: int) -> str:
         return os.path.join(self.root, self.symbol, day_of(day_index * DAY_NS) + ".parquet")
@@ -157,11 +160,19 @@ class EventWriter:
             self.paths.append(path)
         w.write_table(to_table(ev), row_group_size=max(len(ev), 1))
         self.rows += len(ev)
+        has = ev["exch_ts"] > 0
+        if has.any():
+            m = int((ev["local_ts"][has] - ev["exch_ts"][has]).min())
+            if day not in self._min_latency or m < self._min_latency[day]:
+                self._min_latency[day] = m
 
     def close(self) -> list[str]:
         for day in list(self._pending):
             self._flush(day)
-        for w in self._writers.values():
+        for day, w in self._writers.items():
+            if day in self._min_latency:
+                # smallest local_ts - exch_ts of the file [ns] (< 0: receive clock behind)
+                w.add_key_value_metadata(_encode_meta({"feed_latency_min_ns": str(self._min_latency[day])}))
             w.close()
         self._writers.clear()
         return sorted(self.paths)
@@ -201,12 +212,9 @@ def store_files(path_or_dir: str, symbol: Optional[str] = None) -> list[str]:
     return sorted(files)
 
 
-def read_events(path_or_dir: str, symbol: Optional[str] = None, start=None, end=None,
-                batch_rows: int = 1 << 18) -> Iterator[np.ndarray]:
-    """EVENT_DTYPE chunks (at most ``batch_rows`` each, streamed row group by
-    row group: bounded memory) of the store files of ``symbol`` with
-    ``start <= local_ts < end`` (ns, datetime, date or ISO text; UTC when naive)."""
-    lo, hi = _as_ns(start), _as_ns(end)
+def _files_in(path_or_dir: str, symbol: Optional[str], lo: Optional[int], hi: Optional[int]) -> list[str]:
+    """Store files that may hold local_ts in [lo, hi) (day files outside are skipped)."""
+    out = []
     for path in store_files(path_or_dir, symbol):
         name = os.path.splitext(os.path.basename(path))[0]
         try:
@@ -216,20 +224,68 @@ def read_events(path_or_dir: str, symbol: Optional[str] = None, start=None, end=
                 continue
         except ValueError:
             pass
+        out.append(path)
+    return out
+
+
+def _in_range(ts: np.ndarray, lo: Optional[int], hi: Optional[int]) -> Optional[np.ndarray]:
+    """Mask of lo <= ts < hi, or None when every row is in."""
+    if lo is None and hi is None:
+        return None
+    keep = np.ones(len(ts), bool)
+    if lo is not None:
+        keep &= ts >= lo
+    if hi is not None:
+        keep &= ts < hi
+    return None if keep.all() else keep
+
+
+def read_events(path_or_dir: str, symbol: Optional[str] = None, start=None, end=None,
+                batch_rows: int = 1 << 18) -> Iterator[np.ndarray]:
+    """EVENT_DTYPE chunks (at most ``batch_rows`` each, streamed row group by
+    row group: bounded memory) of the store files of ``symbol`` with
+    ``start <= local_ts < end`` (ns, datetime, date or ISO text; UTC when naive)."""
+    lo, hi = _as_ns(start), _as_ns(end)
+    for path in _files_in(path_or_dir, symbol, lo, hi):
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=batch_rows):
             ev = from_batch(batch)
-            if lo is not None or hi is not None:
-                ts = ev["local_ts"]
-                keep = np.ones(len(ev), bool)
-                if lo is not None:
-                    keep &= ts >= lo
-                if hi is not None:
-                    keep &= ts < hi
-                if not keep.all():
-                    ev = ev[keep]
+            keep = _in_range(ev["local_ts"], lo, hi)
+            if keep is not None:
+                ev = ev[keep]
             if len(ev):
                 yield ev
+
+
+def min_feed_latency(path_or_dir: str, symbol: Optional[str] = None, start=None, end=None) -> Optional[int]:
+    """The smallest ``local_ts - exch_ts`` [ns] over the records with an exchange
+    time (``exch_ts > 0``) and ``start <= local_ts < end``; None if there is none.
+    Negative means the receive clock was behind the exchange's. Taken from the
+    file's ``feed_latency_min_ns`` metadata (written by :class:`EventWriter`),
+    else computed from the two time columns, streamed."""
+    lo, hi = _as_ns(start), _as_ns(end)
+    best: Optional[int] = None
+    for path in _files_in(path_or_dir, symbol, lo, hi):
+        pf = pq.ParquetFile(path)
+        kv = pf.metadata.metadata or {}
+        key = (META_PREFIX + "feed_latency_min_ns").encode()
+        if key in kv:
+            # written at convert time over the whole file: a part of it can only be
+            # larger, so the correction is at worst conservative
+            m = int(kv[key])
+            best = m if best is None or m < best else best
+            continue
+        for batch in pf.iter_batches(batch_size=1 << 20, columns=["local_ts", "exch_ts"]):
+            local = batch.column(0).to_numpy()
+            exch = batch.column(1).to_numpy()
+            keep = exch > 0
+            rng = _in_range(local, lo, hi)
+            if rng is not None:
+                keep &= rng
+            if keep.any():
+                m = int((local[keep] - exch[keep]).min())
+                best = m if best is None or m < best else best
+    return best
 
 
 def store_metadata(path_or_dir: str, symbol: Optional[str] = None) -> dict:
