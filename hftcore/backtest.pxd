@@ -42,6 +42,7 @@ ctypedef struct bt_params_t:
     double lot_size             # base units per lot
     int64_t order_lots          # quote size, lots
     int64_t max_lots            # position limit, lots (<= 0: none); holds with every open order filled
+    int64_t max_sends           # new orders per sliding second (<= 0: no limit; the live order-rate limit)
     int64_t entry_latency_ns    # local submit -> exchange arrival
     int64_t cancel_latency_ns   # local cancel -> exchange arrival
     int64_t response_latency_ns # exchange event -> local report
@@ -149,6 +150,10 @@ ctypedef struct bt_strat_t:
     int64_t slots_exhausted
     int64_t risk_blocked        # new orders the position limit stopped
     int64_t submitted_lots      # lots of the orders submitted
+    int64_t rate_blocked        # new orders the order-rate limit stopped (also in risk_blocked)
+    int64_t* sends              # ring of the last max_sends submit times, ns
+    int64_t sends_head          # oldest entry when full
+    int64_t sends_n
     int64_t maker_lots
     int64_t taker_lots
     int64_t lifetime_sum_ns

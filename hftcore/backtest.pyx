@@ -29,6 +29,8 @@ exchange-side position at the fill time. The position limit (``max_lots``) holds
 even if every order not known to be done fills, as the live RiskManager's: a new
 order gets at most the room the known position and the open orders (in flight,
 resting or being cancelled) leave on its side, and none when there is no room.
+The order-rate limit (``max_orders_per_s``) is the live one too: no new order
+while the last second already holds that many.
 
 Queue position (fill_model = queue): a new order joins the back of its level
 (queue_ahead = the level's size on arrival). A trade at our price advances us by
@@ -207,6 +209,13 @@ cdef class ReplayKernel:
         s.p.lot_size = p["lot_size"]
         s.p.order_lots = p["order_lots"]
         s.p.max_lots = p.get("max_lots", 0)
+        s.p.max_sends = p.get("max_orders_per_s", 0)
+        if s.p.max_sends > 1_000_000:
+            raise ValueError("max_orders_per_s must be <= 1000000 (or <= 0: no limit)")
+        if s.p.max_sends > 0:
+            s.sends = <int64_t*>malloc(s.p.max_sends * sizeof(int64_t))
+            if s.sends == NULL:
+                raise MemoryError()
         s.p.entry_latency_ns = p["entry_latency_ns"]
         s.p.cancel_latency_ns = p["cancel_latency_ns"]
         s.p.response_latency_ns = p["response_latency_ns"]
@@ -274,6 +283,7 @@ cdef class ReplayKernel:
             free(self.S[i].fills)
             free(self.S[i].samples)
             free(self.S[i].reports)
+            free(self.S[i].sends)
             if self.S[i].inten_ok:
                 intensity_free(&self.S[i].inten)
         free(self.S)
@@ -739,7 +749,13 @@ cdef class ReplayKernel:
     cdef int _submit(self, bt_strat_t* s, int side, int64_t px, int64_t now) except -1 nogil:
         cdef int i
         cdef bt_order_t* o
-        cdef int64_t lots = self._room(s, side)
+        cdef int64_t lots
+        if s.p.max_sends > 0 and s.sends_n == s.p.max_sends and s.sends[s.sends_head] > now - 1_000_000_000:
+            # the live RiskManager's order-rate limit: max_sends already in the last second
+            s.risk_blocked += 1
+            s.rate_blocked += 1
+            return 0
+        lots = self._room(s, side)
         if lots > s.p.order_lots:
             lots = s.p.order_lots
         if lots <= 0:
@@ -758,6 +774,13 @@ cdef class ReplayKernel:
                 o.leaves = lots
                 o.known_filled = 0
                 s.submitted_lots += lots
+                if s.p.max_sends > 0:
+                    if s.sends_n < s.p.max_sends:
+                        s.sends[(s.sends_head + s.sends_n) % s.p.max_sends] = now
+                        s.sends_n += 1
+                    else:
+                        s.sends[s.sends_head] = now
+                        s.sends_head = (s.sends_head + 1) % s.p.max_sends
                 o.queue_ahead = 0
                 o.traded_at_level = 0
                 o.arrive_ns = now + s.p.entry_latency_ns
@@ -1043,7 +1066,7 @@ cdef class ReplayKernel:
                     orders_rejected=s.orders_rejected, orders_cancelled=s.orders_cancelled,
                     cancels_sent=s.cancels_sent, fills=s.fill_count, partial_fills=s.partial_fills,
                     quotes=s.quotes, slots_exhausted=s.slots_exhausted, risk_blocked=s.risk_blocked,
-                    submitted_lots=s.submitted_lots,
+                    submitted_lots=s.submitted_lots, rate_blocked=s.rate_blocked,
                     maker_lots=s.maker_lots,
                     taker_lots=s.taker_lots, lifetime_sum_ns=s.lifetime_sum_ns,
                     lifetime_count=s.lifetime_count, book_invalid=self.book_invalid,

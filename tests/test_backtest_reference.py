@@ -550,4 +550,53 @@ def test_kernel_equals_reference_with_gaps(market, cfg):
         check_accounting(r, lot, tick)
     # and it matters: the same data without the markers (quoting on a stale book) differ
     stale = replay(ReplayKernel, params, quote, 7, gapped[gapped["kind"] != 5])
-    assert stale["counters"]["orders_submitted"] != c["orders_submitted"]
+    # (no depth arrives in the gaps: the difference is the quotes left standing there)
+    assert (stale["counters"]["cancels_sent"], stale["fills"].tobytes()) != (c["cancels_sent"], a["fills"].tobytes())
+
+
+# --------------------------------------------------------------------------- the order-rate limit
+
+class _SendLog(ReferenceReplay):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.sent = []
+
+    def _submit(self, side, px, now, lots=None):
+        i = super()._submit(side, px, now, lots)
+        if i >= 0:
+            self.sent.append(now)
+        return i
+
+
+@pytest.mark.parametrize("rate", [2, 5])
+def test_order_rate_limit_as_live(market, rate):
+    """max_orders_per_second: no new order while the last second holds that many
+    (the live RiskManager's rule); the kernel equals its twin, and the limit binds."""
+    ev, tick, lot = market
+    ev = ev[: len(ev) // 2]
+    cfg = BacktestConfig(sample_interval=0.5, quote_refresh_interval=0.02, requote_threshold=0,
+                         max_orders_per_second=float(rate) + 0.5)
+    params, quote = kernel_params(cfg, tick, lot)
+    assert params["max_orders_per_s"] == rate
+    a = replay(ReplayKernel, params, quote, 7, ev)
+    b = replay(_SendLog, params, quote, 7, ev)
+    assert_same_run(a, b)
+    assert_same_run(a, replay(ReplayKernel, params, quote, 7, ev, chunk=3000))
+    c = a["counters"]
+    assert c["rate_blocked"] > 10 and c["risk_blocked"] >= c["rate_blocked"]
+    free = replay(ReplayKernel, kernel_params(cfg.replace(max_orders_per_second=None), tick, lot)[0], quote, 7, ev)
+    assert free["counters"]["rate_blocked"] == 0 and free["counters"]["orders_submitted"] > c["orders_submitted"]
+
+
+def test_order_rate_limit_window_is_sliding(market):
+    ev, tick, lot = market
+    ev = ev[: len(ev) // 4]
+    cfg = BacktestConfig(quote_refresh_interval=0.02, requote_threshold=0, max_orders_per_second=3.0)
+    params, quote = kernel_params(cfg, tick, lot)
+    k = _SendLog(params, quote, 7)
+    k.run(ev, 0, True)
+    sent = np.array(k.sent, dtype=np.int64)
+    assert len(sent) > 50 and k.rate_blocked > 0
+    # the 4th-next send is always more than a second later
+    assert (sent[3:] - sent[:-3] >= 1_000_000_000).all()
+    assert ((sent[3:] - sent[:-3]) < 1_100_000_000).any()     # and the limit is reached, not just kept

@@ -69,6 +69,8 @@ def _run_backtests(events, bt):
          paper=dict(fill_model="intensity", fill_A=5.0, fill_k=0.5)),
     # gaps in the data (BOOK_INVALID ... SNAPSHOT): both cancel at the mark and wait for the snapshot
     dict(gaps=5, paper=dict(queue_model="power", order_latency=0.01)),
+    # a binding order-rate limit: the backtest refuses the same new orders
+    dict(rate=4.0, trading=dict(quote_refresh_interval=0.02, requote_threshold=0)),
 ])
 def test_paper_makes_the_backtests_decisions(variant):
     events = _events(240.0)
@@ -79,7 +81,8 @@ def test_paper_makes_the_backtests_decisions(variant):
                                "time_horizon": 30.0, "order_size": 0.002, **variant.get("trading", {})})
     # the live risk manager runs too; its position limit (which counts orders in
     # flight) binds in the last variant, where the backtest applies the same rule
-    risk = RiskConfig(max_position=variant.get("max_position", 0.02), max_orders_per_second=1000.0,
+    risk = RiskConfig(max_position=variant.get("max_position", 0.02),
+                      max_orders_per_second=variant.get("rate", 1000.0),
                       latency_threshold_ms=2000.0, max_daily_loss=1e6, max_drawdown=1e6)
     paper = PaperConfig(**variant.get("paper", {}))
     bt = equivalent_backtest(trading, risk, paper)
@@ -100,6 +103,8 @@ def test_paper_makes_the_backtests_decisions(variant):
     assert res.core.qm.counters.risk_blocked == kcount["risk_blocked"]
     if "max_position" in variant:
         assert kcount["risk_blocked"] > 0               # the limit did bind
+    if "rate" in variant:
+        assert kcount["rate_blocked"] > 10 and res.core.qm.risk.refusals["rate"] == kcount["rate_blocked"]
     if variant.get("gaps"):
         assert kcount["book_invalid"] == res.core.book_invalid == variant["gaps"]
     # the limit holds with every order in flight: never past max_position

@@ -75,7 +75,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         fields.update(data.get("backtest", data))
     for name in ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
                  "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed",
-                 "feed_latency", "min_feed_latency"):
+                 "feed_latency", "min_feed_latency", "max_orders_per_second"):
         v = getattr(args, name)
         if v is not None:
             fields[name] = v
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"])
     p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--max-orders-per-second", dest="max_orders_per_second", type=float,
+                   help="new orders per sliding second, as the live risk manager (default 10)")
     p.add_argument("--feed-latency", dest="feed_latency", type=float,
                    help="seconds from exchange time to visibility (default: the data's receive times)")
     p.add_argument("--min-feed-latency", dest="min_feed_latency", type=float,

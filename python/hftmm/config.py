@@ -148,6 +148,10 @@ class RiskConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             _positive(self, f.name)
+        if self.max_orders_per_second < 1:
+            # "no order while the last second holds max": below 1 no order could ever go
+            raise ConfigError("RiskConfig.max_orders_per_second",
+                              f"must be >= 1 (orders per second), got {self.max_orders_per_second!r}")
 
 
 def _coerce(cls: type, name: str, raw: Any) -> Any:

@@ -41,7 +41,9 @@ class BacktestConfig:
     ``estimate_intensity``; ``order_size`` [base]; ``max_position`` [base] (held even if every open or
     in-flight order filled, as the live RiskManager holds it; 0: none);
     ``min_spread`` [price]; ``quote_refresh_interval`` [s]; ``requote_threshold``
-    [ticks].
+    [ticks]; ``max_orders_per_second`` refuses a new order while the last second
+    already holds that many, as the live RiskManager does (same default, 10;
+    None: no limit).
 
     Exchange: ``feed_latency``, ``order_latency`` (entry), ``cancel_latency``,
     ``response_latency`` [s] (feed_latency None: the data's own receive times);
@@ -79,6 +81,7 @@ class BacktestConfig:
     min_spread: float = 0.0
     quote_refresh_interval: float = 0.1
     requote_threshold: int = 1
+    max_orders_per_second: Optional[float] = 10.0
     feed_latency: Optional[float] = None
     clock_correction: bool = True
     min_feed_latency: float = 0.001
@@ -124,6 +127,8 @@ class BacktestConfig:
             _num(name, getattr(self, name), -0.01, hi=0.01)
         if self.feed_latency is not None:
             _num("feed_latency", self.feed_latency, 0.0)
+        if self.max_orders_per_second is not None:
+            _num("max_orders_per_second", self.max_orders_per_second, 1.0, hi=1e6)
         if self.xi is not None:
             _num("xi", self.xi, 0.0)
         if isinstance(self.requote_threshold, bool) or not isinstance(self.requote_threshold, int) \

@@ -141,14 +141,20 @@ class BacktestResult:
             ("Quote Hit Rate", f(p.quote_hit_rate) + "%"),
             ("Fill Rate", f(p.fill_rate) + "%"),
         ]
+        # what shaped the run beyond the strategy (data validity, limits, clock): before the last row
+        extra: list[tuple[str, str]] = []
         bad = int(self.counters.get("book_invalid", 0) or 0)
         if bad:
             # the data's book was unknown (gaps, crossed books): quotes cancelled there
-            rows.append(("Book Invalid (not quoting)",
+            extra.append(("Book Invalid (not quoting)",
                          f"{bad:,} times, {self.counters.get('book_invalid_ns', 0) / 1e9:,.1f} s"))
+        limited = int(self.counters.get("rate_blocked", 0) or 0)
+        if limited:
+            extra.append(("Orders Refused by the Rate Limit", f"{limited:,}"))
         shift = int(self.counters.get("clock_shift_ns", 0) or 0)
         if shift:
-            rows.append(("Receive Clock Corrected", f"local_ts {shift / 1e6:+,.3f} ms (it was behind the exchange)"))
+            extra.append(("Receive Clock Corrected", f"local_ts {shift / 1e6:+,.3f} ms (it was behind the exchange)"))
+        rows[-1:-1] = extra
         lines = ["Performance Summary:"]
         for i, (k, v) in enumerate(rows):
             lines.append(f"{'└──' if i == len(rows) - 1 else '├──'} {k}: {v}")
@@ -302,6 +308,8 @@ def kernel_params(config: BacktestConfig, tick: float, lot: float) -> tuple[dict
     params = dict(
         tick_size=tick, lot_size=lot, order_lots=order_lots,
         max_lots=int(math.floor(config.max_position / lot + 1e-9)) if config.max_position > 0 else 0,
+        max_orders_per_s=int(math.floor(config.max_orders_per_second))
+        if config.max_orders_per_second is not None else 0,
         entry_latency_ns=ns(config.order_latency), cancel_latency_ns=ns(config.cancel_latency),
         response_latency_ns=ns(config.response_latency),
         feed_latency_ns=-1 if config.feed_latency is None else ns(config.feed_latency),

@@ -164,6 +164,8 @@ class ReferenceReplay:
         self.lot_size = float(p["lot_size"])
         self.order_lots = int(p["order_lots"])
         self.max_lots = int(p.get("max_lots", 0))   # <= 0: no position limit
+        self.max_sends = int(p.get("max_orders_per_s", 0))   # <= 0: no order-rate limit
+        self.sends: deque[int] = deque()             # submit times of the last second, ns
         self.entry_latency_ns = int(p["entry_latency_ns"])
         self.cancel_latency_ns = int(p["cancel_latency_ns"])
         self.response_latency_ns = int(p["response_latency_ns"])
@@ -234,6 +236,7 @@ class ReferenceReplay:
         self.quotes = 0
         self.slots_exhausted = 0
         self.risk_blocked = 0
+        self.rate_blocked = 0
         self.book_invalid = 0          # BOOK_INVALID records seen (strategy side)
         self.book_invalid_ns = 0       # closed stretches of an invalid book, ns
         self.invalid_since = -1        # -1: the book is valid
@@ -547,8 +550,18 @@ class ReferenceReplay:
     def _submit(self, side: int, px: int, now: int, lots: Optional[int] = None) -> int:
         """A new order in the first free slot whose end the strategy knows, of
         ``lots`` (default: order_lots, cut to what the position limit leaves);
-        returns the slot, or -1 (none free, or the limit leaves nothing)."""
-        if lots is None:
+        returns the slot, or -1 (none free, or a limit leaves nothing). With
+        ``lots`` given (the paper gateway: the live risk manager decided), neither
+        the position nor the order-rate limit is applied here."""
+        limits = lots is None
+        if limits:
+            sends = self.sends
+            while sends and sends[0] <= now - 1_000_000_000:
+                sends.popleft()
+            if self.max_sends > 0 and len(sends) >= self.max_sends:
+                self.risk_blocked += 1
+                self.rate_blocked += 1
+                return -1
             lots = min(self.order_lots, self._room(side))
             if lots <= 0:
                 self.risk_blocked += 1
@@ -571,6 +584,8 @@ class ReferenceReplay:
                 o.cancel_ns = INT64_MAX
                 o.submit_ns = now
                 self.orders_submitted += 1
+                if limits and self.max_sends > 0:
+                    self.sends.append(now)
                 if o.arrive_ns < self.next_order_ns:
                     self.next_order_ns = o.arrive_ns
                 return i
@@ -768,7 +783,7 @@ class ReferenceReplay:
                     orders_rejected=self.orders_rejected, orders_cancelled=self.orders_cancelled,
                     cancels_sent=self.cancels_sent, fills=self.fill_count, partial_fills=self.partial_fills,
                     quotes=self.quotes, slots_exhausted=self.slots_exhausted, risk_blocked=self.risk_blocked,
-                    submitted_lots=self.submitted_lots,
+                    submitted_lots=self.submitted_lots, rate_blocked=self.rate_blocked,
                     maker_lots=self.maker_lots,
                     taker_lots=self.taker_lots, lifetime_sum_ns=self.lifetime_sum_ns,
                     lifetime_count=self.lifetime_count, book_invalid=self.book_invalid,

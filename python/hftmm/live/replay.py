@@ -77,5 +77,6 @@ def equivalent_backtest(trading: TradingConfig, risk: RiskConfig, paper: Optiona
         rolling_horizon=t.rolling_horizon, ewma_half_life=t.ewma_half_life, k=t.k, A=t.A,
         estimate_intensity=t.estimate_intensity, intensity_window=t.intensity_window,
         intensity_refit=t.intensity_refit, xi=t.xi, order_size=t.order_size, max_position=risk.max_position,
+        max_orders_per_second=risk.max_orders_per_second,
         min_spread=t.min_spread, quote_refresh_interval=t.quote_refresh_interval,
         requote_threshold=t.requote_threshold, post_only=t.post_only, **p.backtest_fields(), **fields)
