@@ -67,6 +67,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy, memset
 
 from hftcore.book cimport BOOK_NO_ASK, BOOK_NO_BID, L2Book
+from hftcore.rng cimport hft_rng_seed, hft_rng_u01
 from hftcore.quoting cimport compute_quote, quote_out_t, quote_params_init, quote_params_set_intensity, quote_params_t
 from hftcore.types cimport (HFT_EV_BBO, HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE,
                             HFT_EVF_BEGIN,
@@ -90,22 +91,6 @@ SAMPLE_DTYPE = np.dtype([("ts", "<i8"), ("mid", "<f8"), ("position", "<i8"), ("c
 
 QUEUE_MODELS = {"risk_averse": BT_QUEUE_RISK_AVERSE, "power": BT_QUEUE_PROB_POWER, "log": BT_QUEUE_PROB_LOG}
 FILL_MODELS = {"queue": BT_FILL_QUEUE, "intensity": BT_FILL_INTENSITY}
-
-
-cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
-    return (x << k) | (x >> (64 - k))
-
-
-cdef inline double _u01(uint64_t* s) noexcept nogil:
-    cdef uint64_t result = _rotl(s[1] * 5, 7) * 9
-    cdef uint64_t t = s[1] << 17
-    s[2] ^= s[0]
-    s[3] ^= s[1]
-    s[1] ^= s[2]
-    s[0] ^= s[3]
-    s[2] ^= t
-    s[3] = _rotl(s[3], 45)
-    return ((result >> 11) + 0.5) * (1.0 / 9007199254740992.0)
 
 
 cdef inline int64_t _xts(const hft_event_t* e) noexcept nogil:
@@ -203,7 +188,6 @@ cdef class ReplayKernel:
 
     cdef _init_strat(self, bt_strat_t* s, dict params, quote, uint64_t seed):
         cdef int i
-        cdef uint64_t z
         p = params
         s.p.tick_size = p["tick_size"]
         s.p.lot_size = p["lot_size"]
@@ -252,12 +236,7 @@ cdef class ReplayKernel:
                 raise MemoryError()
             s.inten_ok = True
         memset(s.orders, 0, sizeof(s.orders))
-        for i in range(4):  # splitmix64
-            seed += 0x9E3779B97F4A7C15ULL
-            z = seed
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-            s.rng[i] = z ^ (z >> 31)
+        hft_rng_seed(s.rng, seed)
         s.t_x = -INT64_MAX
         s.next_order_ns = INT64_MAX
         s.n_open = 0
@@ -658,7 +637,7 @@ cdef class ReplayKernel:
             dt = <double>(now - since) * 1e-9
             delta = fabs(<double>o.px - mid) * s.p.tick_size
             lam = s.p.fill_A * exp(-s.p.fill_k * delta)
-            if _u01(s.rng) < 1.0 - exp(-lam * dt):
+            if hft_rng_u01(s.rng) < 1.0 - exp(-lam * dt):
                 self._push_fill(s, o, o.leaves, False)
         return 0
 

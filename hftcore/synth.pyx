@@ -28,6 +28,7 @@ cimport numpy as cnp
 from libc.math cimport exp, floor, log, sqrt, ceil, cos, M_PI
 from libc.stdint cimport int64_t, uint64_t
 
+from hftcore.rng cimport hft_rng_seed, hft_rng_u01
 from hftcore.book cimport L2Book, BOOK_NO_ASK, BOOK_NO_BID
 from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE,
                             HFT_EVF_BEGIN, HFT_EVF_END, HFT_NO_ID, hft_event_set, hft_event_t)
@@ -44,26 +45,10 @@ cdef enum:
     _STEP_RESERVE = 4 * _MAX_SWEEP + 16   # most records one step can write
 
 
-# ---------------------------------------------------------------- RNG
-cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
-    return (x << k) | (x >> (64 - k))
-
-
-cdef inline uint64_t _next(synth_rng_t* r) noexcept nogil:
-    cdef uint64_t result = _rotl(r.s[1] * 5, 7) * 9
-    cdef uint64_t t = r.s[1] << 17
-    r.s[2] ^= r.s[0]
-    r.s[3] ^= r.s[1]
-    r.s[1] ^= r.s[2]
-    r.s[0] ^= r.s[3]
-    r.s[2] ^= t
-    r.s[3] = _rotl(r.s[3], 45)
-    return result
-
-
+# ---------------------------------------------------------------- RNG (include/hftcore/rng.h)
 cdef inline double _u01(synth_rng_t* r) noexcept nogil:
-    """Uniform in (0, 1)."""
-    return ((_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+    """Uniform in (0, 1] (include/hftcore/rng.h)."""
+    return hft_rng_u01(r.s)
 
 
 cdef inline double _exp1(synth_rng_t* r) noexcept nogil:
@@ -89,14 +74,7 @@ cdef inline int64_t _lognormal_lots(synth_rng_t* r, double mu, double sigma) noe
 
 
 cdef void _seed(synth_rng_t* r, uint64_t seed) noexcept nogil:
-    cdef int i
-    cdef uint64_t z
-    for i in range(4):       # splitmix64
-        seed += 0x9E3779B97F4A7C15ULL
-        z = seed
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
-        r.s[i] = z ^ (z >> 31)
+    hft_rng_seed(r.s, seed)
 
 
 # ---------------------------------------------------------------- records

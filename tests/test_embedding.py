@@ -22,7 +22,8 @@ def test_headers_and_pxd_are_shipped():
     inc = hftcore.get_include()
     assert os.path.isfile(os.path.join(inc, "hftcore", "types.h"))
     pkg = os.path.dirname(hftcore.__file__)
-    for name in ("__init__.pxd", "types.pxd", "book.pxd", "sync.pxd"):
+    assert os.path.isfile(os.path.join(inc, "hftcore", "rng.h"))
+    for name in ("__init__.pxd", "types.pxd", "book.pxd", "sync.pxd", "rng.pxd"):
         assert os.path.isfile(os.path.join(pkg, name)), name
 
 
@@ -34,7 +35,12 @@ def test_c_program_includes_headers(tmp_path):
     subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-I", hftcore.get_include(),
                     os.path.join(HERE, "embed", "embed.c"), "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
-    assert out == [str(hftcore.EVENT_DTYPE.itemsize), str(hftcore.EV_DEPTH), str(hftcore.ASK), "6183764"]
+    assert out[:4] == [str(hftcore.EVENT_DTYPE.itemsize), str(hftcore.EV_DEPTH), str(hftcore.ASK), "6183764"]
+    # the shared generator: the same stream as the pure-Python twin
+    from hftmm.backtesting.reference import Xoshiro256ss
+
+    r = Xoshiro256ss(0)
+    assert int(out[4]) == r.s[0] == 0xE220A8397B1DCDAF and float(out[5]) == r.u01()
 
 
 def test_downstream_cython_module_cimports_hftcore(tmp_path):
