@@ -295,6 +295,16 @@ def test_jobs_failed_cancelled_and_died(tmp_path):
     jobs.write_json_atomic(os.path.join(d, jobs.STATUS_FILE), dict(state="running", fraction=0.5))
     assert jobs.load(d).state == "died"
     assert [x.state for x in jobs.list_jobs(res, "backtest")] == ["died", "cancelled", "failed"]   # by name, newest first
+    # a reader between job.json's first write (no pid yet) and its second: starting, not died
+    d = os.path.join(res, "backtests", "young")
+    os.makedirs(d)
+    jobs.write_json_atomic(os.path.join(d, jobs.JOB_FILE), dict(id="young", kind="backtest", spec={}, pid=None,
+                                                                started=time.time()))
+    jobs.write_json_atomic(os.path.join(d, jobs.STATUS_FILE), dict(state="starting", fraction=0.0))
+    assert jobs.load(d).state == "starting" and jobs.load(d).active
+    jobs.write_json_atomic(os.path.join(d, jobs.JOB_FILE), dict(id="young", kind="backtest", spec={}, pid=None,
+                                                                started=time.time() - jobs.START_GRACE_S - 1))
+    assert jobs.load(d).state == "died" and "never started" in jobs.load(d).error
 
 
 def test_grid_form_parsing():

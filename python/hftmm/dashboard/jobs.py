@@ -36,6 +36,8 @@ JOB_FILE = "job.json"
 STATUS_FILE = "status.json"
 LOG_FILE = "worker.log"
 
+#: seconds a job may show no pid (its process being started) before it counts as died
+START_GRACE_S = 30.0
 _procs: dict[int, subprocess.Popen] = {}   # started here: reaped when polled (no zombies)
 
 
@@ -189,6 +191,12 @@ def load(job_dir: str) -> Optional[Job]:
               meta.get("pid"), float(meta.get("started", 0.0)), st.get("state", "starting"),
               float(st.get("fraction", 0.0) or 0.0), st.get("message", ""), st.get("finished"),
               st.get("result", {}) or {}, st.get("error", ""))
+    if job.active and job.pid is None:
+        # job.json is written before the process starts, and again with its pid:
+        # a reader in between sees no pid yet -- starting, unless that lasts
+        if time.time() - job.started > START_GRACE_S:
+            job.state, job.error = "died", job.error or "the worker process was never started"
+        return job
     if job.active and not _pid_alive(job.pid):
         # it may have finished between the two reads
         st = _read_json(os.path.join(job_dir, STATUS_FILE)) or {}
