@@ -160,17 +160,13 @@ class EventWriter:
             self.paths.append(path)
         w.write_table(to_table(ev), row_group_size=max(len(ev), 1))
         self.rows += len(ev)
-        has = ev["exch_ts"] > 0
-        if has.any():
-            m = int((ev["local_ts"][has] - ev["exch_ts"][has]).min())
-            if day not in self._min_latency or m < self._min_latency[day]:
-                self._min_latency[day] = m
+        self._min_latency[day] = _lower(self._min_latency.get(day), _min_latency(ev["local_ts"], ev["exch_ts"]))
 
     def close(self) -> list[str]:
         for day in list(self._pending):
             self._flush(day)
         for day, w in self._writers.items():
-            if day in self._min_latency:
+            if self._min_latency.get(day) is not None:
                 # smallest local_ts - exch_ts of the file [ns] (< 0: receive clock behind)
                 w.add_key_value_metadata(_encode_meta({"feed_latency_min_ns": str(self._min_latency[day])}))
             w.close()
@@ -240,6 +236,18 @@ def _in_range(ts: np.ndarray, lo: Optional[int], hi: Optional[int]) -> Optional[
     return None if keep.all() else keep
 
 
+def _min_latency(local: np.ndarray, exch: np.ndarray, keep: Optional[np.ndarray] = None) -> Optional[int]:
+    """Smallest local - exch [ns] over the rows with an exchange time (and ``keep``); None if none."""
+    has = exch > 0
+    if keep is not None:
+        has &= keep
+    return int((local[has] - exch[has]).min()) if has.any() else None
+
+
+def _lower(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    return b if a is None else a if b is None else min(a, b)
+
+
 def read_events(path_or_dir: str, symbol: Optional[str] = None, start=None, end=None,
                 batch_rows: int = 1 << 18) -> Iterator[np.ndarray]:
     """EVENT_DTYPE chunks (at most ``batch_rows`` each, streamed row group by
@@ -272,19 +280,13 @@ def min_feed_latency(path_or_dir: str, symbol: Optional[str] = None, start=None,
         if key in kv:
             # written at convert time over the whole file: a part of it can only be
             # larger, so the correction is at worst conservative
-            m = int(kv[key])
-            best = m if best is None or m < best else best
+            best = _lower(best, int(kv[key]))
             continue
         for batch in pf.iter_batches(batch_size=1 << 20, columns=["local_ts", "exch_ts"]):
             local = batch.column(0).to_numpy()
             exch = batch.column(1).to_numpy()
-            keep = exch > 0
             rng = _in_range(local, lo, hi)
-            if rng is not None:
-                keep &= rng
-            if keep.any():
-                m = int((local[keep] - exch[keep]).min())
-                best = m if best is None or m < best else best
+            best = _lower(best, _min_latency(local, exch, rng))
     return best
 
 
