@@ -53,7 +53,7 @@ extensions = [
         define_macros=macros,
         extra_compile_args=cflags,
     )
-    for pyx in sorted(glob.glob(os.path.join("hftcore", "*.pyx")))
+    for pyx in sorted(glob.glob(os.path.join("src", "hftcore", "*.pyx")))
 ]
 
 
@@ -74,7 +74,7 @@ setup(
         compiler_directives=DIRECTIVES,
         annotate=ANNOTATE,
         nthreads=int(os.environ.get("HFTCORE_CYTHON_JOBS", "0")),
-        include_path=["."],
+        include_path=["src"],
     ),
     cmdclass={"build_py": BuildPyWithHeaders},
 )

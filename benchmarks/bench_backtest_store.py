@@ -2,10 +2,8 @@
 events/s): 5M synthetic events written with hftmm.data.store, then a backtest
 through BacktestEngine reading them back chunk by chunk; beside it in the same
 run, the kernel alone on the same events in memory."""
-import numpy as np
 import pytest
 
-from hftcore import EVENT_DTYPE
 from hftcore.synth import SyntheticMarket
 from hftmm.backtesting import BacktestConfig, BacktestEngine
 from hftmm.data.store import EventWriter

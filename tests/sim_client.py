@@ -14,7 +14,7 @@ import numpy as np
 import websocket
 
 from hftcore.binance import BinanceDecoder, BookTicker, DecodeError, DepthSnapshot, DepthUpdate, Trade
-from hftcore.sync import RESYNC_GAP, STALE_SNAPSHOT, BookSync
+from hftcore.sync import STALE_SNAPSHOT, BookSync
 
 
 def http_get(url: str, timeout: float = 10.0) -> tuple[int, dict, bytes]:

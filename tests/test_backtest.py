@@ -95,7 +95,7 @@ def test_glft_and_latency_change_results():
 
 def test_save_plot_summary(tmp_path):
     r = BacktestEngine().run_backtest(BacktestConfig(), source=source(seconds=300))
-    out = r.save(str(tmp_path / "run"))
+    assert r.save(str(tmp_path / "run")) == str(tmp_path / "run")
     for f in ("config.json", "metrics.json", "trades.parquet", "timeseries.parquet"):
         assert (tmp_path / "run" / f).stat().st_size > 0
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -125,7 +125,7 @@ def test_cryptofeed_capture_matches_twin(prefix):
     assert kinds.get("kline")
     # REST snapshots: deep levels sit off today's tick/lot grid (tick sizes change
     # over time), so these decode on a fine 1e-8 grid
-    for url, frame in bf.cryptofeed_http(prefix):
+    for _url, frame in bf.cryptofeed_http(prefix):
         got = hb.BinanceDecoder("0.00000001", "0.00000001").decode(frame)
         assert isinstance(got, hb.DepthSnapshot) and got.n_bids > 0
         assert bf.as_dict(got) == bf.as_dict(

@@ -789,7 +789,7 @@ def test_secrets_never_leak(rest, wsapi, caplog):
                                   for e in items))
         wsapi.reject = None
         assert gw.wait_subscribed(5.0)
-        until(lambda: len(ev.of("account")) >= 2)
+        until(lambda: len(ev.of("account")) >= 2)  # noqa: B023
         with pytest.raises(TypeError) as ei:
             gw.place_order({**place_params("f"), "price": 1.5})
         texts.append(str(ei.value))
@@ -1040,8 +1040,8 @@ def test_e2e_unknown_outcomes_are_resolved_by_queries(sim, sim_gw):
         o = tr.new_order("BUY", bid - 2 - i, "0.01")
         orders.append(o)
         gw.place_order(tr.new_order_params(o))
-        drv.until(lambda: o.state == OrderState.UNKNOWN or o.state == OrderState.OPEN, timeout=5)
-        drv.until(lambda: len(ev.of("new_unknown")) == i + 1)
+        drv.until(lambda: o.state == OrderState.UNKNOWN or o.state == OrderState.OPEN, timeout=5)  # noqa: B023
+        drv.until(lambda: len(ev.of("new_unknown")) == i + 1)  # noqa: B023
     unk = {e.client_order_id: e.data for e in ev.of("new_unknown")}
     assert "no answer" in unk[orders[0].client_order_id]["detail"]
     assert unk[orders[1].client_order_id]["http_status"] == 500

@@ -123,7 +123,7 @@ def test_price_walks_far_away_and_back():
     r = RefL2Book()
     mid = 1_000_000
     rng = np.random.default_rng(7)
-    for step in range(4000):
+    for _ in range(4000):
         mid += int(rng.integers(-40, 41))
         for side, sign in ((BID, -1), (ASK, 1)):
             ticks = mid + sign * (1 + rng.integers(0, 30, 4))

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import tempfile
 import sys
-import time
 
 import pytest
 

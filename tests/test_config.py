@@ -1,8 +1,6 @@
 """Config dataclasses: validated at construction, errors name the field; TOML and
 environment overrides; the console script runs."""
 import json
-import subprocess
-import sys
 
 import pytest
 

@@ -18,7 +18,7 @@ from hftcore import (ASK, BID, EV_BBO, EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, E
                      INVALID_GAP)
 from hftcore.binance import BinanceDecoder, DepthSnapshot, DepthUpdate
 from hftcore.book import L2Book
-from hftcore.sync import APPLIED, SYNCED, BookSync, EventNormalizer
+from hftcore.sync import APPLIED, SYNCED, BookSync
 from hftmm.captures import decoder_units, group_by_symbol, read_collector, read_cryptofeed, read_exchange_info
 from hftmm.data.convert import convert
 from hftmm.data.store import read_events

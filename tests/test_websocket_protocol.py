@@ -14,8 +14,7 @@ import websocket
 
 from hftmm.simulator import ExchangeSimulator, SyntheticSource
 from hftmm.simulator.websocket import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
-                                       MessageAssembler, ProtocolError, accept_key, apply_mask, encode_close,
-                                       encode_frame, parse_close, read_frame)
+                                       MessageAssembler, ProtocolError, accept_key, apply_mask, encode_frame, parse_close, read_frame)
 from hftmm.synthetic import SyntheticConfig
 
 

@@ -55,7 +55,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -260,7 +260,7 @@ class Converter:
             if not sym or (self.symbol and sym != self.symbol):
                 continue
             sample = b"\n".join(m.payload for m in sym_msgs[:5000])
-            units = self.units(sym, lambda: sources.infer_units(sample))
+            units = self.units(sym, lambda: sources.infer_units(sample))  # noqa: B023 (called at once)
             dec = BinanceDecoder(*units)
             market = self.market or sources.detect_market(sample)
             w = self.writer(sym, market, units, path)
@@ -323,7 +323,7 @@ class Converter:
             if fmt == "binance-aggtrades" and "quantity" not in cols and "qty" in cols:
                 qty_cols = ["qty"]
             if w is None:
-                units = self.units(sym, lambda: (_finest(cols, px_cols), _finest(cols, qty_cols)))
+                units = self.units(sym, lambda: (_finest(cols, px_cols), _finest(cols, qty_cols)))  # noqa: B023
                 w = self.writer(sym, market, units, path)
                 px_scale, qty_scale = Scale(units[0]), Scale(units[1])
             n = batch.num_rows
@@ -380,7 +380,7 @@ class Converter:
                 rows = np.flatnonzero(symcol == sym)
                 sub = {k: v.take(rows) for k, v in cols.items()}
                 if s not in state:
-                    units = self.units(s, lambda: (_finest(sub, ["price"]), _finest(sub, ["amount"])))
+                    units = self.units(s, lambda: (_finest(sub, ["price"]), _finest(sub, ["amount"])))  # noqa: B023
                     state[s] = (Scale(units[0]), Scale(units[1]),
                                 self.writer(s, self.market or "", units, path))
                 pxs, qs, w = state[s]

@@ -44,5 +44,5 @@ def get_include() -> str:
     installed = os.path.join(here, "include")
     if os.path.isfile(os.path.join(installed, "hftcore", "types.h")):
         return installed
-    # running from a source checkout (in-place build)
-    return os.path.join(os.path.dirname(here), "include")
+    # running from a source checkout (in-place build): <root>/src/hftcore -> <root>/include
+    return os.path.join(os.path.dirname(os.path.dirname(here)), "include")

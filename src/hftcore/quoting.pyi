@@ -1,5 +1,5 @@
 """Type stubs of hftcore.quoting (units: see the module docstring)."""
-from typing import Literal, Optional
+from typing import Literal, Optional, final
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +14,7 @@ FLAG_INVALID: int
 NO_BID: int
 NO_ASK: int
 
+@final
 class Quote:
     @property
     def bid_tick(self) -> int: ...
@@ -36,6 +37,7 @@ class Quote:
     @property
     def ask_price(self) -> float: ...
 
+@final
 class Quoter:
     def __init__(
         self,

@@ -113,7 +113,7 @@ elif section == "Grid search":
         workers = c[2].number_input("worker processes", 1, max(os.cpu_count() or 1, 1), 1, key="sw-workers")
         st.markdown("**Grid** (comma-separated values; leave a row empty to skip it)")
         grid_text = {}
-        for j, (name, default) in enumerate(GRID_PARAMS.items()):
+        for name, default in GRID_PARAMS.items():
             grid_text[name] = st.text_input(name, default, key=f"sw-grid-{name}")
         submitted = st.form_submit_button("Run grid search", type="primary")
     if submitted:

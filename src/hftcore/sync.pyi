@@ -1,5 +1,5 @@
 """Sans-I/O Binance book synchronisation (spot U/u, USD-M pu)."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +20,7 @@ OUTCOME_NAMES: dict[int, str]
 
 _Ints = Union[npt.NDArray[np.int64], Sequence[int]]
 
+@final
 class BookSync:
     book: L2Book
     market: int
@@ -28,6 +29,7 @@ class BookSync:
     dropped_old: int
     buffered: int
     gaps: int
+    late: int
     crossed: int
     resyncs: int
     ids_lost: int
@@ -61,6 +63,7 @@ class BookSync:
     def first_buffered_id(self) -> Optional[int]: ...
     def stats(self) -> dict[str, int]: ...
 
+@final
 class EventNormalizer:
     sync: BookSync
     spans: int

@@ -1,5 +1,5 @@
 """Integer-tick L2 order book (ticks and lots in; price units only from mid/microprice)."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, final
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +10,7 @@ MAX_TICK: int
 
 _Ints = Union[npt.NDArray[np.int64], Sequence[int]]
 
+@final
 class L2Book:
     tick_size: float
     lot_size: float

@@ -18,7 +18,6 @@ import logging
 import time
 from typing import Iterable, Iterator, Optional, Union
 
-import numpy as np
 
 from hftcore.binance import BinanceDecoder, DecodeError, DepthSnapshot, DepthUpdate
 from hftcore.book import L2Book
@@ -114,10 +113,11 @@ class SyntheticSource(Source):
     now, so ``E`` is close to the wall clock at speed 1).
     """
 
-    def __init__(self, config: SyntheticConfig = SyntheticConfig(), speed: float = 1.0,
+    def __init__(self, config: Optional[SyntheticConfig] = None, speed: float = 1.0,
                  start_ns: Optional[int] = None, chunk_s: Optional[float] = None) -> None:
         if speed < 0:
             raise ValueError("speed must be >= 0")
+        config = SyntheticConfig() if config is None else config
         self.config = config
         self.speed = float(speed)
         self.start_ns = start_ns
@@ -311,7 +311,7 @@ class CaptureSource(Source):
                 if self._depth_key is None:
                     self._depth_key = key
                 if key != self._depth_key:
-                    out_msg = None  # a second depth stream: published as is after sync
+                    # a second depth stream: published as is after sync
                     if self._synced and isinstance(msg, DepthUpdate):
                         out.append(Msg(raw.local_ns, "depth", payload, iv, msg.first_id, msg.last_id,
                                        self._pu(msg)))

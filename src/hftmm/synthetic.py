@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from hftcore import EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVENT_DTYPE, EVF_END
+from hftcore import EV_DEPTH, EV_SNAPSHOT, EV_TRADE, EVF_END
 from hftcore.book import L2Book
 from hftcore.synth import SyntheticMarket
 

@@ -431,7 +431,7 @@ class LiveEngine:
     def _drain_risk_events(self) -> None:
         if self.store is None or self.risk is None or not hasattr(self.risk, "take_events"):
             return
-        for ts, kind, detail in self.risk.take_events():
+        for _ts, kind, detail in self.risk.take_events():
             self.store.record_risk_event(kind, detail)
 
     def _poll_commands(self) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 import numpy as np
 
 from hftmm.simulator import faults as _faults
-from hftmm.simulator.faults import CONNECTION_KINDS, ConnectionFaults, Fault, FaultConfig, RestFaults
+from hftmm.simulator.faults import CONNECTION_KINDS, ConnectionFaults, FaultConfig, RestFaults
 from hftmm.simulator.http import BadRequest, DropConnection, Request, Response, read_request
 from hftmm.simulator.rest import (EXCHANGE_INFO_WEIGHT, SPOT_DEPTH_DEFAULT, SPOT_DEPTH_MAX, USDM_DEPTH_DEFAULT,
                                   USDM_DEPTH_LIMITS, WEIGHT_LIMIT, depth_weight, exchange_info,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 

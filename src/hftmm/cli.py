@@ -5,7 +5,10 @@ import argparse
 import json
 import logging
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import threading
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -302,7 +302,7 @@ class PaperGateway:
 
     def cancel_all(self, symbol: str) -> None:
         self.requests += 1
-        for i, o in enumerate(self._replay.orders):
+        for o in self._replay.orders:
             if o.cid and o.local == L_WORKING:
                 self._replay._cancel(o, self._now)
 
