@@ -28,7 +28,8 @@ DIRECTIVES = {
     "boundscheck": DEBUG,
     "wraparound": DEBUG,
     "initializedcheck": DEBUG,
-    "nonecheck": DEBUG,
+    # nonecheck stays off: the kernels are nogil, and a None check on self needs the GIL
+    "nonecheck": False,
     "cdivision": True,  # C semantics: -7 // 2 == -3; tick rounding never relies on it
     "embedsignature": True,
     "freethreading_compatible": False,

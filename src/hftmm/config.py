@@ -15,13 +15,15 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from hftmm.errors import HftmmError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-class ConfigError(ValueError):
+class ConfigError(HftmmError, ValueError):
     """A configuration value is invalid; ``field`` names it."""
 
     def __init__(self, field: str, message: str) -> None:
