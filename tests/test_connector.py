@@ -33,8 +33,10 @@ def make_conn(sim, market="spot", **kw):
     return BinanceConnector("BTCUSDT", market=market, rest_url=sim.rest_url, ws_url=sim.ws_url, **kw)
 
 
-def caught_up(conn, sim, timeout=15.0) -> bool:
-    """Wait until the connector's book is ready at the simulator's last update id.
+def caught_up(conn, sim, timeout=300.0) -> bool:
+    """Wait until the connector's book is ready at the simulator's last update id
+    (``timeout`` only guards against a hang: on a loaded machine catching up a long
+    backlog takes as long as it takes; the assertion is on the state reached).
 
     A client whose last messages were lost cannot know it is behind until the
     next message arrives, so when it does not catch up on a paused market the
@@ -84,7 +86,7 @@ def assert_book_equals_ground_truth(conn, sim):
 
 def stream_for(sim, conn, seconds):
     sim.resume()
-    assert conn.wait_ready(10.0), conn.statistics()
+    assert conn.wait_ready(60.0), conn.statistics()
     time.sleep(seconds)
     sim.pause()
     assert sim.wait_idle(10.0)
@@ -235,14 +237,14 @@ def test_soak_100k_messages_with_random_faults():
     conn = make_conn(sim, snapshot_limit=5000).start()
     try:
         sim.resume()
-        assert conn.wait_ready(10.0)
-        deadline = time.monotonic() + 120.0
-        while conn.stats.messages < 100_000 and time.monotonic() < deadline:
+        assert conn.wait_ready(60.0)
+        hang_guard = time.monotonic() + 1800.0
+        while conn.stats.messages < 100_000 and time.monotonic() < hang_guard:
             time.sleep(0.05)
         sim.pause()
-        assert sim.wait_idle(10.0)
+        assert sim.wait_idle(60.0)
         assert conn.stats.messages >= 100_000
-        assert caught_up(conn, sim, 20.0)
+        assert caught_up(conn, sim)
         assert_book_equals_ground_truth(conn, sim)
         st = conn.statistics()
         # how many bookTickers carry a depth frame's final u depends on how the

@@ -5,8 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hftcore.sync import (APPLIED, BUFFERED, DROPPED, RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT,
-                          SYNCED, BookSync)
+from hftcore import EV_BOOK_INVALID, INVALID_IDS
+from hftcore.sync import (APPLIED, BUFFERED, DROPPED, REFUSED, RESYNC_CROSSED, RESYNC_GAP, RESYNC_IDS,
+                          STALE_SNAPSHOT, SYNCED, BookSync)
 from hftmm.reference.sync import RefBookSync
 
 E = []  # no levels
@@ -32,7 +33,8 @@ def test_spot_buffer_then_snapshot_replays():
     assert st_["applied"] == 2 and st_["dropped_old"] == 1 and st_["gaps"] == 0
     # live continuation
     assert s.on_depth_arrays(17, 20, None, E, E, [102], [1]) == APPLIED
-    assert s.on_depth_arrays(15, 19, None, E, E, [103], [1]) == DROPPED  # old
+    assert s.on_depth_arrays(13, 16, None, E, E, [103], [1]) == DROPPED  # old
+    assert s.on_depth_arrays(17, 20, None, E, E, [102], [1]) == DROPPED  # duplicate
     assert s.last_update_id == 20
 
 
@@ -145,7 +147,14 @@ def streams(draw):
     ops = []
     u = draw(st.integers(0, 20))
     for _ in range(n):
-        kind = draw(st.sampled_from(["ev", "ev", "ev", "ev", "gap", "dup", "snap"]))
+        kind = draw(st.sampled_from(["ev", "ev", "ev", "ev", "gap", "dup", "snap", "corrupt"]))
+        if kind == "corrupt":
+            # one message whose ids lie (u far ahead, or u < U); the true stream goes on from u
+            U = u + 1
+            last = draw(st.sampled_from([U + draw(st.integers(5, 40)), U + 10**9, U - 1]))
+            pu = u if market == "usdm" else None
+            ops.append(("ev", U, last, pu, [(draw(st.integers(80, 104)), 1)], []))
+            continue
         if kind == "snap":
             L = u + draw(st.integers(-6, 6))
             ops.append(("snap", max(L, 0), draw(st.integers(90, 100)), draw(st.integers(101, 110))))
@@ -203,7 +212,7 @@ def test_emitted_records_mark_every_invalid_stretch(stream, max_buffer, resets):
     BOOK_INVALID record (and ignores nothing else) is valid exactly when the sync
     is ready, and then holds exactly the sync's book -- after every step."""
     from hftcore import EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT, EVF_BEGIN, EVF_EMPTY, EVF_END, INVALID_CROSSED, \
-        INVALID_GAP, INVALID_RESET
+        INVALID_GAP, INVALID_IDS, INVALID_RESET
     from hftcore.book import L2Book
 
     market, ops = stream
@@ -224,7 +233,7 @@ def test_emitted_records_mark_every_invalid_stretch(stream, max_buffer, resets):
         for r in s.take_events().tolist():
             px, qty, kind, side, flags = r[2], r[3], r[7], r[8], r[9]
             if kind == EV_BOOK_INVALID:
-                assert valid and px in (INVALID_GAP, INVALID_CROSSED, INVALID_RESET) and flags & EVF_END
+                assert valid and px in (INVALID_GAP, INVALID_CROSSED, INVALID_RESET, INVALID_IDS) and flags & EVF_END
                 valid, marks = False, marks + 1
                 continue
             if kind == EV_DEPTH:
@@ -243,3 +252,93 @@ def test_emitted_records_mark_every_invalid_stretch(stream, max_buffer, resets):
                 t2, q2 = book.levels(side)
                 np.testing.assert_array_equal(t1, t2)
                 np.testing.assert_array_equal(q1, q2)
+
+
+# ---------------------------------------------------------------- hostile ids (issue 15)
+def test_one_corrupt_u_no_longer_freezes_a_ready_book():
+    """Snapshot at 100, then U=101, u=10**15: it satisfies U == last u + 1, and every
+    later good event used to be dropped as old while ready stayed True."""
+    s = BookSync(market="spot", emit_events=True)
+    assert snap(s, 100) == SYNCED
+    assert s.on_depth_arrays(101, 10**15, None, [99], [2], E, E) == RESYNC_IDS   # more ids than any message
+    assert not s.ready and s.needs_snapshot and s.last_reason == "ids" and s.refused == 1
+    # a moderate lie is applied (nothing can tell yet) and caught by the very next event
+    s2 = BookSync(market="spot")
+    snap(s2, 100)
+    assert s2.on_depth_arrays(101, 5101, None, [99], [2], E, E) == APPLIED
+    assert s2.on_depth_arrays(111, 120, None, [99], [3], E, E) == RESYNC_IDS
+    assert not s2.ready and s2.contradictions == 1 and s2.buffered_events == 1
+    # the next snapshot brings the book back on the stream
+    assert s2.on_depth_arrays(121, 130, None, [98], [1], E, E) == BUFFERED
+    assert s2.on_snapshot_arrays(125, [99], [3], [101], [1]) == SYNCED
+    assert s2.ready and s2.last_update_id == 130 and s2.book.best_bid() == 99
+    # the BOOK_INVALID record says why
+    rec = s.take_events()
+    assert int(rec["kind"][-1]) == EV_BOOK_INVALID and int(rec["px"][-1]) == INVALID_IDS
+
+
+def test_usdm_corrupt_u_caught_by_the_pu_chain_review():
+    s = BookSync(market="usdm")
+    assert s.on_snapshot_arrays(100, [99], [1], [101], [1]) == SYNCED
+    assert s.on_depth_arrays(90, 110, 80, [99], [2], E, E) == APPLIED
+    assert s.on_depth_arrays(115, 9000, 110, [99], [2], E, E) == APPLIED       # true u: 120
+    # the true next event (pu = 120) ends inside (110, 9000]: the book's id was false
+    assert s.on_depth_arrays(125, 130, 120, [99], [2], E, E) == RESYNC_IDS
+    assert not s.ready and s.last_reason == "ids"
+
+
+def test_corrupt_first_buffered_event_does_not_make_every_snapshot_stale():
+    """A gap to U=10**12 used to open the buffer, so every later snapshot was refused as
+    too old, forever. A chained stream running behind it re-anchors the buffer."""
+    s = BookSync(market="spot")
+    snap(s, 100)
+    assert s.on_depth_arrays(10**12, 10**12 + 5, None, E, E, [101], [1]) == RESYNC_GAP
+    for U in range(101, 141, 10):
+        assert s.on_depth_arrays(U, U + 9, None, [99], [1], E, E) == BUFFERED
+    assert s.first_buffered_id == 101 and s.contradictions == 1
+    assert s.on_snapshot_arrays(125, [99], [1], [101], [1]) == SYNCED and s.last_update_id == 140
+
+
+def test_snapshot_far_ahead_of_the_stream():
+    s = BookSync(market="spot")
+    s.on_depth_arrays(95, 100, None, E, E, E, E)
+    # more ids ahead than a message can carry: refused outright
+    assert s.on_snapshot_arrays(100 + 10**9, [99], [1], [101], [1]) == REFUSED and not s.ready
+    # a lie within reach is loaded, but a stream that stays behind it at its own pace gives it away
+    assert s.on_snapshot_arrays(10**6, [99], [1], [101], [1]) == SYNCED
+    outs = [s.on_depth_arrays(U, U + 4, None, E, E, E, E) for U in range(101, 151, 5)]
+    assert outs[:7] == [DROPPED] * 7 and outs[7] == RESYNC_IDS and not s.ready
+    # an honest early snapshot: the stream catches up in a few events
+    s2 = BookSync(market="spot")
+    s2.on_depth_arrays(95, 100, None, E, E, E, E)
+    assert s2.on_snapshot_arrays(118, [99], [1], [101], [1]) == SYNCED
+    outs = [s2.on_depth_arrays(U, U + 4, None, E, E, E, E) for U in range(101, 131, 5)]
+    assert outs == [DROPPED] * 3 + [APPLIED] * 3 and s2.ready and s2.resyncs == 0
+
+
+def test_impossible_and_overlapping_ids_are_refused():
+    s = BookSync(market="usdm")
+    assert s.on_depth_arrays(-5, 10, 1, E, E, E, E) == REFUSED            # negative
+    assert s.on_depth_arrays(10, 9, 1, E, E, E, E) == REFUSED             # u < U
+    assert s.on_depth_arrays(10, 12, 10, E, E, E, E) == REFUSED           # pu >= U
+    assert s.on_depth_arrays(10, 12, 5, E, E, E, E) == BUFFERED
+    # newer than 12 but its range (8, 20] overlaps (5, 12]: one of them lies
+    assert s.on_depth_arrays(15, 20, 8, E, E, E, E) == REFUSED
+    assert s.refused == 4 and s.buffered_events == 0
+    sp = BookSync(market="spot")
+    snap(sp, 100)
+    assert sp.on_depth_arrays(101, 105, None, E, E, E, E) == APPLIED
+    assert sp.on_depth_arrays(104, 110, None, E, E, E, E) == RESYNC_IDS   # overlaps [101, 105]
+    assert not sp.ready and sp.refused == 1
+
+
+def test_duplicates_and_replays_are_not_alarms():
+    s = BookSync(market="spot")
+    snap(s, 100)
+    for U in range(101, 161, 10):
+        assert s.on_depth_arrays(U, U + 9, None, E, E, E, E) == APPLIED
+    # a replay of the last five messages, in order, then the stream goes on
+    for U in range(111, 161, 10):
+        assert s.on_depth_arrays(U, U + 9, None, E, E, E, E) == DROPPED
+    assert s.on_depth_arrays(161, 170, None, E, E, E, E) == APPLIED
+    assert s.resyncs == 0 and s.contradictions == 0 and s.refused == 0

@@ -44,6 +44,8 @@ typedef int64_t hft_ts_t;   /* nanoseconds since the Unix epoch */
 #define HFT_INVALID_GAP     1  /* update ids missing from the stream         */
 #define HFT_INVALID_CROSSED 2  /* best bid >= best ask after an event        */
 #define HFT_INVALID_RESET   3  /* the client dropped the book (reconnect, ...) */
+#define HFT_INVALID_IDS     4  /* the stream contradicts the book's update id (an
+                            * impossible id: the book no longer follows it)  */
 
 /* Event flags (bit set) */
 #define HFT_EVF_BEGIN   0x01  /* first record of one exchange message            */

@@ -26,6 +26,7 @@ from hftcore.types import (  # noqa: F401
     EVF_END,
     INVALID_CROSSED,
     INVALID_GAP,
+    INVALID_IDS,
     INVALID_RESET,
     NO_ID,
 )

@@ -22,6 +22,8 @@ cdef enum:
     SYNC_STALE_SNAPSHOT = 4   # snapshot refused (too old for the buffer, or older than the book)
     SYNC_RESYNC_GAP = 5       # update ids missing: book not usable, snapshot needed
     SYNC_RESYNC_CROSSED = 6   # best bid >= best ask after an event: snapshot needed
+    SYNC_RESYNC_IDS = 7       # the stream contradicts the book's update id: snapshot needed
+    SYNC_REFUSED = 8          # impossible update ids (u < U, pu >= U, negative, span > max_span): ignored
 
 cdef struct sync_buf_ev_t:
     int64_t first_id      # U
@@ -52,6 +54,22 @@ cdef class BookSync:
     cdef bint _first_pending
     cdef int64_t _book_id
     cdef int64_t _last_seen     # final id of the newest event received on the stream
+    cdef int64_t _prev_book     # the newest applied event owns ids (_prev_book, book id] (HFT_NO_ID: none)
+    cdef int64_t _prev_rx       # final id of the previous event received (HFT_NO_ID: none)
+    cdef int _behind            # received events in a row, each chained to the one before, all behind the head
+    cdef int64_t _behind_u0     # u of the first event of that run
+    cdef int64_t _min_delay     # smallest local_ts - exch_ts of an event (INT64_MAX: unknown), ns
+    cdef int64_t _snap_local    # local / exchange time of the loaded snapshot (0: unknown), ns
+    cdef int64_t _snap_exch
+    cdef int64_t _max_exch      # newest exchange time of an event received, ns
+    # final ids of the last 16 events received: an event applied must not own an id
+    # where one of them ended (messages partition the ids)
+    cdef int64_t _rx_last[16]
+    cdef int _rx_n
+    cdef int _rx_i
+    cdef readonly int64_t max_span
+    cdef readonly int behind_limit
+    cdef readonly int snapshot_behind_limit
     # update-id ranges reported lost, so a late (reordered) event is credited back
     cdef int64_t _miss_lo[32]
     cdef int64_t _miss_hi[32]
@@ -75,6 +93,8 @@ cdef class BookSync:
     cdef readonly int64_t snapshots
     cdef readonly int64_t stale_snapshots
     cdef readonly int64_t buffer_dropped
+    cdef readonly int64_t refused         # events with impossible update ids, ignored
+    cdef readonly int64_t contradictions  # times the stream contradicted the book's / buffer's update id
     # applied-event output (off unless enabled): every change made to the book,
     # as EVENT_DTYPE records -- a SNAPSHOT run per loaded snapshot, the DEPTH
     # records of each applied event, in application order
@@ -105,6 +125,11 @@ cdef class BookSync:
     cdef void _start_resync(self, int reason) noexcept nogil
     cdef int _emit_invalid(self, int reason) except -1 nogil
     cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil
+    cdef bint _impossible(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil
+    cdef void _reanchor(self, int64_t last_id) noexcept nogil
+    cdef void _keep_from(self, Py_ssize_t i) noexcept nogil
+    cdef bint _count_behind(self, bint chained, int64_t last_id, int limit) noexcept nogil
+    cdef bint _after_snapshot(self) noexcept nogil
 
 
 cdef struct norm_span_t:

@@ -16,6 +16,9 @@ SYNCED: int
 STALE_SNAPSHOT: int
 RESYNC_GAP: int
 RESYNC_CROSSED: int
+RESYNC_IDS: int
+REFUSED: int
+RESYNC_OUTCOMES: frozenset[int]
 OUTCOME_NAMES: dict[int, str]
 
 _Ints = Union[npt.NDArray[np.int64], Sequence[int]]
@@ -36,8 +39,14 @@ class BookSync:
     snapshots: int
     stale_snapshots: int
     buffer_dropped: int
+    refused: int
+    contradictions: int
+    max_span: int
+    behind_limit: int
+    snapshot_behind_limit: int
     def __init__(self, book: Optional[L2Book] = None, market: str = "spot", max_buffer: int = 100_000,
-                 tick_size: object = 1.0, emit_events: bool = False) -> None: ...
+                 tick_size: object = 1.0, emit_events: bool = False, max_span: int = 100_000_000,
+                 behind_limit: int = 3, snapshot_behind_limit: int = 10_000) -> None: ...
     def on_depth(self, msg: DepthUpdate, local_ts: int = 0) -> int: ...
     def on_depth_arrays(self, first_id: int, last_id: int, prev_id: Optional[int], bid_ticks: _Ints,
                         bid_lots: _Ints, ask_ticks: _Ints, ask_lots: _Ints, local_ts: int = 0,

@@ -19,17 +19,42 @@ book yields an outcome naming the reason and the book is flagged not ready
 until a new snapshot is accepted. Nothing here does I/O: the caller fetches the
 snapshot when :attr:`BookSync.needs_snapshot` is true.
 
+A book must never call itself valid while it no longer follows the stream, so
+update ids are also checked against what an honest stream can send:
+
+- an event with impossible ids (negative, u < U, USD-M pu >= U, or spanning more
+  than ``max_span`` ids in one message), or one newer than the newest message
+  received that overlaps its ids, is refused (counter ``refused``); a valid book
+  that misses it is invalidated (reason "ids") and resynced;
+- messages partition the id sequence, so once an event owning [U, u] (USD-M (pu, u]) has been
+  applied, an event that ends strictly inside the ids it owns contradicts it: the
+  book's id was false (one corrupt id would otherwise freeze a "ready" book, every
+  later event dropped as old) -- invalidated, resynced (``contradictions``); so
+  does an event about to be applied that owns an id where one of the last 16
+  events received ended (a late message whose false u straddles the snapshot);
+- a live stream that keeps running behind the head means the head's id was
+  false: resync / re-anchor the buffer on the stream (``contradictions``). Behind
+  a just-loaded snapshot, a slow consumer's backlog is normal however long, so it
+  takes an event produced more than 1 s after the snapshot (exchange times on
+  USD-M; on spot the snapshot's receive time against the event's exchange time
+  plus the smallest feed delay seen) that is still older than the snapshot, or a
+  chained run whose own pace would need more than ``snapshot_behind_limit``
+  messages to reach it; behind the newest buffered event (and below the buffer),
+  ``behind_limit`` chained events;
+- a snapshot more than ``max_span`` ids ahead of the stream, or with a negative
+  id, is refused.
+
 Counters: applied, dropped_old, buffered, gaps (discontinuities that broke a
 valid book), crossed, resyncs, ids_lost (update ids missing from the received
 stream, counted on arrival whether the book was valid or buffering: the
 message-loss figure; spot: U - last u - 1, USD-M: pu - last u), snapshots,
 stale_snapshots, buffer_dropped (buffered events discarded: before an internal
-gap of the buffer, or beyond max_buffer), late (events that arrived after a later
+gap of the buffer, or beyond max_buffer), refused, contradictions, late (events that arrived after a later
 one and filled a hole already reported: credited back from ids_lost).
 """
 cimport cython
 cimport numpy as cnp
-from libc.stdint cimport INT64_MIN, int64_t, uint8_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint8_t
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcpy, memmove, memset
 
@@ -38,7 +63,7 @@ from hftcore.book cimport L2Book, message_arrays
 from hftcore.types cimport (HFT_ASK, HFT_BID, HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EVF_BEGIN, HFT_EVF_EMPTY,
                             HFT_EVF_END, HFT_NO_ID, hft_event_t,
                             hft_message_events,
-                            HFT_INVALID_CROSSED, HFT_INVALID_GAP, HFT_INVALID_RESET, hft_event_set)
+                            HFT_INVALID_CROSSED, HFT_INVALID_GAP, HFT_INVALID_IDS, HFT_INVALID_RESET, hft_event_set)
 
 import numpy as np
 
@@ -57,6 +82,10 @@ SYNCED = SYNC_SYNCED
 STALE_SNAPSHOT = SYNC_STALE_SNAPSHOT
 RESYNC_GAP = SYNC_RESYNC_GAP
 RESYNC_CROSSED = SYNC_RESYNC_CROSSED
+RESYNC_IDS = SYNC_RESYNC_IDS
+REFUSED = SYNC_REFUSED
+#: the outcomes after which a valid book is gone and a snapshot is needed
+RESYNC_OUTCOMES = frozenset((SYNC_RESYNC_GAP, SYNC_RESYNC_CROSSED, SYNC_RESYNC_IDS))
 
 #: outcome code -> name
 OUTCOME_NAMES = {
@@ -67,12 +96,15 @@ OUTCOME_NAMES = {
     SYNC_STALE_SNAPSHOT: "stale_snapshot",
     SYNC_RESYNC_GAP: "resync_gap",
     SYNC_RESYNC_CROSSED: "resync_crossed",
+    SYNC_RESYNC_IDS: "resync_ids",
+    SYNC_REFUSED: "refused",
 }
 
 cdef dict _REASONS = {
     0: None,
     SYNC_RESYNC_GAP: "gap",
     SYNC_RESYNC_CROSSED: "crossed",
+    SYNC_RESYNC_IDS: "ids",
     -1: "initial",
 }
 
@@ -130,6 +162,13 @@ cdef class BookSync:
         the oldest half is dropped (counted in ``buffer_dropped``), which only
         means the next snapshot must be newer.
     tick_size : used only when ``book`` is None.
+    max_span : most update ids one message may cover (u - U, USD-M also u - pu);
+        real messages cover tens of thousands at most, so the default (1e8)
+        refuses only impossible ones.
+    behind_limit : chained events in a row running behind the buffer's newest
+        event (and below the buffer) before its id is taken as false.
+    snapshot_behind_limit : most messages a stream behind a just-loaded snapshot
+        may need, at its own pace, to reach it (see the module doc).
     emit_events : keep every change made to the book as EVENT_DTYPE records,
         collected by :meth:`take_events`: a SNAPSHOT run (BEGIN..END,
         first_id = last_id = lastUpdateId) for each snapshot loaded, then the
@@ -155,11 +194,20 @@ cdef class BookSync:
         self._ts_floor = INT64_MIN
 
     def __init__(self, L2Book book=None, market="spot", Py_ssize_t max_buffer=100_000,
-                 tick_size=1.0, bint emit_events=False):
+                 tick_size=1.0, bint emit_events=False, int64_t max_span=100_000_000,
+                 int behind_limit=3, int snapshot_behind_limit=10_000):
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if max_buffer < 2:
             raise ValueError(f"max_buffer must be >= 2, got {max_buffer}")
+        if max_span < 1:
+            raise ValueError(f"max_span must be >= 1 update id, got {max_span}")
+        if behind_limit < 2 or snapshot_behind_limit < 2:
+            raise ValueError(f"behind_limit and snapshot_behind_limit must be >= 2 events, "
+                             f"got {behind_limit}, {snapshot_behind_limit}")
+        self.max_span = max_span
+        self.behind_limit = behind_limit
+        self.snapshot_behind_limit = snapshot_behind_limit
         self.book = book if book is not None else _L2Book(tick_size)
         self.market = SYNC_SPOT if market == "spot" else SYNC_USDM
         self.max_buffer = max_buffer
@@ -167,6 +215,12 @@ cdef class BookSync:
         self._first_pending = False
         self._book_id = HFT_NO_ID
         self._last_seen = HFT_NO_ID
+        self._prev_book = HFT_NO_ID
+        self._prev_rx = HFT_NO_ID
+        self._behind = 0
+        self._min_delay = INT64_MAX
+        self._snap_local = self._snap_exch = self._max_exch = 0
+        self._rx_n = self._rx_i = 0
         self._miss_n = 0
         self._reason = -1
         self._out = &self._outbuf if emit_events else NULL
@@ -247,6 +301,72 @@ cdef class BookSync:
         self._ev_n = 0
         self._pool_n = 0
 
+    cdef bint _impossible(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil:
+        """Ids no honest message carries: negative, u < U, more than max_span ids in
+        one message; USD-M: pu >= U (pu is the previous message's u) or pu < -1."""
+        if first_id < 0 or last_id < first_id or last_id - first_id > self.max_span:
+            return True
+        if self.market == SYNC_USDM and (prev_id < -1 or prev_id >= first_id or last_id - prev_id > self.max_span):
+            return True
+        return False
+
+    cdef void _reanchor(self, int64_t last_id) noexcept nogil:
+        """The head (the book's or the buffer's newest id) was false: the stream's
+        position is last_id; the loss accounting restarts there."""
+        self._last_seen = last_id
+        self._miss_n = 0
+        self._behind = 0
+        self.contradictions += 1
+
+    cdef bint _count_behind(self, bint chained, int64_t last_id, int limit) noexcept nogil:
+        """One more event of a chained run behind the head (the book id, or the
+        newest id seen); True when the run says the head is false: `limit` events
+        long, or (from 8 events on) the run's own pace of ids per message would
+        need more than `limit` messages in all to reach the head."""
+        cdef double pace, head
+        if chained and self._behind > 0:
+            self._behind += 1
+        else:
+            self._behind = 1
+            self._behind_u0 = last_id
+        if self._behind >= limit:
+            return True
+        if self._behind >= 8:
+            head = <double>(self._book_id if self._synced else self._last_seen)
+            pace = <double>(last_id - self._behind_u0) / (self._behind - 1)
+            if pace < 1.0:
+                pace = 1.0
+            return self._behind + (head - <double>last_id) / pace > limit
+        return False
+
+    cdef bint _after_snapshot(self) noexcept nogil:
+        """The event being fed was produced more than 1 s after the loaded snapshot."""
+        cdef int64_t e = self._in_exch_ts
+        if e <= 0:
+            return False
+        if self._snap_exch > 0:
+            return e > self._snap_exch + 1_000_000_000
+        if self._snap_local > 0 and self._min_delay != INT64_MAX:
+            return e + self._min_delay > self._snap_local + 1_000_000_000
+        return False
+
+    cdef void _keep_from(self, Py_ssize_t i) noexcept nogil:
+        """Drop the buffered events before index i (not counted here)."""
+        cdef Py_ssize_t j, shift
+        if i <= 0:
+            return
+        if i >= self._ev_n:
+            self._ev_n = 0
+            self._pool_n = 0
+            return
+        shift = self._ev[i].off
+        memmove(self._ev, self._ev + i, (self._ev_n - i) * sizeof(sync_buf_ev_t))
+        self._ev_n -= i
+        for j in range(self._ev_n):
+            self._ev[j].off -= shift
+        memmove(self._pool, self._pool + shift, (self._pool_n - shift) * sizeof(int64_t))
+        self._pool_n -= shift
+
     cdef int _emit_invalid(self, int reason) except -1 nogil:
         """One BOOK_INVALID record into the output (the book, valid until now, is
         not any more): px = reason (HFT_INVALID_*), ids = the last valid update id,
@@ -282,20 +402,14 @@ cdef class BookSync:
                      const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                      const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
                      int64_t local_ts, int64_t exch_ts) except -1 nogil:
-        cdef Py_ssize_t need = 2 * (nb + na), cap, i, keep_from, shift
+        cdef Py_ssize_t need = 2 * (nb + na), cap, keep_from
         cdef sync_buf_ev_t* ev
         cdef int64_t* pool
         cdef int64_t* dst
         if self._ev_n >= self.max_buffer:
             # drop the oldest half; the snapshot then has to be newer
             keep_from = self._ev_n // 2
-            shift = self._ev[keep_from].off
-            memmove(self._ev, self._ev + keep_from, (self._ev_n - keep_from) * sizeof(sync_buf_ev_t))
-            self._ev_n -= keep_from
-            for i in range(self._ev_n):
-                self._ev[i].off -= shift
-            memmove(self._pool, self._pool + shift, (self._pool_n - shift) * sizeof(int64_t))
-            self._pool_n -= shift
+            self._keep_from(keep_from)
             self.buffer_dropped += keep_from
         if self._ev_n == self._ev_cap:
             cap = self._ev_cap * 2 if self._ev_cap else 64
@@ -339,10 +453,9 @@ cdef class BookSync:
                       const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na,
                       int64_t local_ts, int64_t exch_ts) except -1 nogil:
         """One event against a valid book (never touches the buffer)."""
-        cdef int64_t L = self._book_id
+        cdef int64_t L = self._book_id, lo
         cdef bint gap = False
-        if self.market == SYNC_USDM and prev_id == HFT_NO_ID:
-            return _raise_no_pu()
+        cdef int k
         if self._first_pending:
             # the first event after the snapshot L must straddle it
             if self.market == SYNC_SPOT:
@@ -359,6 +472,10 @@ cdef class BookSync:
                     gap = True
         else:
             if last_id <= L:
+                if last_id < L and self._prev_book != HFT_NO_ID and last_id > self._prev_book:
+                    # ends strictly inside the ids the newest applied event owns (spot [U, L],
+                    # USD-M (pu, L]): messages partition the ids, so that event's ids were false
+                    return SYNC_RESYNC_IDS
                 # already in the book (duplicate or out of order)
                 self.dropped_old += 1
                 return SYNC_DROPPED
@@ -370,6 +487,11 @@ cdef class BookSync:
         if gap:
             self.gaps += 1
             return SYNC_RESYNC_GAP
+        # an event received lately ended inside the ids this one owns: one of them lies
+        lo = first_id if self.market == SYNC_SPOT else prev_id + 1
+        for k in range(self._rx_n):
+            if lo <= self._rx_last[k] < last_id:
+                return SYNC_RESYNC_IDS
         if nb:
             self.book.apply_levels_c(0, bid_px, bid_qty, nb)
         if na:
@@ -377,6 +499,8 @@ cdef class BookSync:
         if self._out != NULL:
             self._emit(HFT_EV_DEPTH, local_ts, exch_ts, first_id, last_id, prev_id,
                        bid_px, bid_qty, nb, ask_px, ask_qty, na)
+        # the ids this event owns: spot [U, u], USD-M (pu, u]
+        self._prev_book = first_id - 1 if self.market == SYNC_SPOT else prev_id
         self._book_id = last_id
         self._first_pending = False
         self.applied += 1
@@ -389,8 +513,52 @@ cdef class BookSync:
                         const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                         const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
         cdef int out
-        cdef int64_t lost = self._account_stream(first_id, last_id, prev_id)
+        cdef int64_t lost
+        cdef bint chained, behind, reanchor, overlap
+        if self.market == SYNC_USDM and prev_id == HFT_NO_ID:
+            return _raise_no_pu()
+        overlap = (self._last_seen != HFT_NO_ID and last_id > self._last_seen
+                   and (first_id <= self._last_seen if self.market == SYNC_SPOT else prev_id < self._last_seen))
+        if overlap or self._impossible(first_id, last_id, prev_id):
+            # impossible ids, or newer than the newest message received yet overlapping
+            # its ids (messages partition the ids: one of the two lies, so the stream's
+            # position is unknown until the next event); using this one could rebuild
+            # a wrong book, so it is refused
+            self.refused += 1
+            if overlap:
+                self._last_seen = HFT_NO_ID
+                self._miss_n = 0
+            if self._synced:
+                # the book misses this message: it no longer follows the stream
+                self._emit_invalid(HFT_INVALID_IDS)
+                self._start_resync(SYNC_RESYNC_IDS)
+                return SYNC_RESYNC_IDS
+            if self._ev_n:
+                # a message is missing from the buffer: what came before cannot be replayed
+                self.buffer_dropped += self._ev_n
+                self._ev_n = 0
+                self._pool_n = 0
+            return SYNC_REFUSED
+        if self._in_exch_ts > self._max_exch:
+            self._max_exch = self._in_exch_ts
+        if self._in_local_ts > 0 and self._in_exch_ts > 0 and self._in_local_ts - self._in_exch_ts < self._min_delay:
+            self._min_delay = self._in_local_ts - self._in_exch_ts
+        self._rx_last[self._rx_i] = last_id
+        self._rx_i = (self._rx_i + 1) & 15
+        if self._rx_n < 16:
+            self._rx_n += 1
+        lost = self._account_stream(first_id, last_id, prev_id)
+        chained = self._prev_rx != HFT_NO_ID and (
+            first_id == self._prev_rx + 1 if self.market == SYNC_SPOT else prev_id == self._prev_rx)
+        self._prev_rx = last_id
         if not self._synced:
+            # behind the newest event received and below everything buffered: not a
+            # duplicate of a buffered event; a chained run of these is a live stream
+            # running behind a false head
+            behind = last_id < self._last_seen and (self._ev_n == 0 or last_id < self._ev[0].first_id)
+            reanchor = behind and self._count_behind(chained, last_id, self.behind_limit)
+            if not behind:
+                self._behind = 0
             if lost and self._ev_n:
                 # events before a gap can never be replayed: drop them, so the
                 # next snapshot is judged against the stream after the gap
@@ -399,13 +567,31 @@ cdef class BookSync:
                 self._pool_n = 0
             self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
                          self._in_local_ts, self._in_exch_ts)
+            if reanchor:
+                # keep the run (the stream as it really is), forget the false head
+                out = self._behind
+                self.buffer_dropped += self._ev_n - out
+                self._keep_from(self._ev_n - out)
+                self._reanchor(last_id)
             return SYNC_BUFFERED
         out = self._process(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
                             self._in_local_ts, self._in_exch_ts)
+        if out == SYNC_DROPPED and self._first_pending:
+            # older than the snapshot just loaded: normal for a few events, not for a stream
+            if self._count_behind(chained, last_id, self.snapshot_behind_limit) or self._after_snapshot():
+                out = SYNC_RESYNC_IDS
+        else:
+            self._behind = 0
         if out == SYNC_RESYNC_GAP:
             self._emit_invalid(HFT_INVALID_GAP)
             self._start_resync(SYNC_RESYNC_GAP)
             # the event after the gap opens the new buffer: nothing is lost
+            self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
+                         self._in_local_ts, self._in_exch_ts)
+        elif out == SYNC_RESYNC_IDS:
+            self._emit_invalid(HFT_INVALID_IDS)
+            self._start_resync(SYNC_RESYNC_IDS)
+            self._reanchor(last_id)
             self._buffer(first_id, last_id, prev_id, bid_px, bid_qty, nb, ask_px, ask_qty, na,
                          self._in_local_ts, self._in_exch_ts)
         elif out == SYNC_RESYNC_CROSSED:
@@ -416,12 +602,16 @@ cdef class BookSync:
     cdef int on_snapshot_c(self, int64_t last_update_id,
                            const int64_t* bid_px, const int64_t* bid_qty, Py_ssize_t nb,
                            const int64_t* ask_px, const int64_t* ask_qty, Py_ssize_t na) except -1 nogil:
-        cdef int64_t L = last_update_id, first_u
-        cdef Py_ssize_t i, j, shift
+        cdef int64_t L = last_update_id, first_u, newest
+        cdef Py_ssize_t i
         cdef sync_buf_ev_t* e
         cdef const int64_t* p
         cdef int out
         self.snapshots += 1
+        if L < 0 or (self._last_seen != HFT_NO_ID and L > self._last_seen and L - self._last_seen > self.max_span):
+            # a negative id, or further ahead of the stream than any message could carry it
+            self.refused += 1
+            return SYNC_REFUSED
         if self._synced:
             # a refresh while synced: only a snapshot newer than the book replaces it
             if L <= self._book_id:
@@ -439,6 +629,11 @@ cdef class BookSync:
             self._emit(HFT_EV_SNAPSHOT, self._in_local_ts, self._in_exch_ts, L, L, HFT_NO_ID,
                        bid_px, bid_qty, nb, ask_px, ask_qty, na)
         self._book_id = L
+        self._prev_book = HFT_NO_ID
+        self._behind = 0
+        self._snap_local = self._in_local_ts
+        # a snapshot stamped before events already received has no usable exchange time
+        self._snap_exch = self._in_exch_ts if self._in_exch_ts + 1_000_000_000 >= self._max_exch else 0
         self._synced = True
         self._first_pending = True
         self._reason = 0
@@ -455,28 +650,36 @@ cdef class BookSync:
             out = self._process(e.first_id, e.last_id, e.prev_id,
                                 p, p + e.nb, e.nb, p + 2 * e.nb, p + 2 * e.nb + e.na, e.na,
                                 e.local_ts, e.exch_ts)
-            if out == SYNC_RESYNC_GAP:
+            if out == SYNC_RESYNC_GAP or out == SYNC_RESYNC_IDS:
                 # keep this event and everything after it as the new buffer
-                self._emit_invalid(HFT_INVALID_GAP)
+                self._emit_invalid(HFT_INVALID_GAP if out == SYNC_RESYNC_GAP else HFT_INVALID_IDS)
                 self._ts_floor = INT64_MIN
                 self._synced = False
                 self._first_pending = False
-                self._reason = SYNC_RESYNC_GAP
+                self._reason = out
                 self.resyncs += 1
-                shift = e.off
-                memmove(self._ev, self._ev + i, (self._ev_n - i) * sizeof(sync_buf_ev_t))
-                self._ev_n -= i
-                for j in range(self._ev_n):
-                    self._ev[j].off -= shift
-                memmove(self._pool, self._pool + shift, (self._pool_n - shift) * sizeof(int64_t))
-                self._pool_n -= shift
-                return SYNC_RESYNC_GAP
+                if out == SYNC_RESYNC_IDS:
+                    # buffered messages contradict each other: which one lies is unknown,
+                    # so keep none of them and let the stream re-establish its position
+                    self._keep_from(self._ev_n)
+                    self._reanchor(HFT_NO_ID)
+                else:
+                    self._keep_from(i)
+                return out
             if out == SYNC_RESYNC_CROSSED:
                 self._emit_invalid(HFT_INVALID_CROSSED)
                 self._ts_floor = INT64_MIN
                 self._start_resync(SYNC_RESYNC_CROSSED)
                 return SYNC_RESYNC_CROSSED
         self._ts_floor = INT64_MIN
+        # the stream's position is the newest buffered event: a newer id seen before
+        # came from a message that is gone (refused, or dropped with a false id)
+        newest = HFT_NO_ID
+        for i in range(self._ev_n):
+            if self._ev[i].last_id > newest:
+                newest = self._ev[i].last_id
+        if newest != HFT_NO_ID and newest < self._last_seen:
+            self._reanchor(newest)
         self._ev_n = 0
         self._pool_n = 0
         return SYNC_SYNCED
@@ -528,6 +731,12 @@ cdef class BookSync:
         self._first_pending = False
         self._book_id = HFT_NO_ID
         self._last_seen = HFT_NO_ID
+        self._prev_book = HFT_NO_ID
+        self._prev_rx = HFT_NO_ID
+        self._behind = 0
+        self._min_delay = INT64_MAX
+        self._snap_local = self._snap_exch = self._max_exch = 0
+        self._rx_n = self._rx_i = 0
         self._miss_n = 0
         self._reason = -1
         self._ev_n = 0
@@ -558,7 +767,8 @@ cdef class BookSync:
 
     @property
     def last_reason(self):
-        """Why the book was last invalidated: 'gap', 'crossed', 'initial', or None."""
+        """Why the book was last invalidated: 'gap', 'crossed', 'ids' (the stream
+        contradicted its update id), 'initial', or None."""
         return _REASONS.get(self._reason)
 
     @property
@@ -589,6 +799,8 @@ cdef class BookSync:
             "snapshots": self.snapshots,
             "stale_snapshots": self.stale_snapshots,
             "buffer_dropped": self.buffer_dropped,
+            "refused": self.refused,
+            "contradictions": self.contradictions,
             "late": self.late,
         }
 
@@ -598,7 +810,8 @@ cdef class BookSync:
                 f"applied={self.applied}, gaps={self.gaps}, resyncs={self.resyncs})")
 
 
-cdef dict _SPAN_REASONS = {SYNC_RESYNC_GAP: "gap", SYNC_RESYNC_CROSSED: "crossed", -1: "initial"}
+cdef dict _SPAN_REASONS = {SYNC_RESYNC_GAP: "gap", SYNC_RESYNC_CROSSED: "crossed", SYNC_RESYNC_IDS: "ids",
+                           -1: "initial"}
 
 
 @cython.final

@@ -22,6 +22,7 @@ cdef extern from "hftcore/types.h":
     int HFT_INVALID_GAP
     int HFT_INVALID_CROSSED
     int HFT_INVALID_RESET
+    int HFT_INVALID_IDS
 
     int HFT_EVF_BEGIN
     int HFT_EVF_END

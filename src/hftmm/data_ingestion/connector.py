@@ -41,7 +41,7 @@ import websocket
 
 from hftcore.binance import BinanceDecoder, BookTicker, DecodeError, DepthSnapshot, DepthUpdate, Trade, UnknownEvent
 from hftcore.book import L2Book
-from hftcore.sync import RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT, BookSync
+from hftcore.sync import RESYNC_OUTCOMES, STALE_SNAPSHOT, BookSync
 
 from hftmm.captures import decoder_units
 from hftmm.net import close_websocket, jittered_backoff
@@ -181,6 +181,10 @@ class ConnectorStats:
     ids_lost: int = 0
     snapshots: int = 0
     stale_snapshots: int = 0
+    #: depth events with impossible or overlapping update ids (refused), and times the
+    #: stream contradicted the book's update id (the book was resynced)
+    refused: int = 0
+    contradictions: int = 0
     snapshot_errors: int = 0
     reconnects: int = 0
     watchdog_reconnects: int = 0
@@ -283,7 +287,7 @@ class BinanceConnector:
         self._snap_request = threading.Event()
         self._snap_thread: Optional[threading.Thread] = None
         self._snap_lock = threading.Lock()
-        self._pending_snapshot: Optional[DepthSnapshot] = None
+        self._pending_snapshot: Optional[tuple[DepthSnapshot, int]] = None   # (snapshot, receive time ns)
         self._snap_wanted = False        # a snapshot is requested or in flight (one at a time)
         self._conns: list[_Conn] = []
         self._attempts: deque[float] = deque()
@@ -507,11 +511,11 @@ class BinanceConnector:
             st.depth_updates += 1
             self._latency(msg.event_time_ns, local_ns)
             with self._lock:
-                out = self.sync.on_depth(msg)
+                out = self.sync.on_depth(msg, local_ns)
                 self._last_exch_ns = msg.event_time_ns
                 self._last_local_ns = local_ns
                 self._copy_sync_counters()
-            if out == RESYNC_GAP or out == RESYNC_CROSSED:
+            if out in RESYNC_OUTCOMES:
                 log.warning("%s: book resync needed (%s) at u=%d", self.symbol, self.sync.last_reason, msg.last_id)
             if self.sync.needs_snapshot:
                 self._want_snapshot()
@@ -548,6 +552,7 @@ class BinanceConnector:
         st.applied, st.dropped_old, st.gaps = s.applied, s.dropped_old, s.gaps
         st.resyncs, st.crossed, st.ids_lost = s.resyncs, s.crossed, s.ids_lost
         st.stale_snapshots = s.stale_snapshots
+        st.refused, st.contradictions = s.refused, s.contradictions
 
     # bookTicker cross-check: a bookTicker carrying the book's update id must
     # show exactly the book's best levels (zero silent divergence)
@@ -590,11 +595,12 @@ class BinanceConnector:
         if self._pending_snapshot is None:
             return
         with self._snap_lock:
-            snap, self._pending_snapshot = self._pending_snapshot, None
-        if snap is None:
+            pending, self._pending_snapshot = self._pending_snapshot, None
+        if pending is None:
             return
+        snap, snap_local_ns = pending
         with self._lock:
-            out = self.sync.on_snapshot(snap)
+            out = self.sync.on_snapshot(snap, snap_local_ns)
             self.stats.snapshots += 1
             self._copy_sync_counters()
         self._snap_wanted = False
@@ -632,7 +638,8 @@ class BinanceConnector:
                 continue
             failures = 0
             with self._snap_lock:
-                self._pending_snapshot = snap
+                # with its receive time: the sync tells a slow stream from a false id by it
+                self._pending_snapshot = (snap, time.time_ns())
 
     def _fetch_snapshot(self) -> DepthSnapshot:
         weight = depth_weight(self.market, self.snapshot_limit)
