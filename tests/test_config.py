@@ -1,6 +1,7 @@
 """Config dataclasses: validated at construction, errors name the field; TOML and
 environment overrides; the console script runs."""
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -54,3 +55,81 @@ def test_cli_info(capsys):
     assert main(["info"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["event_record_bytes"] == 64
+
+
+# ---------------------------------------------------------------- strict parsing (issue 15)
+@pytest.mark.parametrize("raw", ["ture", "yes", "on", "no", "off", "2", ""])
+def test_env_booleans_are_true_false_or_1_0_only(raw):
+    with pytest.raises(ConfigError, match="TradingConfig.post_only") as ei:
+        load_config(env={"HFTMM_TRADING_POST_ONLY": raw})
+    assert repr(raw) in str(ei.value)
+
+
+@pytest.mark.parametrize("raw,want", [("true", True), ("TRUE", True), ("1", True), ("false", False),
+                                      ("False", False), ("0", False), (" 0 ", False)])
+def test_env_booleans_accepted(raw, want):
+    trading, _ = load_config(env={"HFTMM_TRADING_POST_ONLY": raw})
+    assert trading.post_only is want
+
+
+@pytest.mark.parametrize("field,value", [("post_only", "no"), ("clock_correction", "off"),
+                                         ("rolling_horizon", 1), ("estimate_intensity", "true")])
+def test_backtest_booleans_are_booleans(field, value):
+    from hftmm.backtesting import BacktestConfig
+
+    with pytest.raises(ConfigError, match=f"BacktestConfig.{field}") as ei:
+        BacktestConfig(**{field: value})
+    assert repr(value) in str(ei.value)
+
+
+@pytest.mark.parametrize("value", [20240808, "20240808", "2024-8-8", "2024-02-30", None, 2024.0])
+def test_backtest_dates_are_iso_strings(value):
+    from hftmm.backtesting import BacktestConfig
+
+    with pytest.raises(ConfigError, match="BacktestConfig.start_date") as ei:
+        BacktestConfig(start_date=value)
+    assert repr(value) in str(ei.value)
+
+
+def test_risk_max_drawdown_is_a_fraction_with_an_absolute_variant():
+    from hftmm.strategy import RiskManager
+
+    assert RiskConfig().max_drawdown == 0.05 and RiskConfig().max_drawdown_abs is None
+    with pytest.raises(ConfigError, match="max_drawdown_abs"):
+        RiskConfig(max_drawdown=200.0)              # an amount where a fraction is meant
+    t = [0]
+    kills = []
+    rm = RiskManager(RiskConfig(capital=10_000.0, max_drawdown=0.05, max_daily_loss=1e9),
+                     clock=lambda: t[0], on_kill=lambda reason, flat: kills.append(reason))
+    rm.on_equity(100.0)                             # peak equity 10,100
+    rm.on_equity(100.0 - 0.049 * 10_100)
+    assert not kills
+    rm.on_equity(100.0 - 0.0501 * 10_100)
+    assert kills and "max_drawdown 5 %" in kills[0]
+    kills.clear()
+    rm = RiskManager(RiskConfig(max_drawdown_abs=50.0, max_daily_loss=1e9), clock=lambda: 0,
+                     on_kill=lambda reason, flat: kills.append(reason))
+    rm.on_equity(0.0)
+    rm.on_equity(-50.0)
+    assert kills and "max_drawdown_abs 50" in kills[0]
+
+
+def test_seed_api_defaults():
+    from hftmm.strategy import AvellanedaStoikovPricer, QuoteParameters, RiskManager
+
+    rm = RiskManager()                              # default RiskConfig
+    assert rm.config == RiskConfig() and rm.state in ("ok", "paused")
+    assert rm.allowed_qty("BUY", 0.001, 0, 0, 0) == Decimal("0.001")
+    p = AvellanedaStoikovPricer(tick_size=0.01, ewma_alpha=0.2, max_inventory=10.0)
+    p.update_market(midprice=50000.0)
+    q = p.compute_quotes(QuoteParameters(gamma=0.1, T=30.0))
+    assert q is not None and q.bid_ok and q.ask_ok and 0 < q.bid_price < 50000.0 < q.ask_price
+    assert q.sigma == pytest.approx(p.prior_sigma * 50000.0)
+    # closely spaced updates blow the EWMA up: never a negative (or far) price marked OK
+    for i, m in enumerate((50000.0, 50500.0, 49500.0, 51000.0)):
+        p.update_market(midprice=m, timestamp_ns=1_000 + i)
+    q = p.compute_quotes(QuoteParameters(gamma=0.1, T=30.0))
+    assert q is not None
+    for ok, price in ((q.bid_ok, q.bid_price), (q.ask_ok, q.ask_price)):
+        assert not ok or (0 < price and abs(price - q.fair_value) <= 0.2 * q.fair_value)
+    assert not q.bid_ok or q.bid_price > 0

@@ -56,7 +56,7 @@ def test_paper_session_on_a_replayed_capture_equals_its_backtest(tmp_path):
     # (a replay at 25x speed also measures 25x the variance per second: short horizon)
     trading = TradingConfig(symbol="BTCUSDT", gamma=0.001, time_horizon=1.0, order_size=0.001,
                             quote_refresh_interval=0.05, estimate_intensity=False, k=50.0)
-    risk = RiskConfig(max_position=1.0, max_daily_loss=1e6, max_drawdown=1e6, latency_threshold_ms=2000.0,
+    risk = RiskConfig(max_position=1.0, max_daily_loss=1e6, max_drawdown=1.0, latency_threshold_ms=2000.0,
                       max_orders_per_second=1000.0)
     # the intensity fill model fills within seconds (the queue model is covered offline,
     # in test_paper_parity, where a session can be long)

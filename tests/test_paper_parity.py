@@ -83,7 +83,7 @@ def test_paper_makes_the_backtests_decisions(variant):
     # flight) binds in the last variant, where the backtest applies the same rule
     risk = RiskConfig(max_position=variant.get("max_position", 0.02),
                       max_orders_per_second=variant.get("rate", 1000.0),
-                      latency_threshold_ms=2000.0, max_daily_loss=1e6, max_drawdown=1e6)
+                      latency_threshold_ms=2000.0, max_daily_loss=1e6, max_drawdown=1.0)
     paper = PaperConfig(**variant.get("paper", {}))
     bt = equivalent_backtest(trading, risk, paper)
     ref_log, bts = _run_backtests(events, bt)

@@ -24,8 +24,9 @@ def approx(x, rel=1e-12):
 @pytest.mark.parametrize("cls", BOTH)
 def test_as_hand_values(cls):
     # s = 100 (book 99.99 / 100.01, tick 0.01), q = 2, gamma = 0.1, sigma = 2, tau = T = 30 s
+    # (a bid 30 % below the mid: past the default sanity band, which is tested on its own)
     qt = cls(model="as", gamma=0.1, k=1.5, horizon_s=30.0, rolling=True, tick_size=0.01,
-             max_inventory=10.0)
+             max_inventory=10.0, price_band=1.0)
     res = qt.quote(9999, 10001, 1, 1, 2.0, 2.0, 0)
     # r = s - q*gamma*sigma^2*tau = 100 - 2*0.1*4*30 = 100 - 24 = 76
     #   (sigma instead of sigma^2 would give 100 - 2*0.1*2*30 = 88)
@@ -270,8 +271,27 @@ def test_inventory_withholding(cls):
     # max_inventory = 0 with order_qty > 0 never quotes; inf never withholds
     r = cls(max_inventory=0.0).quote(9999, 10001, 1, 1, 0.01, 0.0, 0)
     assert (r.bid_ok, r.ask_ok) == (False, False)
-    r = cls(max_inventory=math.inf).quote(9999, 10001, 1, 1, 0.01, 1e12, 0)
+    r = cls(max_inventory=math.inf).quote(9999, 10001, 1, 1, 0.01, 1e3, 0)
     assert (r.bid_ok, r.ask_ok) == (True, True)
+
+
+@pytest.mark.parametrize("cls", BOTH)
+def test_price_band_never_posts_a_price_at_or_below_zero(cls):
+    """A volatility estimate blown up (two mid updates a microsecond apart) gives a
+    huge spread: the bid would be negative. No side outside the band is OK."""
+    qt = cls(model="as", gamma=0.1, k=1.5, horizon_s=30.0, tick_size=0.01, max_inventory=10.0)
+    r = qt.quote(9999, 10001, 1, 1, 500.0, 0.0, 0)
+    assert r.bid_tick <= 0 and not r.bid_ok
+    assert not r.ask_ok                              # 100 % above the fair value
+    # inside the band (default 20 % of the fair value) both sides are posted
+    r = qt.quote(9999, 10001, 1, 1, 2.0, 0.0, 0)
+    assert r.bid_ok and r.ask_ok and 8000 <= r.bid_tick < r.ask_tick <= 12000
+    # a tighter band withholds a side 5 % away
+    r = cls(model="as", gamma=0.1, k=1.5, horizon_s=30.0, tick_size=0.01, max_inventory=10.0,
+            price_band=0.01).quote(9999, 10001, 1, 1, 2.0, 0.0, 0)
+    assert not r.bid_ok and not r.ask_ok
+    with pytest.raises(ValueError, match="price_band"):
+        cls(price_band=0.0)
 
 
 # ---------------------------------------------------------------- invalid input

@@ -30,7 +30,7 @@ def ready(**cfg: float) -> tuple[RiskManager, Clock, list]:
     """A manager whose book is synced and feed fresh (state ok)."""
     clk = Clock()
     kills: list = []
-    base = dict(max_position=0.01, max_daily_loss=100.0, max_drawdown=200.0,
+    base = dict(max_position=0.01, max_daily_loss=100.0, max_drawdown_abs=200.0,
                 latency_threshold_ms=500.0, max_orders_per_second=10.0)
     base.update(cfg)
     rm = RiskManager(RiskConfig(**base), clock=clk, on_kill=lambda r, f: kills.append((r, f)))
@@ -170,7 +170,7 @@ def test_in_flight_orders_never_breach_the_limit(sc):
 def test_daily_loss_kills_and_resets_at_midnight_utc():
     clk = Clock(int(datetime(2024, 3, 1, 23, 59, tzinfo=timezone.utc).timestamp()) * NS_PER_S)
     kills: list = []
-    rm = RiskManager(RiskConfig(max_daily_loss=100, max_drawdown=1000), clock=clk,
+    rm = RiskManager(RiskConfig(max_daily_loss=100, max_drawdown_abs=1000), clock=clk,
                      on_kill=lambda r, f: kills.append(r))
     rm.on_equity(0.0)
     rm.on_equity(-90.0)
@@ -192,7 +192,7 @@ def test_daily_loss_kills_and_resets_at_midnight_utc():
 
 
 def test_drawdown_from_the_peak():
-    rm, clk, kills = ready(max_daily_loss=1e9, max_drawdown=50)
+    rm, clk, kills = ready(max_daily_loss=1e9, max_drawdown_abs=50)
     for pnl in (0, 30, 80, 40):
         rm.on_equity(pnl)
     assert rm.drawdown == 40 and not rm.killed
@@ -204,7 +204,7 @@ def test_drawdown_from_the_peak():
 
 
 def test_reset_kill_rebases_limits():
-    rm, clk, kills = ready(max_drawdown=50)
+    rm, clk, kills = ready(max_drawdown_abs=50)
     rm.on_equity(0)
     rm.on_equity(-60)
     assert rm.killed

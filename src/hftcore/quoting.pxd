@@ -50,6 +50,8 @@ ctypedef struct quote_params_t:
     double tick_size      # price units per tick, > 0
     double min_spread     # minimal ask - bid before rounding, price units, >= 0
     double max_inventory  # |q| bound, base units, >= 0 (inf = no bound)
+    double price_band     # a side priced <= 0 or more than price_band x fair value away from
+                          # the fair value is withheld (fraction, > 0; default 0.2)
     # precomputed
     double inv_tick           # 1 / tick_size, ticks per price unit
     double min_spread_ticks   # min_spread * inv_tick

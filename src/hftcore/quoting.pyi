@@ -53,6 +53,7 @@ class Quoter:
         max_inventory: float = 1.0,
         order_qty: float = 0.001,
         xi: Optional[float] = None,
+        price_band: float = 0.2,
     ) -> None: ...
     def set_intensity(self, A: float, k: float) -> None: ...
     def quote(

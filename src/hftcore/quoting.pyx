@@ -151,6 +151,7 @@ cdef int quote_params_init(quote_params_t* p, int model, double gamma, double xi
     t.tick_size = tick_size
     t.min_spread = min_spread
     t.max_inventory = max_inventory
+    t.price_band = 0.2
     if _constants(&t) != 0:
         return -13
     p[0] = t
@@ -215,7 +216,7 @@ cdef inline int _quote_at(const quote_params_t* p, int64_t best_bid, int64_t bes
     """
     cdef bint has_bid = best_bid != QUOTE_NO_BID
     cdef bint has_ask = best_ask != QUOTE_NO_ASK
-    cdef double s, var, tau, skew, r, spread, half, bid_f, ask_f, sc2, db, da, c
+    cdef double s, var, tau, skew, r, spread, half, bid_f, ask_f, sc2, db, da, c, band
     cdef int64_t rem, bt, at, tot
     out.bid_ok = 0
     out.ask_ok = 0
@@ -287,8 +288,11 @@ cdef inline int _quote_at(const quote_params_t* p, int64_t best_bid, int64_t bes
         at = bt + 1
     out.bid_tick = bt
     out.ask_tick = at
-    out.bid_ok = not (q + p.order_qty - p.max_inventory > p.inv_eps)
-    out.ask_ok = not (-p.max_inventory - (q - p.order_qty) > p.inv_eps)
+    # sanity band: never a price <= 0, never further than price_band x s from s (a
+    # volatility estimate blown up by two updates a microsecond apart must not post)
+    band = p.price_band * s
+    out.bid_ok = bt >= 1 and s - <double>bt <= band and not (q + p.order_qty - p.max_inventory > p.inv_eps)
+    out.ask_ok = at >= 1 and <double>at - s <= band and not (-p.max_inventory - (q - p.order_qty) > p.inv_eps)
     return 0
 
 
@@ -388,18 +392,23 @@ cdef class Quoter:
            A [1/s] = 140.0, horizon_s [s] = 30.0, rolling = False,
            fair_value = "mid" | "micro", tick_size [price] = 0.01,
            min_spread [price] = 0.0, max_inventory [base] = 1.0,
-           order_qty [base] = 0.001, xi [1/(price*base)] = None -> gamma)
+           order_qty [base] = 0.001, xi [1/(price*base)] = None -> gamma,
+           price_band [fraction] = 0.2: a side priced <= 0 or further than
+           price_band x fair value from the fair value is withheld)
 
     Every argument is validated (ValueError naming the parameter).
     """
 
     def __init__(self, model="as", gamma=0.1, k=1.5, A=140.0, horizon_s=30.0,
                  rolling=False, fair_value="mid", tick_size=0.01, min_spread=0.0,
-                 max_inventory=1.0, order_qty=0.001, xi=None):
+                 max_inventory=1.0, order_qty=0.001, xi=None, price_band=0.2):
         given = dict(model=model, gamma=gamma, k=k, A=A, horizon_s=horizon_s,
                      rolling=rolling, fair_value=fair_value, tick_size=tick_size,
                      min_spread=min_spread, max_inventory=max_inventory,
                      order_qty=order_qty, xi=xi)
+        cdef double band = _num(price_band, "price_band")
+        if not (band > 0.0 and isfinite(band)):
+            raise ValueError(f"price_band must be a finite fraction > 0, got {price_band!r}")
         models = {"as": QUOTE_MODEL_AS, "glft": QUOTE_MODEL_GLFT}
         fairs = {"mid": QUOTE_FAIR_MID, "micro": QUOTE_FAIR_MICRO}
         if not isinstance(model, str) or model.lower() not in models:
@@ -418,6 +427,7 @@ cdef class Quoter:
             _num(max_inventory, "max_inventory"))
         if rc != 0:
             _raise_param(rc, given)
+        self.p.price_band = band
 
     def set_intensity(self, A, k):
         """Set A [trades/s] and k [1/price unit] (e.g. from IntensityEstimator.fit)."""

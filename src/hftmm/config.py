@@ -8,12 +8,14 @@ Secrets are never part of these configs: API keys come from the environment.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from hftmm.errors import HftmmError
 
@@ -38,6 +40,30 @@ def _positive(obj: Any, name: str, allow_zero: bool = False) -> None:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{type(obj).__name__}.{name}", f"must be finite and {bound}, got {value!r}")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """Refuse anything but True/False (``"no"``, ``"off"``, 0 are not booleans here)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}.{name}", f"must be true or false, got {value!r}")
+
+
+def check_date(owner: str, name: str, value: Any) -> _dt.date:
+    """An ISO date string ``YYYY-MM-DD`` (UTC day); anything else is refused."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ConfigError(f"{owner}.{name}", f"must be a date string YYYY-MM-DD, got {value!r}")
+    try:
+        return _dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{owner}.{name}", f"is not a calendar date: {value!r}") from None
+
+
+def check_int(owner: str, name: str, value: Any, lo: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"{owner}.{name}", f"must be an integer >= {lo}, got {value!r}")
 
 
 def _decimal_step(obj: Any, name: str) -> None:
@@ -123,11 +149,8 @@ class TradingConfig:
         if self.xi is not None:
             _positive(self, "xi", allow_zero=True)
         for name in ("estimate_intensity", "rolling_horizon", "inventory_sizing", "post_only"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"TradingConfig.{name}", f"must be true or false, got {getattr(self, name)!r}")
-        rt = self.requote_threshold
-        if isinstance(rt, bool) or not isinstance(rt, int) or rt < 0:
-            raise ConfigError("TradingConfig.requote_threshold", f"must be an int >= 0 ticks, got {rt!r}")
+            check_bool("TradingConfig", name, getattr(self, name))
+        check_int("TradingConfig", "requote_threshold", self.requote_threshold)
 
 
 @dataclass(frozen=True)
@@ -136,40 +159,58 @@ class RiskConfig:
 
     max_position: absolute inventory limit, base-asset units.
     max_daily_loss: loss that stops trading for the day, quote currency.
-    max_drawdown: peak-to-trough equity loss that stops trading, quote currency.
+    max_drawdown: peak-to-trough equity loss that stops trading, a fraction of the
+      peak equity (0.05 = 5 %); equity = ``capital`` + PnL.
+    max_drawdown_abs: the same limit in quote currency (None: off); both apply.
+    capital: the equity the session starts with, quote currency (the base of the
+      drawdown fraction).
     latency_threshold_ms: order round trip / feed age above which quoting pauses, ms.
     max_orders_per_second: our own order-rate ceiling.
     """
 
     max_position: float = 0.01
     max_daily_loss: float = 100.0
-    max_drawdown: float = 200.0
+    max_drawdown: float = 0.05
+    max_drawdown_abs: Optional[float] = None
+    capital: float = 10_000.0
     latency_threshold_ms: float = 500.0
     max_orders_per_second: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _positive(self, f.name)
+            if f.name != "max_drawdown_abs" or self.max_drawdown_abs is not None:
+                _positive(self, f.name)
+        if self.max_drawdown > 1:
+            raise ConfigError("RiskConfig.max_drawdown",
+                              f"is a fraction of the peak equity (0.05 = 5 %), got {self.max_drawdown!r}; "
+                              f"for a limit in quote currency use max_drawdown_abs")
         if self.max_orders_per_second < 1:
             # "no order while the last second holds max": below 1 no order could ever go
             raise ConfigError("RiskConfig.max_orders_per_second",
                               f"must be >= 1 (orders per second), got {self.max_orders_per_second!r}")
 
 
+_ENV_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
 def _coerce(cls: type, name: str, raw: Any) -> Any:
-    """Coerce an environment string to the field's declared type."""
+    """Coerce an environment string to the field's declared type: booleans are
+    true/false or 1/0 (any case) and nothing else; numbers must parse whole."""
     ftype = {f.name: f.type for f in fields(cls)}[name]
     if not isinstance(raw, str):
         return raw
+    text = raw.strip()
     try:
         if ftype in ("float | None", "Optional[float]"):
-            return None if raw.strip().lower() in ("", "none", "null") else float(raw)
+            return None if text.lower() in ("", "none", "null") else float(text)
         if ftype in (float, "float"):
-            return float(raw)
+            return float(text)
         if ftype in (int, "int"):
-            return int(raw)
+            return int(text)
         if ftype in (bool, "bool"):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            if text.lower() not in _ENV_BOOLS:
+                raise ConfigError(f"{cls.__name__}.{name}", f"must be true or false (or 1/0), got {raw!r}")
+            return _ENV_BOOLS[text.lower()]
     except ValueError:
         raise ConfigError(f"{cls.__name__}.{name}", f"cannot parse {raw!r} as {ftype}") from None
     return raw

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
-from hftmm.config import ConfigError
+from hftmm.config import ConfigError, check_bool, check_date, check_int
 
 _MODELS = ("as", "glft")
 _FAIR = ("mid", "micro")
@@ -103,13 +103,16 @@ class BacktestConfig:
     seed: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("start_date", "end_date"):
-            v = getattr(self, name)
-            try:
-                _dt.date.fromisoformat(str(v))
-            except ValueError:
-                raise ConfigError(f"BacktestConfig.{name}", f"must be a date YYYY-MM-DD, got {v!r}") from None
-        if _dt.date.fromisoformat(self.end_date) < _dt.date.fromisoformat(self.start_date):
+        d0 = check_date("BacktestConfig", "start_date", self.start_date)
+        d1 = check_date("BacktestConfig", "end_date", self.end_date)
+        for name in ("rolling_horizon", "estimate_intensity", "clock_correction", "post_only"):
+            check_bool("BacktestConfig", name, getattr(self, name))
+        for name in ("symbol", "model", "fair_value", "queue_model", "fill_model"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"BacktestConfig.{name}", f"must be a string, got {getattr(self, name)!r}")
+        if self.data_path is not None and not isinstance(self.data_path, str):
+            raise ConfigError("BacktestConfig.data_path", f"must be a folder path string or None, got {self.data_path!r}")
+        if d1 < d0:
             raise ConfigError("BacktestConfig.end_date", f"{self.end_date} is before start_date {self.start_date}")
         if not isinstance(self.symbol, str) or not self.symbol.isalnum():
             raise ConfigError("BacktestConfig.symbol", f"must be alphanumeric, got {self.symbol!r}")
@@ -131,11 +134,8 @@ class BacktestConfig:
             _num("max_orders_per_second", self.max_orders_per_second, 1.0, hi=1e6)
         if self.xi is not None:
             _num("xi", self.xi, 0.0)
-        if isinstance(self.requote_threshold, bool) or not isinstance(self.requote_threshold, int) \
-                or self.requote_threshold < 0:
-            raise ConfigError("BacktestConfig.requote_threshold", f"must be an int >= 0 ticks, got {self.requote_threshold!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError("BacktestConfig.seed", f"must be an int >= 0, got {self.seed!r}")
+        check_int("BacktestConfig", "requote_threshold", self.requote_threshold)
+        check_int("BacktestConfig", "seed", self.seed)
         for name in ("tick_size", "lot_size"):
             v = getattr(self, name)
             if v is not None:

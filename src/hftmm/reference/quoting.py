@@ -54,7 +54,10 @@ class Quoter:
 
     def __init__(self, model="as", gamma=0.1, k=1.5, A=140.0, horizon_s=30.0,
                  rolling=False, fair_value="mid", tick_size=0.01, min_spread=0.0,
-                 max_inventory=1.0, order_qty=0.001, xi=None):
+                 max_inventory=1.0, order_qty=0.001, xi=None, price_band=0.2):
+        self.price_band = _real(price_band, "price_band")
+        if not (self.price_band > 0 and math.isfinite(self.price_band)):
+            raise ValueError(f"price_band must be a finite fraction > 0, got {price_band!r}")
         if not isinstance(model, str) or model.lower() not in ("as", "glft"):
             raise ValueError(f"model must be 'as' or 'glft', got {model!r}")
         if not isinstance(fair_value, str) or fair_value.lower() not in ("mid", "micro"):
@@ -191,8 +194,9 @@ class Quoter:
             at = best_bid + 1
         if bt >= at:
             at = bt + 1
-        bid_ok = not (q + self.order_qty - self.max_inventory > self.inv_eps)
-        ask_ok = not (-self.max_inventory - (q - self.order_qty) > self.inv_eps)
+        band = self.price_band * s
+        bid_ok = bt >= 1 and s - bt <= band and not (q + self.order_qty - self.max_inventory > self.inv_eps)
+        ask_ok = at >= 1 and at - s <= band and not (-self.max_inventory - (q - self.order_qty) > self.inv_eps)
         return Quote(bt, at, bid_ok, ask_ok, reservation, spread, s * self.tick_size, self.tick_size)
 
     def quote(self, best_bid, best_ask, bid_qty, ask_qty, sigma, q, t_ns) -> Quote:

@@ -106,14 +106,19 @@ class AvellanedaStoikovPricer:
       weight of the newest observation (converted to a half-life from the
       observation interval seen so far; the first observations use 1 s);
       order_size [base]; k [1/price], A [1/s]: fill-intensity parameters, fitted
-      online from trades when ``estimate_intensity`` (window [s], refit [s]).
+      online from trades when ``estimate_intensity`` (window [s], refit [s]);
+      prior_sigma [fraction of the price per sqrt(second); default 1e-4, about 56 %
+      a year]: the volatility :meth:`compute_quotes` assumes until the EWMA has
+      seen a return (one ``update_market`` gives a quote, not None).
     """
 
     def __init__(self, tick_size: float = 0.01, ewma_alpha: Optional[float] = None, max_inventory: float = 10.0,
                  *, ewma_half_life: Optional[float] = None, lot_size: float = 1e-5, order_size: float = 0.001,
                  k: float = 10.0, A: float = 5.0, estimate_intensity: bool = False,
-                 intensity_window: float = 600.0, intensity_refit: float = 10.0) -> None:
+                 intensity_window: float = 600.0, intensity_refit: float = 10.0,
+                 prior_sigma: float = 1e-4) -> None:
         self.tick_size = _finite_pos("tick_size", tick_size)
+        self.prior_sigma = _finite_pos("prior_sigma", prior_sigma)
         self.lot_size = _finite_pos("lot_size", lot_size)
         self.max_inventory = float(max_inventory) if max_inventory == math.inf \
             else _finite_pos("max_inventory", max_inventory, zero_ok=True)
@@ -252,17 +257,18 @@ class AvellanedaStoikovPricer:
             except ValueError:
                 pass   # a degenerate fit: parameters unchanged (as the backtester)
 
-    def quote_ticks(self, params: QuoteParameters, position_lots: int, now_ns: int):
+    def quote_ticks(self, params: QuoteParameters, position_lots: int, now_ns: int, prior: bool = False):
         """The compiled quote (:class:`hftcore.quoting.Quote`, ticks) for an inventory of
         ``position_lots``, or None when there is no valid quote (empty, crossed or
-        locked book; no volatility observation yet). The same steps, in the same
-        order, as the backtester's quoting."""
+        locked book; no volatility observation yet, unless ``prior``: then
+        ``prior_sigma``). The same steps, in the same order, as the backtester's quoting."""
         bb, ba = self.best_bid, self.best_ask
-        if bb == NO_BID or ba == NO_ASK or bb >= ba or self.vol.count < 1:
+        if bb == NO_BID or ba == NO_ASK or bb >= ba or (self.vol.count < 1 and not prior):
             return None
         quoter = self.quoter(params)
         self.refit_intensity(now_ns, quoter)
-        sigma = self.vol.sigma * (float(bb) + float(ba)) * 0.5 * self.tick_size
+        rel = self.vol.sigma if self.vol.count >= 1 else self.prior_sigma
+        sigma = rel * (float(bb) + float(ba)) * 0.5 * self.tick_size
         q = float(position_lots) * self.lot_size
         try:
             return quoter.quote(bb, ba, self.bid_qty, self.ask_qty, sigma, q, now_ns)
@@ -272,16 +278,20 @@ class AvellanedaStoikovPricer:
     def compute_quotes(self, params: QuoteParameters, inventory: float = 0.0,
                        now_ns: Optional[int] = None) -> Optional[Quote]:
         """A :class:`Quote` in price units for ``inventory`` [base], or None when
-        there is no valid quote yet (no book, no volatility observation)."""
+        there is no book (before ``update_market``). Until the EWMA has a return the
+        volatility is ``prior_sigma``. A side is OK only when it may be posted: inside
+        the inventory limit, priced above 0 and within 20 % of the fair value (the
+        quoter's price band; a blown-up volatility estimate never posts a negative bid)."""
         now = self.last_update_ns if now_ns is None else int(now_ns)
         lots = int(round(float(inventory) / self.lot_size))
-        out = self.quote_ticks(params, lots, now)
+        out = self.quote_ticks(params, lots, now, prior=True)
         if out is None:
             return None
         size = self.order_size if params.order_size is None else params.order_size
+        sigma = self.sigma if self.vol.count >= 1 else self.prior_sigma * out.fair_value
         q = Quote(bid_price=out.bid_tick * self.tick_size, ask_price=out.ask_tick * self.tick_size,
                   bid_tick=out.bid_tick, ask_tick=out.ask_tick, bid_size=size, ask_size=size,
                   bid_ok=out.bid_ok, ask_ok=out.ask_ok, reservation_price=out.reservation_price,
-                  spread=out.spread, fair_value=out.fair_value, sigma=self.sigma, timestamp_ns=now)
+                  spread=out.spread, fair_value=out.fair_value, sigma=sigma, timestamp_ns=now)
         self.last_quote = q
         return q

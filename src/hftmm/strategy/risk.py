@@ -142,7 +142,7 @@ class _Latency:
 class RiskManager:
     """Risk limits, pauses and the kill switch for one symbol.
 
-    ``config``: the limits (:class:`hftmm.config.RiskConfig`).
+    ``config``: the limits (:class:`hftmm.config.RiskConfig`; the defaults when None).
     ``clock``: wall clock, ns (``time.time_ns``); every ``now`` argument defaults to it.
     ``feed_stale_ms``: no market message for this long (ms) pauses quoting;
     default ``4 * latency_threshold_ms``.
@@ -157,7 +157,7 @@ class RiskManager:
 
     def __init__(
         self,
-        config: RiskConfig,
+        config: Optional[RiskConfig] = None,
         *,
         clock: Callable[[], int] = time.time_ns,
         feed_stale_ms: Optional[float] = None,
@@ -166,6 +166,8 @@ class RiskManager:
         lot_size: Any = None,
         latency_window_s: float = 2.0,
     ) -> None:
+        if config is None:
+            config = RiskConfig()
         if not isinstance(config, RiskConfig):
             raise TypeError(f"config must be a RiskConfig, got {type(config).__name__}")
         self.config = config
@@ -196,6 +198,7 @@ class RiskManager:
         self.kill_flatten = False
 
         # equity
+        self.capital = float(config.capital)
         self._day: Optional[int] = None
         self._day_start_pnl = 0.0
         self._peak_pnl = 0.0
@@ -437,12 +440,16 @@ class RiskManager:
         self._peak_pnl = max(self._peak_pnl, pnl)
         if self._killed:
             return
-        loss, dd = self.daily_loss, self.drawdown
-        if loss >= self.config.max_daily_loss:
-            self.kill(f"daily loss {loss:.2f} >= max_daily_loss {self.config.max_daily_loss:g}",
+        loss, dd, frac = self.daily_loss, self.drawdown, self.drawdown_fraction
+        cfg = self.config
+        if loss >= cfg.max_daily_loss:
+            self.kill(f"daily loss {loss:.2f} >= max_daily_loss {cfg.max_daily_loss:g}",
                       source="risk", now=t)
-        elif dd >= self.config.max_drawdown:
-            self.kill(f"drawdown {dd:.2f} >= max_drawdown {self.config.max_drawdown:g}",
+        elif frac >= cfg.max_drawdown:
+            self.kill(f"drawdown {100 * frac:.2f} % of peak equity {self.capital + self._peak_pnl:,.2f} >= "
+                      f"max_drawdown {100 * cfg.max_drawdown:g} %", source="risk", now=t)
+        elif cfg.max_drawdown_abs is not None and dd >= cfg.max_drawdown_abs:
+            self.kill(f"drawdown {dd:.2f} >= max_drawdown_abs {cfg.max_drawdown_abs:g}",
                       source="risk", now=t)
 
     @property
@@ -454,6 +461,22 @@ class RiskManager:
     def drawdown(self) -> float:
         """Peak PnL minus current PnL (quote currency, >= 0)."""
         return 0.0 if self._last_pnl is None else self._peak_pnl - self._last_pnl
+
+    @property
+    def drawdown_fraction(self) -> float:
+        """The drawdown as a fraction of the peak equity (``capital`` + peak PnL); 1.0 when
+        the peak equity is not positive (nothing left to lose)."""
+        if self._last_pnl is None:
+            return 0.0
+        peak = self.capital + self._peak_pnl
+        return self.drawdown / peak if peak > 0 else 1.0
+
+    def set_capital(self, capital: float) -> None:
+        """The session's starting equity, quote currency (the engine marks the account)."""
+        c = float(capital)
+        if not (c > 0 and math.isfinite(c)):
+            raise ValueError(f"capital must be finite and > 0, got {capital!r}")
+        self.capital = c
 
     # ------------------------------------------------------------------ latency, feed, book
     def on_round_trip(self, ms: float, now: Optional[int] = None) -> None:
