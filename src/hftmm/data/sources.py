@@ -1,6 +1,7 @@
 """Raw-input helpers shared by ``hftmm data convert`` and ``verify``: chunked
-gzip reading that survives corrupt files, format and symbol detection, and the
-inference of decoding units from the data."""
+gzip reading that survives corrupt files (with bounded output: a gzip bomb
+never expands into memory), format and symbol detection, and the inference of
+decoding units from the data."""
 from __future__ import annotations
 
 import io
@@ -11,8 +12,15 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator, Optional
 
+from hftmm.captures import MAX_LINE_BYTES
+
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
+#: most decompressed bytes one chunk of iter_chunks holds (typical captures
+#: expand 8-12x, so 256 KB of gzip -- convert's read size -- stays below it)
+MAX_CHUNK_OUT = 8 << 20
+#: bytes the CSV reader parses at a time; a longer row is refused
+CSV_BLOCK = 16 << 20
 
 _STREAM_SYM = re.compile(rb'"stream"\s*:\s*"([A-Za-z0-9_]+)@')
 _S_SYM = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_]+)"')
@@ -36,10 +44,11 @@ class ReadStats:
             self.errors.append(f"{self.path}: {why}")
 
 
-def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK, max_out: int = MAX_CHUNK_OUT) -> Iterator[bytes]:
     """Decompressed chunks of a gzip file (multi-member; a plain file is passed
-    through). A truncated or corrupt gzip ends the stream and is recorded in
-    stats, never raised. zlib.decompressobj over big reads: no per-line cost."""
+    through), each at most ``max_out`` bytes whatever the compression ratio. A
+    truncated or corrupt gzip ends the stream and is recorded in stats, never
+    raised. zlib.decompressobj over big reads: no per-line cost."""
     try:
         fh = open(path, "rb")
     except OSError as exc:
@@ -64,13 +73,13 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[byt
             if not raw:
                 break
             stats.bytes_in += len(raw)
-            while raw:
+            more = False     # the last call filled max_out: zlib may hold more output
+            while raw or more:
                 if not in_member and raw.strip(b"\x00") == b"":
-                    raw = b""  # zero padding after the last member
-                    break
+                    break    # zero padding after the last member
                 in_member = True
                 try:
-                    out = d.decompress(raw)
+                    out = d.decompress(raw, max_out)
                 except zlib.error as exc:
                     stats.corrupt = True
                     stats.problem(f"corrupt gzip data after {stats.bytes_out} bytes: {exc}")
@@ -79,11 +88,11 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[byt
                     stats.bytes_out += len(out)
                     yield out
                 if d.eof:
-                    raw = d.unused_data
+                    raw, more = d.unused_data, False
                     d = zlib.decompressobj(31)
                     in_member = False
                 else:
-                    raw = b""
+                    raw, more = d.unconsumed_tail, len(out) == max_out
         if in_member:
             try:
                 out = d.flush()
@@ -187,5 +196,5 @@ def read_all(path: str) -> bytes:
         return fh.read()
 
 
-__all__ = ["ReadStats", "iter_chunks", "head_bytes", "open_text_binary", "symbols_in", "infer_units",
+__all__ = ["MAX_LINE_BYTES", "MAX_CHUNK_OUT", "ReadStats", "iter_chunks", "head_bytes", "open_text_binary", "symbols_in", "infer_units",
            "unit_of", "detect_market", "is_collector", "cryptofeed_http_for", "read_all", "io"]
