@@ -131,6 +131,17 @@ def _file_chunks(fh: BinaryIO, stats: "CaptureStats", where: str) -> Iterator[by
         stats.bad(where, f"truncated or corrupt gzip: {exc}")
 
 
+def _file_lines(fh: BinaryIO, path: str, stats: "CaptureStats") -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a file in bounded memory; an over-long line is
+    counted (a line, malformed) and skipped."""
+    for lineno, line in enumerate(split_lines(_file_chunks(fh, stats, path)), 1):
+        if line is None:
+            stats.lines += 1
+            stats.bad(f"{path}:{lineno}", f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        yield lineno, line
+
+
 def read_collector(path: str, symbol: str = "", stats: Optional[CaptureStats] = None) -> Iterator[RawMessage]:
     """Lines of a collector-format gzip capture (``<ns> <json>``).
 
@@ -140,11 +151,8 @@ def read_collector(path: str, symbol: str = "", stats: Optional[CaptureStats] = 
     rest_key = f"{symbol.upper()}@rest"
     try:
         with gzip.open(path, "rb") as fh:
-            for lineno, line in enumerate(split_lines(_file_chunks(fh, stats, path)), 1):
+            for lineno, line in _file_lines(fh, path, stats):
                 stats.lines += 1
-                if line is None:
-                    stats.bad(f"{path}:{lineno}", f"line longer than {MAX_LINE_BYTES} bytes")
-                    continue
                 line = line.rstrip(b"\r")
                 if not line:
                     continue
@@ -164,11 +172,7 @@ def _cf_ts(text: bytes) -> int:
 
 def _cf_ws(path: str, stats: CaptureStats, symbol: Optional[str]) -> Iterator[RawMessage]:
     with open(path, "rb") as fh:
-        for lineno, line in enumerate(split_lines(_file_chunks(fh, stats, path)), 1):
-            if line is None:
-                stats.lines += 1
-                stats.bad(f"{path}:{lineno}", f"line longer than {MAX_LINE_BYTES} bytes")
-                continue
+        for lineno, line in _file_lines(fh, path, stats):
             if not line.strip():
                 continue  # blank (e.g. the trailing newline): not a line, not malformed
             stats.lines += 1
@@ -190,11 +194,7 @@ def _cf_ws(path: str, stats: CaptureStats, symbol: Optional[str]) -> Iterator[Ra
 
 def _cf_http(path: str, stats: CaptureStats, symbol: Optional[str]) -> Iterator[RawMessage]:
     with open(path, "rb") as fh:
-        for lineno, line in enumerate(split_lines(_file_chunks(fh, stats, path)), 1):
-            if line is None:
-                stats.lines += 1
-                stats.bad(f"{path}:{lineno}", f"line longer than {MAX_LINE_BYTES} bytes")
-                continue
+        for lineno, line in _file_lines(fh, path, stats):
             if not line.strip():
                 continue  # the .http logs end with a blank line
             stats.lines += 1
