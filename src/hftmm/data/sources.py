@@ -10,9 +10,10 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Iterator, Optional, Sequence
 
 from hftmm.captures import MAX_LINE_BYTES
+from hftmm.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
@@ -103,6 +104,19 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK, max_out: int = 
                 yield out
             stats.truncated = True
             stats.problem(f"truncated gzip (ends mid-member after {stats.bytes_out} bytes)")
+
+
+def check_inputs(paths: Sequence[str]) -> None:
+    """DataError naming the first input that is missing, not a file or unreadable."""
+    if not paths:
+        raise DataError("no input files given")
+    for path in paths:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file")
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: not a file (give the capture files, e.g. {os.path.join(path, '*.gz')})")
+        if not os.access(path, os.R_OK):
+            raise DataError(f"{path}: not readable (permission denied)")
 
 
 def head_bytes(path: str, limit: int = CHUNK) -> bytes:
@@ -196,5 +210,6 @@ def read_all(path: str) -> bytes:
         return fh.read()
 
 
-__all__ = ["MAX_LINE_BYTES", "MAX_CHUNK_OUT", "ReadStats", "iter_chunks", "head_bytes", "open_text_binary", "symbols_in", "infer_units",
-           "unit_of", "detect_market", "is_collector", "cryptofeed_http_for", "read_all", "io"]
+__all__ = ["MAX_LINE_BYTES", "MAX_CHUNK_OUT", "CSV_BLOCK", "ReadStats", "check_inputs", "iter_chunks",
+           "head_bytes", "open_text_binary", "symbols_in", "infer_units", "unit_of", "detect_market", "is_collector",
+           "cryptofeed_http_for", "read_all", "io"]

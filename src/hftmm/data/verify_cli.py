@@ -29,7 +29,6 @@ from typing import Iterator, Optional, Sequence
 
 from hftmm.captures import MAX_LINE_BYTES, CaptureStats, RawMessage, read_cryptofeed, split_lines, symbol_samples
 from hftmm.data import sources
-from hftmm.errors import DataError
 from hftmm.verify import verify_messages
 
 
@@ -76,17 +75,6 @@ def _collector_messages(path: str, symbol: str, fc: FileCheck) -> Iterator[RawMe
     fc.errors += st.errors
 
 
-def check_inputs(paths: Sequence[str]) -> None:
-    """DataError naming the first input that is missing or not a file."""
-    if not paths:
-        raise DataError("no input files given")
-    for path in paths:
-        if not os.path.exists(path):
-            raise DataError(f"{path}: no such file")
-        if not os.path.isfile(path):
-            raise DataError(f"{path}: not a file (give the capture files, e.g. {os.path.join(path, '*.gz')})")
-
-
 def _first_ts(path: str) -> int:
     head = sources.head_bytes(path, 1 << 16).split(b"\n", 1)[0].split(b" ", 1)[0]
     return int(head) if head.isdigit() else 0
@@ -96,7 +84,7 @@ def verify_files(paths: Sequence[str], market: Optional[str] = None, tick_size: 
                  lot_size: Optional[str] = None) -> dict:
     """Verify the captures; a JSON-able dict with ``ok``, per-file and per-symbol parts.
     Raises DataError when an input does not exist or is a folder."""
-    check_inputs(paths)
+    sources.check_inputs(paths)
     files: list[FileCheck] = []
     streams: dict[str, list] = {}        # symbol -> message iterators, in order
     heads: dict[str, bytes] = {}
