@@ -12,22 +12,40 @@ Formats:
 
 Corrupt or truncated input never raises from the iterators: bad lines are
 counted in ``CaptureStats`` and skipped; a truncated gzip member ends the file.
+
+Memory is bounded whatever the input (a gzip bomb expands ~1000:1): files are
+read in chunks, never whole, and a line longer than :data:`MAX_LINE_BYTES`
+(16 MiB; the largest Binance message, a 5000-level depth snapshot, is ~300 KB)
+is counted as malformed and skipped as it streams past, without being held.
+Skipping it loses nothing valid: no Binance message is that long, and every
+line after it is still read.
 """
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
 import logging
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Iterator, NamedTuple, Optional
+from typing import BinaryIO, Iterable, Iterator, NamedTuple, Optional
 from urllib.parse import parse_qs, urlparse
+
+from hftmm.errors import DataError
 
 log = logging.getLogger(__name__)
 
 _STREAM_RE = re.compile(rb'^\s*\{\s*"stream"\s*:\s*"([^"]{1,200})"')
+
+#: longest line any capture reader accepts [bytes]; a longer one is malformed
+MAX_LINE_BYTES = 16 << 20
+#: bytes read (or decompressed) at a time by the readers
+READ_BYTES = 256 << 10
+#: an exchangeInfo JSON larger than this is refused [bytes] (Binance spot's is ~20 MB at most)
+MAX_EXCHANGE_INFO_BYTES = 256 << 20
 
 
 class RawMessage(NamedTuple):
@@ -59,6 +77,71 @@ def _key_of(payload: bytes, default: str) -> str:
     return m.group(1).decode("ascii", "replace") if m else default
 
 
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE_BYTES) -> Iterator[Optional[bytes]]:
+    """The lines of a byte stream given in chunks, without their ``\\n`` (a last
+    line without one included). A line longer than ``max_line`` bytes is yielded
+    once as ``None`` (count it as malformed) and its bytes are dropped as they
+    arrive: memory stays below ``max_line`` plus one chunk."""
+    parts: list[bytes] = []     # the unfinished line, in pieces
+    size = 0
+    skipping = False            # inside an over-long line (already reported)
+    for chunk in chunks:
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                continue
+            chunk = chunk[nl + 1:]
+            skipping = False
+        if b"\n" not in chunk:
+            if chunk:
+                size += len(chunk)
+                if size > max_line:
+                    yield None
+                    parts, size, skipping = [], 0, True
+                else:
+                    parts.append(chunk)
+            continue
+        lines: list = chunk.split(b"\n")
+        last = lines.pop()
+        if parts:
+            lines[0] = None if size + len(lines[0]) > max_line else b"".join(parts) + lines[0]
+            parts, size = [], 0
+        for line in lines:
+            yield None if line is not None and len(line) > max_line else line
+        if last:
+            if len(last) > max_line:
+                yield None
+                skipping = True
+            else:
+                parts, size = [last], len(last)
+    if parts:
+        yield b"".join(parts)
+
+
+def _file_chunks(fh: BinaryIO, stats: "CaptureStats", where: str) -> Iterator[bytes]:
+    """``fh.read`` in READ_BYTES pieces; a truncated or corrupt gzip ends it (in stats)."""
+    try:
+        while True:
+            chunk = fh.read(READ_BYTES)
+            if not chunk:
+                return
+            yield chunk
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        stats.truncated = True
+        stats.bad(where, f"truncated or corrupt gzip: {exc}")
+
+
+def _file_lines(fh: BinaryIO, path: str, stats: "CaptureStats") -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a file in bounded memory; an over-long line is
+    counted (a line, malformed) and skipped."""
+    for lineno, line in enumerate(split_lines(_file_chunks(fh, stats, path)), 1):
+        if line is None:
+            stats.lines += 1
+            stats.bad(f"{path}:{lineno}", f"line longer than {MAX_LINE_BYTES} bytes")
+            continue
+        yield lineno, line
+
+
 def read_collector(path: str, symbol: str = "", stats: Optional[CaptureStats] = None) -> Iterator[RawMessage]:
     """Lines of a collector-format gzip capture (``<ns> <json>``).
 
@@ -68,9 +151,9 @@ def read_collector(path: str, symbol: str = "", stats: Optional[CaptureStats] = 
     rest_key = f"{symbol.upper()}@rest"
     try:
         with gzip.open(path, "rb") as fh:
-            for lineno, line in enumerate(_safe_lines(fh, stats), 1):
+            for lineno, line in _file_lines(fh, path, stats):
                 stats.lines += 1
-                line = line.rstrip(b"\r\n")
+                line = line.rstrip(b"\r")
                 if not line:
                     continue
                 ts, sep, payload = line.partition(b" ")
@@ -83,67 +166,107 @@ def read_collector(path: str, symbol: str = "", stats: Optional[CaptureStats] = 
         stats.bad(path, f"unreadable: {exc}")
 
 
-def _safe_lines(fh, stats: CaptureStats) -> Iterator[bytes]:
-    try:
-        yield from fh
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        stats.truncated = True
-        stats.bad(getattr(fh, "name", "?"), f"truncated or corrupt gzip: {exc}")
-
-
 def _cf_ts(text: bytes) -> int:
     return int(Decimal(text.decode("ascii").strip()) * 1_000_000_000)
 
 
-def read_cryptofeed(ws_path: str, http_path: Optional[str] = None,
-                    stats: Optional[CaptureStats] = None) -> Iterator[RawMessage]:
-    """cryptofeed's sample format: the websocket log merged by receive time with
-    the REST snapshots of the matching ``.http`` log."""
-    stats = stats if stats is not None else CaptureStats()
-    msgs: list[RawMessage] = []
-    with open(ws_path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
+def _cf_ws(path: str, stats: CaptureStats, symbol: Optional[str]) -> Iterator[RawMessage]:
+    with open(path, "rb") as fh:
+        for lineno, line in _file_lines(fh, path, stats):
             if not line.strip():
                 continue  # blank (e.g. the trailing newline): not a line, not malformed
             stats.lines += 1
             if lineno == 1 and b" <-> " in line:
                 continue  # the connection URL
-            ts, sep, payload = line.rstrip(b"\r\n").partition(b": ")
+            ts, sep, payload = line.rstrip(b"\r").partition(b": ")
             try:
                 t = _cf_ts(ts)
             except Exception:
-                stats.bad(f"{ws_path}:{lineno}", "bad timestamp")
+                stats.bad(f"{path}:{lineno}", "bad timestamp")
                 continue
             if not sep:
-                stats.bad(f"{ws_path}:{lineno}", "no payload")
+                stats.bad(f"{path}:{lineno}", "no payload")
                 continue
-            msgs.append(RawMessage(t, _key_of(payload, "@ws"), payload))
-    if http_path:
-        with open(http_path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue  # the .http logs end with a blank line
-                stats.lines += 1
-                url, sep, rest = line.rstrip(b"\r\n").partition(b" -> ")
-                ts, sep2, payload = rest.partition(b": ")
-                if not sep or not sep2:
-                    stats.bad(f"{http_path}:{lineno}", "not '<url> -> <ts>: <json>'")
-                    continue
-                q = parse_qs(urlparse(url.decode("ascii", "replace")).query)
-                sym = q.get("symbol", [""])[0].upper()
-                msgs.append(RawMessage(_cf_ts(ts), f"{sym}@rest", payload))
-    msgs.sort(key=lambda m: m.local_ns)  # stable: equal times keep file order
-    yield from msgs
+            key = _key_of(payload, "@ws")
+            if symbol is None or stream_symbol(key) == symbol:
+                yield RawMessage(t, key, payload)
+
+
+def _cf_http(path: str, stats: CaptureStats, symbol: Optional[str]) -> Iterator[RawMessage]:
+    with open(path, "rb") as fh:
+        for lineno, line in _file_lines(fh, path, stats):
+            if not line.strip():
+                continue  # the .http logs end with a blank line
+            stats.lines += 1
+            url, sep, rest = line.rstrip(b"\r").partition(b" -> ")
+            ts, sep2, payload = rest.partition(b": ")
+            if not sep or not sep2:
+                stats.bad(f"{path}:{lineno}", "not '<url> -> <ts>: <json>'")
+                continue
+            try:
+                t = _cf_ts(ts)
+            except Exception:
+                stats.bad(f"{path}:{lineno}", "bad timestamp")
+                continue
+            q = parse_qs(urlparse(url.decode("ascii", "replace")).query)
+            sym = q.get("symbol", [""])[0].upper()
+            if symbol is None or sym == symbol:
+                yield RawMessage(t, f"{sym}@rest", payload)
+
+
+def read_cryptofeed(ws_path: str, http_path: Optional[str] = None,
+                    stats: Optional[CaptureStats] = None, symbol: Optional[str] = None) -> Iterator[RawMessage]:
+    """cryptofeed's sample format: the websocket log merged by receive time with
+    the REST snapshots of the matching ``.http`` log. Both logs are streamed
+    (each is in the order cryptofeed wrote it; equal times: the websocket line
+    first), so memory does not grow with the file. ``symbol`` (e.g. "BTCUSDT")
+    keeps only that symbol's messages (``stream_symbol`` of the key; "" for
+    unwrapped websocket payloads)."""
+    stats = stats if stats is not None else CaptureStats()
+    sym = symbol.upper() if symbol is not None else None
+    ws = _cf_ws(ws_path, stats, sym)
+    if not http_path:
+        yield from ws
+        return
+    yield from heapq.merge(ws, _cf_http(http_path, stats, sym), key=lambda m: m.local_ns)
+
+
+def symbol_samples(messages: Iterable[RawMessage], max_messages: int = 5000,
+                   max_bytes: int = 4 << 20) -> dict[str, bytes]:
+    """{symbol: the first payloads of that symbol joined by newlines} (at most
+    ``max_messages`` messages and about ``max_bytes`` bytes each: bounded), in
+    order of first appearance; consumes ``messages``. What ``infer_units`` and
+    ``detect_market`` read."""
+    parts: dict[str, list[bytes]] = {}
+    sizes: dict[str, int] = {}
+    for m in messages:
+        sym = stream_symbol(m.key)
+        got = parts.setdefault(sym, [])
+        if len(got) < max_messages and sizes.get(sym, 0) < max_bytes:
+            got.append(m.payload)
+            sizes[sym] = sizes.get(sym, 0) + len(m.payload) + 1
+    return {s: b"\n".join(p) for s, p in parts.items()}
 
 
 def read_exchange_info(path: str) -> dict:
     """An exchangeInfo JSON, plain or in cryptofeed's ``<url> -> <ts>: <json>`` form."""
-    with open(path, "rb") as fh:
-        data = fh.read()
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_EXCHANGE_INFO_BYTES:
+            raise DataError(f"{path}: {size} bytes is not an exchangeInfo JSON (limit {MAX_EXCHANGE_INFO_BYTES})")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the exchangeInfo: {exc.strerror or exc}") from exc
     start = data.find(b"{")
     if start < 0:
-        raise ValueError(f"{path}: no JSON object")
-    obj, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8"))
+        raise DataError(f"{path}: no JSON object")
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8"))
+    except ValueError as exc:   # JSONDecodeError, UnicodeDecodeError
+        raise DataError(f"{path}: not an exchangeInfo JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: not an exchangeInfo JSON object")
     return obj
 
 

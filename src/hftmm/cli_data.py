@@ -1,5 +1,11 @@
 """``hftmm data convert`` and ``hftmm data verify`` (wired into hftmm.cli by
-``add_parser``)."""
+``add_parser``).
+
+Exit status: 0 clean, 1 when the input had problems (malformed lines, gaps,
+bookTicker mismatches, an unsynchronised book at the end), 2 when the command
+could not run (a missing input, unusable data, a store file that cannot be
+written: ``hftmm.errors.HftmmError``), with its message as one line on stderr.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,40 +13,93 @@ import json
 import sys
 from typing import Sequence
 
+from hftmm.captures import MAX_LINE_BYTES
 from hftmm.data.convert import FORMATS
+from hftmm.errors import HftmmError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter, without "(default: None)": an option whose
+    default is None says in its help what happens when it is not given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False and action.nargs == 0:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def add_parser(subparsers) -> None:
     """Register ``data`` (with ``convert`` and ``verify``) on an argparse subparsers object."""
-    p = subparsers.add_parser("data", help="market-data files: convert to the event store, verify captures")
+    p = subparsers.add_parser("data", help="market-data files: convert to the event store, verify captures",
+                              description="Market-data files: convert captures and CSVs to the Parquet event "
+                                          "store, verify captures against Binance's book rules.",
+                              formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="data_command", required=True)
 
-    c = sub.add_parser("convert", help="raw captures / public-data CSVs -> Parquet event store")
-    c.add_argument("inputs", nargs="+", metavar="INPUT")
-    c.add_argument("--out", required=True, help="store root: <out>/<SYMBOL>/<YYYY-MM-DD>.parquet")
-    c.add_argument("--symbol", help="symbol (default: from the data or the file name); filters multi-symbol input")
-    c.add_argument("--market", choices=("spot", "usdm"), help="default: from the data (pu -> usdm)")
-    c.add_argument("--format", default="auto", choices=FORMATS)
+    c = sub.add_parser("convert", help="raw captures / public-data CSVs -> Parquet event store",
+                       formatter_class=HelpFormatter,
+                       description="Convert raw captures (hftmm record / hftbacktest collector gzip, cryptofeed "
+                                   "logs) and public-data CSVs (data.binance.vision, Tardis) into the event "
+                                   "store <out>/<SYMBOL>/<YYYY-MM-DD>.parquet. Files are written under "
+                                   "temporary names and replace existing ones only when the whole run "
+                                   f"succeeded. Lines longer than {MAX_LINE_BYTES >> 20} MiB are counted as "
+                                   "malformed and skipped.",
+                       epilog="exit status: 0 clean; 1 malformed lines or an unsynchronised book (the "
+                              "store is written); 2 nothing written (missing input, unusable data, write error)")
+    c.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="capture or CSV files, in time order (plain, .gz or .zip); a cryptofeed .ws log "
+                        "brings the .http log beside it")
+    c.add_argument("--out", required=True, metavar="DIR", help="store root folder: <out>/<SYMBOL>/<YYYY-MM-DD>.parquet")
+    c.add_argument("--symbol", help="symbol, e.g. BTCUSDT; filters multi-symbol input "
+                                    "(default: from the data or the file name)")
+    c.add_argument("--market", choices=("spot", "usdm"),
+                   help="market of the data (default: from the data: pu in depth updates -> usdm)")
+    c.add_argument("--format", default="auto", choices=FORMATS,
+                   help="input format; auto tells them apart by name and content")
     _units(c)
-    c.add_argument("--exchange-info", help="exchangeInfo JSON: units per symbol (captures.decoder_units)")
+    c.add_argument("--exchange-info", metavar="FILE",
+                   help="exchangeInfo JSON giving the units per symbol (default: --tick-size/--lot-size, "
+                        "else inferred from the data)")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     c.add_argument("--raw", action="store_true",
-                   help="write depth/snapshot records in receive order, not as the book sync applies them")
-    c.add_argument("--json", action="store_true", help="print the report as one JSON object")
+                   help="write depth/snapshot records in receive order, not as the book sync applies them "
+                        "(default: as the sync applies them)")
+    c.add_argument("--json", action="store_true", help="print the report as one JSON object "
+                                                       "(default: a text summary)")
     c.set_defaults(func=run_convert)
 
-    v = sub.add_parser("verify", help="replay captures through decoder + sync + book and check bookTickers")
-    v.add_argument("files", nargs="+", metavar="FILE")
-    v.add_argument("--market", choices=("spot", "usdm"), help="default: from the data (pu -> usdm)")
+    v = sub.add_parser("verify", help="replay captures through decoder + sync + book and check bookTickers",
+                       formatter_class=HelpFormatter,
+                       description="Replay captures through the decoder, the book sync and the book, and "
+                                   "check the rebuilt best bid/ask against every bookTicker carrying the same "
+                                   "update id. Collector files of a symbol are checked as one stream in order "
+                                   f"of their first receive time. Lines longer than {MAX_LINE_BYTES >> 20} MiB "
+                                   "are counted as malformed.",
+                       epilog="exit status: 0 OK; 1 problems found (malformed lines, gaps not recovered, "
+                              "mismatches, corrupt or truncated files); 2 could not run (missing input)")
+    v.add_argument("files", nargs="+", metavar="FILE",
+                   help="collector gzip captures and/or cryptofeed .ws logs (the .http log beside is read)")
+    v.add_argument("--market", choices=("spot", "usdm"),
+                   help="market of the data (default: from the data: pu in depth updates -> usdm)")
     _units(v)
-    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument("--json", action="store_true", help="print one JSON object (default: a text report)")
     v.set_defaults(func=run_verify)
 
 
 def _units(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tick-size", help="price unit, e.g. 0.01 (default: finest decimals seen in the data)")
-    p.add_argument("--lot-size", help="quantity unit, e.g. 0.00001 (default: finest decimals seen)")
+    p.add_argument("--tick-size", metavar="PRICE",
+                   help="price unit, a decimal in quote currency, e.g. 0.01; give with --lot-size "
+                        "(default: the finest decimals seen in the data)")
+    p.add_argument("--lot-size", metavar="QTY",
+                   help="quantity unit, a decimal in base currency, e.g. 0.00001; give with --tick-size "
+                        "(default: the finest decimals seen in the data)")
+
+
+def _error(exc: BaseException) -> int:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    print(f"error: {text}", file=sys.stderr)
+    return 2
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -53,9 +112,8 @@ def run_convert(args: argparse.Namespace) -> int:
         rep = convert(args.inputs, args.out, fmt=args.format, symbol=args.symbol, market=args.market,
                       tick_size=args.tick_size, lot_size=args.lot_size, exchange_info=args.exchange_info,
                       progress=args.progress, normalize=not getattr(args, "raw", False))
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (HftmmError, OSError, ValueError) as exc:
+        return _error(exc)
     d = rep.as_dict()
     if args.json:
         print(json.dumps(d))
@@ -80,7 +138,10 @@ def run_verify(args: argparse.Namespace) -> int:
     if (args.tick_size is None) != (args.lot_size is None):
         print("error: give both --tick-size and --lot-size", file=sys.stderr)
         return 2
-    res = verify_files(args.files, market=args.market, tick_size=args.tick_size, lot_size=args.lot_size)
+    try:
+        res = verify_files(args.files, market=args.market, tick_size=args.tick_size, lot_size=args.lot_size)
+    except (HftmmError, OSError) as exc:
+        return _error(exc)
     print(json.dumps(res) if args.json else format_report(res))
     return 0 if res["ok"] else 1
 
@@ -91,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hftmm")
+    parser = argparse.ArgumentParser(prog="hftmm", formatter_class=HelpFormatter)
     add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 

@@ -1,5 +1,7 @@
 """Market-data files: the Parquet event store, conversion of raw captures and
 public-data CSVs into it, and verification of captures (``hftmm data ...``)."""
-from hftmm.data.store import EventWriter, SCHEMA, read_events, read_metadata, store_files
+from hftmm.data.store import (SCHEMA, EventWriter, available_dates, available_symbols, read_events, read_metadata,
+                              store_files)
 
-__all__ = ["EventWriter", "SCHEMA", "read_events", "read_metadata", "store_files"]
+__all__ = ["EventWriter", "SCHEMA", "available_dates", "available_symbols", "read_events", "read_metadata",
+           "store_files"]

@@ -46,6 +46,19 @@ Records are otherwise exactly what ``Message.to_events`` gives for raw JSON. Uni
 ``--tick-size/--lot-size`` given, else ``--exchange-info``
 (``captures.decoder_units``), else inferred from the data
 (``sources.infer_units``: the finest decimals seen in the first 4 MB).
+
+Bad input: a missing input, an unknown format or a symbol that cannot be told
+raise ``DataError`` naming the file before anything is written. Lines that do
+not decode are counted (``malformed``) and skipped; so is a line longer than
+``captures.MAX_LINE_BYTES`` (16 MiB, far above any Binance message): skipped
+as it streams past, so nothing valid is lost and memory stays bounded however
+large or compressed the input (a gzip bomb). A CSV row that long, a Tardis
+message of more than ``MAX_MESSAGE_ROWS`` rows, or CSV text that does not parse
+raise ``DataError`` naming the file. Receive times (``local_ts``) must not go
+back within a day file (the store's order, see ``hftmm.data.store``): an input
+whose times do raises ``DataError`` naming the input and the row. Whatever
+fails, nothing is left half-written: the store files of a run are written
+under temporary names and renamed only when the whole run succeeded.
 """
 from __future__ import annotations
 
@@ -65,11 +78,13 @@ from hftcore.binance import BinanceDecoder, DecodeError
 from hftcore.decimal import Scale
 from hftcore.sync import EventNormalizer
 
-from hftmm.captures import decoder_units, group_by_symbol, read_cryptofeed, read_exchange_info
+from hftmm.captures import (MAX_LINE_BYTES, CaptureStats, decoder_units, read_cryptofeed, read_exchange_info,
+                            symbol_samples)
 from hftmm.data import sources
+from hftmm.data.store import EventWriter
+from hftmm.errors import DataError
 from hftmm.progress import Progress
 from hftmm.threads import read_ahead
-from hftmm.data.store import EventWriter
 
 FORMATS = ("auto", "collector", "cryptofeed", "binance-trades", "binance-aggtrades",
            "binance-bookticker", "tardis")
@@ -80,6 +95,10 @@ _SPOT_AGG = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_
 _BOOKTICKER = ["update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty",
                "transaction_time", "event_time"]
 READ_CHUNK = 256 << 10   # compressed bytes read at a time
+#: most rows one Tardis book message (a snapshot run, or updates sharing a
+#: local_timestamp) may have; Binance snapshots have at most 2 x 5000 levels
+MAX_MESSAGE_ROWS = 1 << 20
+_WRITE_RECORDS = 1 << 16  # cryptofeed: records decoded before a write
 _SYM_IN_NAME = re.compile(r"^([A-Z0-9]{2,})-(?:trades|aggTrades|bookTicker)-")
 
 
@@ -165,16 +184,29 @@ class Converter:
         return nz
 
     def close(self) -> ConvertReport:
+        """Complete every store file, then rename them all into place (nothing is
+        renamed unless all were written)."""
         for sym, nz in self.norms.items():
             st = nz.stats()
             self.report.books[sym] = st
             if st["depth_in"] and not st["synced"]:
                 why = "never synchronised (no usable snapshot)" if st["never_synced"] else "book not synchronised"
                 self.report.problems.append(f"{sym}: {why} at the end; {st['pending']} buffered events not written")
+        try:
+            for w in self.writers.values():
+                w.finish()
+        except BaseException:
+            self.abort()
+            raise
         for sym, w in self.writers.items():
-            self.report.files += w.close()
+            self.report.files += w.commit()
             self.report.rows[sym] = w.rows
         return self.report
+
+    def abort(self) -> None:
+        """Delete the files of this run not yet committed (the store keeps its previous files)."""
+        for w in self.writers.values():
+            w.abort()
 
     # -- inputs ----------------------------------------------------------------
     def convert(self, path: str, fmt: str = "auto") -> None:
@@ -190,14 +222,14 @@ class Converter:
         elif fmt == "tardis":
             self.tardis(path)
         else:
-            raise ValueError(f"{path}: unknown format {fmt!r}")
+            raise DataError(f"{path}: unknown format {fmt!r} (one of {', '.join(FORMATS)})")
 
     def collector(self, path: str) -> None:
         head = sources.head_bytes(path, 1 << 20)
         syms = [self.symbol] if self.symbol else (sources.symbols_in(head) or [_symbol_from_name(path)])
         syms = [s for s in syms if s]
         if not syms:
-            raise ValueError(f"{path}: cannot tell the symbol; pass --symbol")
+            raise DataError(f"{path}: cannot tell the symbol; pass --symbol")
         market = self.market or sources.detect_market(head)
         total = os.path.getsize(path)
         for sym in syms:
@@ -209,6 +241,8 @@ class Converter:
             st = sources.ReadStats(path)
             bar = Progress(total, f"{os.path.basename(path)} {sym}", unit="B", enabled=self.progress)
             tail, lines = b"", 0
+            skipping = False     # inside a line longer than MAX_LINE_BYTES (counted)
+            first_pass = sym == syms[0]
             # three stages on the cores: zlib (reader thread), decoding and
             # normalising (here) and Parquet writing (writer thread) all
             # release the GIL for their work; 256 KB of gzip (~2.5 MB of text)
@@ -216,11 +250,26 @@ class Converter:
             with ThreadPoolExecutor(1) as wpool:
                 pending: deque = deque()
                 for chunk in read_ahead(sources.iter_chunks(path, st, chunk=READ_CHUNK), depth=4):
+                    if skipping:
+                        nl = chunk.find(b"\n")
+                        if nl < 0:
+                            continue
+                        chunk, skipping = chunk[nl + 1:], False
+                    if tail:
+                        nl = chunk.find(b"\n")
+                        if nl >= 0 and len(tail) + nl > MAX_LINE_BYTES:
+                            lines += 1
+                            self._overlong(path, lines, first_pass)
+                            tail, chunk = b"", chunk[nl + 1:]
                     buf = tail + chunk if tail else chunk
                     ev, s = dec.decode_lines(buf, symbol=filt, line_offset=lines)
                     self._count(s, path)
                     lines += s["lines"]
                     tail = buf[s["consumed"]:]
+                    if len(tail) > MAX_LINE_BYTES:
+                        lines += 1
+                        self._overlong(path, lines, first_pass)
+                        tail, skipping = b"", True
                     if nz is not None:
                         ev = nz.feed(ev)
                     pending.append(wpool.submit(w.write, ev))
@@ -243,23 +292,38 @@ class Converter:
                 self.report.lines -= lines   # count each line once
         return None
 
+    def _overlong(self, path: str, lineno: int, count: bool) -> None:
+        """A line longer than MAX_LINE_BYTES: one line, malformed, skipped."""
+        self.report.lines += 1
+        if count:
+            self.report.malformed += 1
+            self._problem(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes (skipped)")
+
+    def _problem(self, text: str) -> None:
+        if len(self.report.problems) < 50:
+            self.report.problems.append(text)
+
     def _count(self, s: dict, path: str) -> None:
         self.report.lines += s["lines"]
         self.report.messages += s["messages"]
         self.report.malformed += s["malformed"]
         self.report.skipped += s["skipped"]
         for lineno, msg in s["errors"]:
-            if len(self.report.problems) < 50:
-                self.report.problems.append(f"{path}:{lineno}: {msg}")
+            self._problem(f"{path}:{lineno}: {msg}")
 
     def cryptofeed(self, path: str) -> None:
+        """A cryptofeed .ws log (+ its .http log): one pass for the symbols and
+        their heads, then one streamed pass per symbol (bounded memory)."""
         http = sources.cryptofeed_http_for(path)
-        msgs = list(read_cryptofeed(path, http))
-        self.report.lines += len(msgs)
-        for sym, sym_msgs in group_by_symbol(msgs).items():
+        cs = CaptureStats()
+        samples = symbol_samples(read_cryptofeed(path, http, stats=cs))
+        self.report.lines += cs.lines
+        self.report.malformed += cs.malformed
+        for e in cs.errors:
+            self._problem(e)
+        for sym, sample in samples.items():
             if not sym or (self.symbol and sym != self.symbol):
                 continue
-            sample = b"\n".join(m.payload for m in sym_msgs[:5000])
             units = self.units(sym, lambda: sources.infer_units(sample))  # noqa: B023 (called at once)
             dec = BinanceDecoder(*units)
             market = self.market or sources.detect_market(sample)
@@ -267,35 +331,56 @@ class Converter:
             nz = self.normalizer(sym, market, units)
             if http and os.path.basename(http) not in w.meta["sources"]:
                 w.meta["sources"].append(os.path.basename(http))
-            out = []
-            for m in sym_msgs:
+            out: list[np.ndarray] = []
+            n = 0
+            for m in read_cryptofeed(path, http, symbol=sym):
                 try:
                     ev = dec.decode(m.payload).to_events(m.local_ns)
                 except DecodeError as exc:
                     self.report.malformed += 1
-                    if len(self.report.problems) < 50:
-                        self.report.problems.append(f"{path}: t={m.local_ns} {m.key}: {exc}")
+                    self._problem(f"{path}: t={m.local_ns} {m.key}: {exc}")
                     continue
                 self.report.messages += 1
                 if len(ev):
                     out.append(ev)
-            if out:
-                ev = np.concatenate(out)
-                w.write(nz.feed(ev) if nz is not None else ev)
+                    n += len(ev)
+                if n >= _WRITE_RECORDS:
+                    self._write(w, nz, out)
+                    out, n = [], 0
+            self._write(w, nz, out)
+
+    @staticmethod
+    def _write(w: EventWriter, nz: Optional[EventNormalizer], chunks: list) -> None:
+        if chunks:
+            ev = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+            w.write(nz.feed(ev) if nz is not None else ev)
 
     # -- CSVs ------------------------------------------------------------------
     def _csv_batches(self, path: str, names: Optional[list[str]], header: bool, string_cols: Sequence[str]):
+        """Arrow batches of a CSV (streamed, CSV_BLOCK bytes at a time); DataError
+        naming the file for text that does not parse or a row longer than a block."""
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         ro = pcsv.ReadOptions(column_names=None if header else names, autogenerate_column_names=False,
-                              block_size=16 << 20)
+                              block_size=sources.CSV_BLOCK)
         co = pcsv.ConvertOptions(column_types={c: pa.string() for c in string_cols},
                                  strings_can_be_null=False)
         fh = sources.open_text_binary(path)
+        rows = 0
         try:
-            reader = pcsv.open_csv(fh, read_options=ro, convert_options=co)
-            for batch in reader:
+            try:
+                reader = pcsv.open_csv(fh, read_options=ro, convert_options=co)
+            except (pa.ArrowException, OSError, EOFError) as exc:
+                raise _csv_error(path, rows, exc) from exc
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (pa.ArrowException, OSError, EOFError) as exc:
+                    raise _csv_error(path, rows, exc) from exc
+                rows += batch.num_rows
                 yield batch
         finally:
             fh.close()
@@ -311,7 +396,7 @@ class Converter:
                      "binance-bookticker": _BOOKTICKER[:ncol]}[fmt]
         sym = self.symbol or _symbol_from_name(path)
         if not sym:
-            raise ValueError(f"{path}: cannot tell the symbol; pass --symbol")
+            raise DataError(f"{path}: cannot tell the symbol; pass --symbol")
         market = self.market or ("usdm" if header else "spot")
         if fmt == "binance-bookticker":
             px_cols, qty_cols = ["best_bid_price", "best_ask_price"], ["best_bid_qty", "best_ask_qty"]
@@ -365,7 +450,7 @@ class Converter:
         head = sources.head_bytes(path, 1 << 16).split(b"\n", 1)[0].decode().strip().split(",")
         book = "is_snapshot" in head
         if not book and "id" not in head:
-            raise ValueError(f"{path}: not a Tardis incremental_book_L2 or trades CSV")
+            raise DataError(f"{path}: not a Tardis incremental_book_L2 or trades CSV")
         carry: dict[str, Optional[np.ndarray]] = {}
         state: dict[str, tuple] = {}
         for batch in self._csv_batches(path, None, True, ["price", "amount", "symbol", "id"] if not book
@@ -400,6 +485,10 @@ class Converter:
                     if prev is not None:
                         ev = np.concatenate([prev, ev])
                     ready, carry[s] = _tardis_messages(ev)
+                    if carry[s] is not None and len(carry[s]) > MAX_MESSAGE_ROWS:
+                        raise DataError(f"{path}: a {s} book message of more than {MAX_MESSAGE_ROWS} rows "
+                                        f"(from local_timestamp {int(carry[s]['local_ts'][0]) // 1000}): "
+                                        "not a Tardis incremental_book_L2 file")
                     self.report.messages += int(np.count_nonzero(ready["flags"] & EVF_BEGIN))
                     w.write(ready)
                 else:
@@ -500,18 +589,39 @@ def detect_format(path: str) -> str:
         return "binance-trades"
     if cols[0].isdigit():
         return {7: "binance-trades", 8: "binance-aggtrades"}.get(len(cols), "binance-trades")
-    raise ValueError(f"{path}: unknown input format; pass --format")
+    raise DataError(f"{path}: unknown input format; pass --format (one of {', '.join(FORMATS[1:])})")
+
+
+def _csv_error(path: str, rows: int, exc: BaseException) -> DataError:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "straddl" in text:
+        text = f"a row longer than {sources.CSV_BLOCK >> 20} MiB (not a market-data row)"
+    return DataError(f"{path}: CSV after row {rows}: {text}")
 
 
 def convert(inputs: Sequence[str], out: str, fmt: str = "auto", **kw) -> ConvertReport:
     """Convert the inputs (in order) into the store at ``out``; .http files of
-    cryptofeed are picked up beside their .ws logs."""
+    cryptofeed are picked up beside their .ws logs. Raises DataError naming the
+    file when an input is missing or unusable, its receive times go back, or a
+    store file cannot be written; then no store file is replaced or left partial."""
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    sources.check_inputs(inputs)
     t0 = time.perf_counter()
     conv = Converter(out, **kw)
-    for path in inputs:
-        if ".http." in os.path.basename(path):
-            continue
-        conv.convert(path, fmt)
-    rep = conv.close()
+    try:
+        for path in inputs:
+            if ".http." in os.path.basename(path):
+                continue
+            try:
+                conv.convert(path, fmt)
+            except DataError as exc:
+                if str(exc).startswith(path):
+                    raise
+                raise DataError(f"{path}: {exc}") from exc
+        rep = conv.close()
+    except BaseException:
+        conv.abort()
+        raise
     rep.seconds = time.perf_counter() - t0
     return rep

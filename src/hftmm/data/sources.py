@@ -1,6 +1,7 @@
 """Raw-input helpers shared by ``hftmm data convert`` and ``verify``: chunked
-gzip reading that survives corrupt files, format and symbol detection, and the
-inference of decoding units from the data."""
+gzip reading that survives corrupt files (with bounded output: a gzip bomb
+never expands into memory), format and symbol detection, and the inference of
+decoding units from the data."""
 from __future__ import annotations
 
 import io
@@ -9,10 +10,18 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator, Optional
+from typing import BinaryIO, Iterator, Optional, Sequence
+
+from hftmm.captures import MAX_LINE_BYTES
+from hftmm.errors import DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 4 << 20
+#: most decompressed bytes one chunk of iter_chunks holds (typical captures
+#: expand 8-12x, so 256 KB of gzip -- convert's read size -- stays below it)
+MAX_CHUNK_OUT = 8 << 20
+#: bytes the CSV reader parses at a time; a longer row is refused
+CSV_BLOCK = 16 << 20
 
 _STREAM_SYM = re.compile(rb'"stream"\s*:\s*"([A-Za-z0-9_]+)@')
 _S_SYM = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_]+)"')
@@ -36,10 +45,11 @@ class ReadStats:
             self.errors.append(f"{self.path}: {why}")
 
 
-def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[bytes]:
+def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK, max_out: int = MAX_CHUNK_OUT) -> Iterator[bytes]:
     """Decompressed chunks of a gzip file (multi-member; a plain file is passed
-    through). A truncated or corrupt gzip ends the stream and is recorded in
-    stats, never raised. zlib.decompressobj over big reads: no per-line cost."""
+    through), each at most ``max_out`` bytes whatever the compression ratio. A
+    truncated or corrupt gzip ends the stream and is recorded in stats, never
+    raised. zlib.decompressobj over big reads: no per-line cost."""
     try:
         fh = open(path, "rb")
     except OSError as exc:
@@ -64,13 +74,13 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[byt
             if not raw:
                 break
             stats.bytes_in += len(raw)
-            while raw:
+            more = False     # the last call filled max_out: zlib may hold more output
+            while raw or more:
                 if not in_member and raw.strip(b"\x00") == b"":
-                    raw = b""  # zero padding after the last member
-                    break
+                    break    # zero padding after the last member
                 in_member = True
                 try:
-                    out = d.decompress(raw)
+                    out = d.decompress(raw, max_out)
                 except zlib.error as exc:
                     stats.corrupt = True
                     stats.problem(f"corrupt gzip data after {stats.bytes_out} bytes: {exc}")
@@ -79,11 +89,11 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[byt
                     stats.bytes_out += len(out)
                     yield out
                 if d.eof:
-                    raw = d.unused_data
+                    raw, more = d.unused_data, False
                     d = zlib.decompressobj(31)
                     in_member = False
                 else:
-                    raw = b""
+                    raw, more = d.unconsumed_tail, len(out) == max_out
         if in_member:
             try:
                 out = d.flush()
@@ -94,6 +104,19 @@ def iter_chunks(path: str, stats: ReadStats, chunk: int = CHUNK) -> Iterator[byt
                 yield out
             stats.truncated = True
             stats.problem(f"truncated gzip (ends mid-member after {stats.bytes_out} bytes)")
+
+
+def check_inputs(paths: Sequence[str]) -> None:
+    """DataError naming the first input that is missing, not a file or unreadable."""
+    if not paths:
+        raise DataError("no input files given")
+    for path in paths:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file")
+        if not os.path.isfile(path):
+            raise DataError(f"{path}: not a file (give the capture files, e.g. {os.path.join(path, '*.gz')})")
+        if not os.access(path, os.R_OK):
+            raise DataError(f"{path}: not readable (permission denied)")
 
 
 def head_bytes(path: str, limit: int = CHUNK) -> bytes:
@@ -187,5 +210,6 @@ def read_all(path: str) -> bytes:
         return fh.read()
 
 
-__all__ = ["ReadStats", "iter_chunks", "head_bytes", "open_text_binary", "symbols_in", "infer_units",
-           "unit_of", "detect_market", "is_collector", "cryptofeed_http_for", "read_all", "io"]
+__all__ = ["MAX_LINE_BYTES", "MAX_CHUNK_OUT", "CSV_BLOCK", "ReadStats", "check_inputs", "iter_chunks",
+           "head_bytes", "open_text_binary", "symbols_in", "infer_units", "unit_of", "detect_market", "is_collector",
+           "cryptofeed_http_for", "read_all", "io"]

@@ -6,7 +6,14 @@ first receive time and fed as one stream, so a capture split across files is
 checked across the boundary. cryptofeed ``.ws`` logs are read with the
 ``.http`` log beside them. Corrupt input is reported, never raised: a gzip
 truncated mid-member or corrupt ends that file (``truncated``/``corrupt``),
-lines that are not ``<ns> <json>`` or do not decode count as malformed.
+lines that are not ``<ns> <json>``, longer than ``captures.MAX_LINE_BYTES``
+(16 MiB) or that do not decode count as malformed. A missing input is not
+corrupt input: it raises ``DataError`` naming the path, before anything runs.
+
+Memory is bounded whatever the size or compression ratio of the input: files
+are streamed in chunks (decompressed output capped per chunk), a cryptofeed log
+is read once for its symbols and their heads and then once per symbol, and the
+replay keeps bounded state (``verify.verify_messages``).
 
 Units: ``--tick-size/--lot-size`` when given, else inferred per symbol from
 the head of its first file (the finest decimals seen in prices and in
@@ -20,7 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
-from hftmm.captures import CaptureStats, RawMessage, group_by_symbol, read_cryptofeed
+from hftmm.captures import MAX_LINE_BYTES, CaptureStats, RawMessage, read_cryptofeed, split_lines, symbol_samples
 from hftmm.data import sources
 from hftmm.verify import verify_messages
 
@@ -36,47 +43,34 @@ class FileCheck:
 
 
 def _collector_messages(path: str, symbol: str, fc: FileCheck) -> Iterator[RawMessage]:
-    """Lines of a collector capture, robust to any corruption (see module doc)."""
+    """Lines of a collector capture, robust to any corruption (see module doc),
+    streamed in bounded memory (``captures.split_lines``)."""
     st = sources.ReadStats(path)
     rest_key = f"{symbol}@rest"
-    tail = b""
-    lineno = 0
-
-    def lines_of(buf: bytes, final: bool):
-        nonlocal lineno
-        parts = buf.split(b"\n")
-        rest = b"" if final else parts.pop()
-        for line in parts:
-            lineno += 1
-            line = line.rstrip(b"\r")
-            if not line:
-                continue
+    for lineno, line in enumerate(split_lines(sources.iter_chunks(path, st)), 1):
+        if line is None:
             fc.lines += 1
-            ts, sep, payload = line.partition(b" ")
-            if not sep or not ts.isdigit() or len(ts) > 19 or not payload.lstrip().startswith(b"{"):
-                fc.malformed += 1
-                if len(fc.errors) < 10:
-                    fc.errors.append(f"{path}:{lineno}: not '<ns> <json>'")
-                continue
-            key = rest_key
-            m = sources._STREAM_SYM.search(payload[:200])
-            if m:
-                q = payload.find(b'"stream"')
-                e = payload.find(b'"', payload.find(b":", q) + 2)
-                key = payload[payload.find(b'"', payload.find(b":", q)) + 1:e].decode("ascii", "replace")
-            yield RawMessage(int(ts), key, payload)
-        return rest
-
-    for chunk in sources.iter_chunks(path, st):
-        gen = lines_of(tail + chunk, False)
-        while True:
-            try:
-                yield next(gen)
-            except StopIteration as stop:
-                tail = stop.value
-                break
-    if tail:
-        yield from lines_of(tail, True)
+            fc.malformed += 1
+            if len(fc.errors) < 10:
+                fc.errors.append(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES} bytes (skipped)")
+            continue
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        fc.lines += 1
+        ts, sep, payload = line.partition(b" ")
+        if not sep or not ts.isdigit() or len(ts) > 19 or not payload.lstrip().startswith(b"{"):
+            fc.malformed += 1
+            if len(fc.errors) < 10:
+                fc.errors.append(f"{path}:{lineno}: not '<ns> <json>'")
+            continue
+        key = rest_key
+        m = sources._STREAM_SYM.search(payload[:200])
+        if m:
+            q = payload.find(b'"stream"')
+            e = payload.find(b'"', payload.find(b":", q) + 2)
+            key = payload[payload.find(b'"', payload.find(b":", q)) + 1:e].decode("ascii", "replace")
+        yield RawMessage(int(ts), key, payload)
     fc.truncated, fc.corrupt = st.truncated, st.corrupt
     fc.errors += st.errors
 
@@ -88,7 +82,9 @@ def _first_ts(path: str) -> int:
 
 def verify_files(paths: Sequence[str], market: Optional[str] = None, tick_size: Optional[str] = None,
                  lot_size: Optional[str] = None) -> dict:
-    """Verify the captures; a JSON-able dict with ``ok``, per-file and per-symbol parts."""
+    """Verify the captures; a JSON-able dict with ``ok``, per-file and per-symbol parts.
+    Raises DataError when an input does not exist or is a folder."""
+    sources.check_inputs(paths)
     files: list[FileCheck] = []
     streams: dict[str, list] = {}        # symbol -> message iterators, in order
     heads: dict[str, bytes] = {}
@@ -101,17 +97,19 @@ def verify_files(paths: Sequence[str], market: Optional[str] = None, tick_size: 
             fc = FileCheck(path)
             files.append(fc)
             cs = CaptureStats()
+            http = sources.cryptofeed_http_for(path)
             try:
-                msgs = list(read_cryptofeed(path, sources.cryptofeed_http_for(path), stats=cs))
+                # one pass for the symbols and their heads; then one streamed pass per symbol
+                samples = symbol_samples(read_cryptofeed(path, http, stats=cs))
             except OSError as exc:
                 fc.corrupt = True
                 fc.errors.append(f"{path}: {exc}")
                 continue
-            fc.lines, fc.malformed = cs.lines, cs.malformed
+            fc.lines, fc.malformed, fc.truncated = cs.lines, cs.malformed, cs.truncated
             fc.errors = cs.errors[:10]
-            for sym, sm in group_by_symbol(msgs).items():
-                streams.setdefault(sym, []).append(iter(sm))
-                heads.setdefault(sym, b"\n".join(m.payload for m in sm[:5000]))
+            for sym, sample in samples.items():
+                streams.setdefault(sym, []).append(read_cryptofeed(path, http, symbol=sym))
+                heads.setdefault(sym, sample)
             continue
         head = sources.head_bytes(path)
         syms = sources.symbols_in(head) or [""]
