@@ -279,7 +279,7 @@ def test_jobs_failed_cancelled_and_died(tmp_path):
     # a config the worker cannot run (no event store there): recorded as failed
     j = jobs.start_backtest(res, {"data_path": str(tmp_path / "nothing")}, data_dir=res)
     j = jobs.wait(j, 60)
-    assert j.state == "failed" and "FileNotFoundError" in j.message
+    assert j.state == "failed" and "DataError" in j.message and "no such file or folder" in j.message
     # a long one, cancelled
     j = jobs.start_backtest(res, {"gamma": 0.1}, synthetic_seconds=None)
     t_end = time.monotonic() + 30

@@ -24,7 +24,7 @@ from typing import Iterable, Optional
 
 from hftcore import NO_ID as _NO_ID
 from hftcore.binance import BinanceDecoder, BookTicker, DecodeError, DepthSnapshot, DepthUpdate, Trade
-from hftcore.sync import RESYNC_CROSSED, RESYNC_GAP, STALE_SNAPSHOT, BookSync
+from hftcore.sync import RESYNC_OUTCOMES, STALE_SNAPSHOT, BookSync
 
 from hftmm.captures import RawMessage
 
@@ -113,7 +113,7 @@ def verify_messages(messages: Iterable[RawMessage], tick_size: str, lot_size: st
         if isinstance(msg, DepthUpdate):
             rep.depth_updates += 1
             out = sync.on_depth(msg)
-            if out == RESYNC_GAP or out == RESYNC_CROSSED:
+            if out in RESYNC_OUTCOMES:
                 log.warning("%s: resync (%s) at u=%d", symbol, sync.last_reason, msg.last_id)
             if sync.ready and sync.last_update_id == msg.last_id and out != STALE_SNAPSHOT:
                 record_top(msg.last_id)
