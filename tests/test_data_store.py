@@ -133,7 +133,7 @@ def test_convert_refuses_a_capture_with_times_going_back(tmp_path, capsys):
     rc = run(build_parser().parse_args(["data", "convert", str(src), "--out", str(tmp_path / "s"), "--tick-size",
                                         "0.01", "--lot-size", "0.00000001", "--no-progress"]))
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err == [f"error: {msg}"]
+    assert rc == 2 and err == [f"hftmm data: {msg}"]
     assert [f for f in _files(tmp_path / "s") if f.endswith((".parquet", ".tmp"))] == []
 
 
@@ -302,7 +302,7 @@ def test_convert_and_verify_missing_inputs(tmp_path, capsys):
     for cmd in (["convert", missing, "--out", str(tmp_path / "s")], ["verify", missing], ["verify", str(tmp_path)]):
         rc = run(build_parser().parse_args(["data", *cmd]))
         err = capsys.readouterr().err.strip().splitlines()
-        assert rc == 2 and len(err) == 1 and err[0].startswith("error: ") and cmd[1] in err[0], err
+        assert rc == 2 and len(err) == 1 and err[0].startswith("hftmm data: ") and cmd[1] in err[0], err
 
 
 def test_help_documents_every_option(capsys):

@@ -240,7 +240,10 @@ def test_cli_sweep(tmp_path, capsys):
     assert any(f.startswith("heatmap_total_pnl_gamma_time_horizon") for f in files)
     assert "8 combinations: 8 ok" in capsys.readouterr().out
     args = parser.parse_args(argv)
-    assert args.func(args) == 2                     # exists: needs --resume
+    from hftmm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="pass --resume"):   # exists: needs --resume
+        args.func(args)
     args = parser.parse_args(argv + ["--resume"])
     assert args.func(args) == 0
     assert len(pd.read_parquet(out / "results.parquet")) == 8

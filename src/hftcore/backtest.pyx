@@ -1008,9 +1008,12 @@ cdef class ReplayKernel:
     def finish(self, int64_t end_ns):
         """Record the samples due up to end_ns (ns) after the last event, and a
         closing sample at end_ns itself (so the last equity includes every fill),
-        for every strategy."""
+        for every strategy. Sampling starts at the first event: with no event there
+        is nothing to sample (a range without data never samples from 1970)."""
         cdef int k
         cdef bt_strat_t* s
+        if not self.started:
+            return
         with nogil:
             for k in range(self.n_strat):
                 s = &self.S[k]

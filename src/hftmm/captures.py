@@ -314,7 +314,7 @@ def decoder_units(exchange_info: dict, symbol: str, strict: bool = False) -> tup
         else:
             qty = step
         return price, qty
-    raise KeyError(f"symbol {symbol!r} not in exchangeInfo")
+    raise DataError(f"symbol {symbol!r} is not in the exchangeInfo ({len(exchange_info.get('symbols') or [])} symbols there)")
 
 
 def group_by_symbol(messages: Iterable[RawMessage]) -> dict[str, list[RawMessage]]:

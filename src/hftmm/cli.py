@@ -43,11 +43,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     _install_stop_signals(stop)
-    rec = Recorder(args.out, args.symbol, args.market, flush_interval_s=args.flush_interval).start()
     conn = BinanceConnector(args.symbol, market=args.market, testnet=args.testnet, rest_url=args.rest_url,
                             ws_url=args.ws_url, depth_speed_ms=args.depth_speed_ms,
-                            snapshot_limit=args.snapshot_limit, on_raw=rec.write)
-    conn.start()
+                            snapshot_limit=args.snapshot_limit)
+    rec = Recorder(args.out, args.symbol, args.market, flush_interval_s=args.flush_interval)
+    conn.on_raw = rec.write
+    conn.start()          # exchangeInfo first: a URL with nothing behind it fails here (ConnectError)
+    rec.start()
     print(f"recording {conn.symbol} ({args.market}) to {args.out}", file=sys.stderr, flush=True)
     t_end = time.monotonic() + args.duration if args.duration else None
     try:
@@ -61,24 +63,30 @@ def _cmd_record(args: argparse.Namespace) -> int:
         conn.stop()
         rec.stop()
         print(file=sys.stderr)
-    print(json.dumps({"lines": rec.lines_written, "files": rec.files, **conn.statistics()}, default=str))
+    rs = rec.stats()
+    print(json.dumps({"lines": rec.lines_written, "files": rec.files, **rs, **conn.statistics()}, default=str))
+    if rs.get("lines_lost"):
+        print(f"hftmm record: {rs['lines_lost']} lines were lost to write errors ({rs.get('write_errors')} "
+              f"errors; see the log)", file=sys.stderr)
+        return 1
     return 0
+
+
+#: BacktestConfig fields the ``backtest`` command sets from options of the same name
+_BACKTEST_OPTIONS = ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
+                     "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed",
+                     "feed_latency", "min_feed_latency", "max_orders_per_second")
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from hftmm.backtesting import BacktestConfig, BacktestEngine
-    from hftmm.config import ConfigError
+    from hftmm.config import load_toml
 
     fields: dict = {}
     if args.config:
-        import tomllib
-
-        with open(args.config, "rb") as fh:
-            data = tomllib.load(fh)
+        data = load_toml(args.config)
         fields.update(data.get("backtest", data))
-    for name in ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
-                 "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed",
-                 "feed_latency", "min_feed_latency", "max_orders_per_second"):
+    for name in _BACKTEST_OPTIONS:
         v = getattr(args, name)
         if v is not None:
             fields[name] = v
@@ -88,11 +96,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         fields["start_date"] = fields["end_date"] = args.date
     if args.data:
         fields["data_path"] = args.data
-    try:
-        config = BacktestConfig.from_dict(fields)
-    except ConfigError as exc:
-        print(f"hftmm backtest: invalid config: {exc}", file=sys.stderr)
-        return 2
+    config = BacktestConfig.from_dict(fields)
     show = not args.json and not args.no_progress
     if show:
         print(f"Backtesting {config.model.upper()} (gamma={config.gamma}, T={config.time_horizon}s) on "
@@ -114,56 +118,97 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_default(name: str) -> str:
+    from hftmm.backtesting import BacktestConfig
+
+    v = BacktestConfig.__dataclass_fields__[name].default
+    return "none" if v is None else str(v)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hftmm", description="hftmm market-making toolkit")
+    import hftmm
+    from hftmm.cli_common import HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="hftmm", description="hftmm market-making toolkit: record, convert and "
+                                     "verify Binance market data, backtest and sweep the Avellaneda-Stoikov / GLFT "
+                                     "market maker, trade it (paper, testnet, live), simulate Binance, dashboard.",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hftmm {hftmm.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("info", help="versions and build information")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("info", help="versions and build information", formatter_class=HelpFormatter)
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("record", help="record Binance market data to crash-safe gzip files")
-    p.add_argument("--symbol", default="BTCUSDT")
-    p.add_argument("--market", choices=["spot", "usdm"], default="spot")
+    p = sub.add_parser("record", help="record Binance market data to crash-safe gzip files",
+                       formatter_class=HelpFormatter,
+                       description="Record the depth, bookTicker and trade streams (and the REST snapshots) "
+                                   "in the hftbacktest collector format: <ns> <json> lines, one gzip member a "
+                                   "flush interval, hourly files. Exit status 1 when lines were lost to write "
+                                   "errors, 2 when the endpoints cannot be reached.")
+    p.add_argument("--symbol", default="BTCUSDT", help="Binance symbol")
+    p.add_argument("--market", choices=["spot", "usdm"], default="spot", help="spot or USD-M futures")
     p.add_argument("--testnet", action="store_true", help="use Binance's testnet endpoints")
     p.add_argument("--out", default="./data/raw", help="output directory")
-    p.add_argument("--rest-url", default=None, help="REST base URL (default: Binance's)")
-    p.add_argument("--ws-url", default=None, help="WebSocket base URL (default: Binance's)")
-    p.add_argument("--depth-speed-ms", type=int, default=100)
-    p.add_argument("--snapshot-limit", type=int, default=1000)
-    p.add_argument("--flush-interval", type=float, default=1.0, help="seconds between gzip members")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0: until Ctrl-C)")
+    p.add_argument("--rest-url", default=None, help="REST base URL (default: Binance's for the market)")
+    p.add_argument("--ws-url", default=None, help="WebSocket base URL (default: Binance's for the market)")
+    p.add_argument("--depth-speed-ms", type=int, default=100, help="diff-depth stream interval, ms")
+    p.add_argument("--snapshot-limit", type=int, default=1000, help="levels per side of the REST snapshot")
+    p.add_argument("--flush-interval", type=float, default=1.0,
+                   help="seconds between gzip members (at most this much is lost to kill -9)")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     p.set_defaults(func=_cmd_record)
 
-    p = sub.add_parser("backtest", help="backtest the market maker (default: AS on one synthetic day)")
-    p.add_argument("--config", help="TOML file with BacktestConfig fields (top level or [backtest])")
-    p.add_argument("--data", help="event store directory (hftmm data convert); default: synthetic market")
-    p.add_argument("--data-dir", default="./data", help="where relative --data paths are looked up")
-    p.add_argument("--date", help="one UTC day YYYY-MM-DD (sets start and end)")
-    p.add_argument("--start-date", dest="start_date")
-    p.add_argument("--end-date", dest="end_date")
-    p.add_argument("--symbol")
-    p.add_argument("--gamma", type=float)
-    p.add_argument("--time-horizon", dest="time_horizon", type=float, help="T, seconds")
-    p.add_argument("--model", choices=["as", "glft"])
-    p.add_argument("--fair-value", dest="fair_value", choices=["mid", "micro"])
-    p.add_argument("--order-size", dest="order_size", type=float, help="base units")
-    p.add_argument("--max-position", dest="max_position", type=float, help="base units")
-    p.add_argument("--min-spread", dest="min_spread", type=float, help="price units")
-    p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"])
-    p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"])
-    p.add_argument("--seed", type=int)
+    p = sub.add_parser("backtest", help="backtest the market maker (default: AS on one synthetic day)",
+                       formatter_class=HelpFormatter,
+                       description="Replay an event store (or the bundled synthetic market) through the "
+                                   "compiled exchange model with the market maker, and print the performance "
+                                   "summary. Options override the --config file's values; unset ones keep "
+                                   "BacktestConfig's defaults, shown below.")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML with BacktestConfig fields (top level or a [backtest] table)")
+    p.add_argument("--data", metavar="DIR",
+                   help="event store directory (hftmm data convert); default: the synthetic market")
+    p.add_argument("--data-dir", default="./data", help="where a relative --data path is looked up")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="one UTC day (sets start and end)")
+    p.add_argument("--start-date", dest="start_date", metavar="YYYY-MM-DD",
+                   help=f"first UTC day (default {_config_default('start_date')})")
+    p.add_argument("--end-date", dest="end_date", metavar="YYYY-MM-DD",
+                   help=f"last UTC day, inclusive (default {_config_default('end_date')})")
+    p.add_argument("--symbol", help=f"symbol (default {_config_default('symbol')})")
+    p.add_argument("--gamma", type=float,
+                   help=f"risk aversion, 1/(price x base) (default {_config_default('gamma')})")
+    p.add_argument("--time-horizon", dest="time_horizon", type=float,
+                   help=f"horizon T, seconds (default {_config_default('time_horizon')})")
+    p.add_argument("--model", choices=["as", "glft"], help=f"quoting model (default {_config_default('model')})")
+    p.add_argument("--fair-value", dest="fair_value", choices=["mid", "micro"],
+                   help=f"fair value the quotes centre on (default {_config_default('fair_value')})")
+    p.add_argument("--order-size", dest="order_size", type=float,
+                   help=f"quote size, base units (default {_config_default('order_size')})")
+    p.add_argument("--max-position", dest="max_position", type=float,
+                   help=f"position limit with every order in flight filled, base units; 0: none "
+                        f"(default {_config_default('max_position')})")
+    p.add_argument("--min-spread", dest="min_spread", type=float,
+                   help=f"minimum quoted spread, price units (default {_config_default('min_spread')})")
+    p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"],
+                   help=f"queue position model (default {_config_default('queue_model')})")
+    p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"],
+                   help=f"queue: fills from the data's trades; intensity: A exp(-k delta) draws "
+                        f"(default {_config_default('fill_model')})")
+    p.add_argument("--seed", type=int, help=f"seed of the random fill draws (default {_config_default('seed')})")
     p.add_argument("--max-orders-per-second", dest="max_orders_per_second", type=float,
-                   help="new orders per sliding second, as the live risk manager (default 10)")
+                   help=f"new orders per sliding second, as the live risk manager "
+                        f"(default {_config_default('max_orders_per_second')})")
     p.add_argument("--feed-latency", dest="feed_latency", type=float,
                    help="seconds from exchange time to visibility (default: the data's receive times)")
     p.add_argument("--min-feed-latency", dest="min_feed_latency", type=float,
-                   help="seconds: the fastest message's latency after the receive-clock correction (default 0.001)")
+                   help=f"seconds the fastest message takes after the receive-clock correction "
+                        f"(default {_config_default('min_feed_latency')})")
     p.add_argument("--no-clock-correction", action="store_true",
                    help="use the data's receive times even where they precede the exchange's")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write equity, inventory and drawdown charts")
     p.add_argument("--save", metavar="DIR", help="write config, metrics, trades and timeseries")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_backtest)
 
     from hftmm import cli_data, cli_live, cli_simulate, cli_sweep
@@ -179,11 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from hftmm.cli_common import fail
+    from hftmm.errors import HftmmError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return int(args.func(args))
+    prog = f"hftmm {args.command}"
+    try:
+        return int(args.func(args))
+    except HftmmError as exc:
+        # a problem the user can act on: one line, no traceback
+        return fail(prog, exc)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

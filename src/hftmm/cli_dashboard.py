@@ -8,14 +8,17 @@ import sys
 
 def add_parser(subparsers) -> None:
     """Register ``dashboard`` on an argparse subparsers object."""
+    from hftmm.cli_common import HelpFormatter
+
     p = subparsers.add_parser("dashboard", help="the Streamlit dashboard (live view, performance, backtesting, data)",
+                              formatter_class=HelpFormatter,
                               description="Serve the dashboard on http://HOST:PORT (needs the dashboard extra: "
                                           "pip install 'hftmm[dashboard]').")
-    p.add_argument("--state-db", default="state.db", help="the live engine's state database (default state.db)")
-    p.add_argument("--results", default="runs", help="saved backtests, sweeps and dashboard jobs (default runs)")
-    p.add_argument("--data", default="data", help="recorded and converted market data (default data)")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--state-db", default="state.db", help="the live engine's state database")
+    p.add_argument("--results", default="runs", help="saved backtests, sweeps and dashboard jobs")
+    p.add_argument("--data", default="data", help="recorded and converted market data")
+    p.add_argument("--port", type=int, default=8501, help="TCP port")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.set_defaults(func=cmd_dashboard)
 
 

@@ -15,17 +15,8 @@ from typing import Sequence
 
 from hftmm.captures import MAX_LINE_BYTES
 from hftmm.data.convert import FORMATS
+from hftmm.cli_common import HelpFormatter, fail
 from hftmm.errors import HftmmError
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's defaults formatter, without "(default: None)": an option whose
-    default is None says in its help what happens when it is not given."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or action.default is False and action.nargs == 0:
-            return action.help or ""
-        return super()._get_help_string(action)
 
 
 def add_parser(subparsers) -> None:
@@ -97,16 +88,14 @@ def _units(p: argparse.ArgumentParser) -> None:
 
 
 def _error(exc: BaseException) -> int:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    print(f"error: {text}", file=sys.stderr)
-    return 2
+    return fail("hftmm data", exc)
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from hftmm.data.convert import convert
 
     if (args.tick_size is None) != (args.lot_size is None):
-        print("error: give both --tick-size and --lot-size", file=sys.stderr)
+        print("hftmm data: give both --tick-size and --lot-size", file=sys.stderr)
         return 2
     try:
         rep = convert(args.inputs, args.out, fmt=args.format, symbol=args.symbol, market=args.market,
@@ -136,7 +125,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from hftmm.data.verify_cli import format_report, verify_files
 
     if (args.tick_size is None) != (args.lot_size is None):
-        print("error: give both --tick-size and --lot-size", file=sys.stderr)
+        print("hftmm data: give both --tick-size and --lot-size", file=sys.stderr)
         return 2
     try:
         res = verify_files(args.files, market=args.market, tick_size=args.tick_size, lot_size=args.lot_size)

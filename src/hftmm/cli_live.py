@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -30,7 +29,16 @@ PROD_CONFIRM = "I UNDERSTAND"
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("live", help="run the market maker: paper (default), Binance testnet or production")
+    from hftmm.cli_common import HelpFormatter
+
+    p = sub.add_parser("live", help="run the market maker: paper (default), Binance testnet or production",
+                       formatter_class=HelpFormatter,
+                       description="Run the market maker on Binance's live feed: paper fills (default), or "
+                                   "real orders on the spot testnet or production. SIGINT/SIGTERM/--duration "
+                                   "end the session with every order cancelled; SIGUSR1 trips the kill switch.",
+                       epilog="exit status: 0 clean end; 1 orders not confirmed cancelled at the end (named "
+                              "on stderr); 2 the session could not start (configuration, credentials, "
+                              "endpoints unreachable)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--paper", dest="mode", action="store_const", const="paper",
                       help="simulated fills against the live feed (default)")
@@ -40,13 +48,17 @@ def add_parser(sub: Any) -> None:
                       help="real orders on Binance production (asks for confirmation)")
     p.set_defaults(mode="paper")
     p.add_argument("--symbol", default=None, help="symbol (default: the config's, BTCUSDT)")
-    p.add_argument("--config", help="TOML with [trading], [risk] and [paper] sections")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="TOML with [trading], [risk] and [paper] sections (HFTMM_TRADING_* / HFTMM_RISK_* "
+                        "environment variables override)")
     p.add_argument("--rest-url", help="REST base URL (default: Binance's for the mode)")
     p.add_argument("--ws-url", help="market-data WebSocket base URL (default: Binance's)")
     p.add_argument("--ws-api-url", help="WebSocket API URL for user data (default: Binance's; "
                                         "with --rest-url: derived from --ws-url)")
-    p.add_argument("--duration", type=float, default=0.0, help="stop cleanly after S seconds (0: until Ctrl-C)")
-    p.add_argument("--state-db", default=None, help="SQLite state store for the dashboard (WAL)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop cleanly after this many seconds (0: until Ctrl-C)")
+    p.add_argument("--state-db", default=None, metavar="FILE.db",
+                   help="SQLite state store for the dashboard and hftmm kill (default: none)")
     p.add_argument("--record", metavar="DIR", help="also record the raw feed (for data convert / backtest)")
     p.add_argument("--env-file", default=".env", help="credentials file (testnet/live)")
     p.add_argument("--yes-i-mean-production", action="store_true",
@@ -54,43 +66,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-status", action="store_true", help="no terminal status line")
     p.set_defaults(func=_cmd_live)
 
-    k = sub.add_parser("kill", help="kill switch of a running session (through its state store)")
-    k.add_argument("--state-db", required=True)
-    k.add_argument("--reason", default="operator")
+    k = sub.add_parser("kill", help="kill switch of a running session (through its state store)",
+                       formatter_class=HelpFormatter,
+                       description="Ask the session writing --state-db to trip its kill switch: cancel "
+                                   "every order, optionally flatten, stop quoting.")
+    k.add_argument("--state-db", required=True, metavar="FILE.db", help="the session's state store")
+    k.add_argument("--reason", default="operator", help="recorded with the kill")
     k.add_argument("--flatten", action="store_true", help="also close the position at market")
     k.set_defaults(func=_cmd_kill)
 
 
 def _load(args: argparse.Namespace):
-    from hftmm.config import ConfigError, load_config
+    from hftmm.config import ConfigError, build_config, load_toml
     from hftmm.live.paper import PaperConfig
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    paper_d: dict = {}
-    if args.config:
-        with open(args.config, "rb") as fh:
-            data = tomllib.load(fh)
-        paper_d = data.pop("paper", {}) or {}
-        import tempfile
-        # load_config validates [trading]/[risk] (+ environment); write the rest back for it
-        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as tmp:
-            for sec in ("trading", "risk"):
-                if sec in data:
-                    tmp.write(f"[{sec}]\n")
-                    for k, v in data[sec].items():
-                        tmp.write(f"{k} = {_toml(v)}\n")
-            unknown = set(data) - {"trading", "risk"}
-            if unknown:
-                raise ConfigError(sorted(unknown)[0], "unknown section (known: trading, risk, paper)")
-        try:
-            trading, risk = load_config(tmp.name)
-        finally:
-            os.unlink(tmp.name)
-    else:
-        trading, risk = load_config(None)
+    data = load_toml(args.config) if args.config else {}
+    paper_d = data.get("paper", {}) or {}
+    trading, risk = build_config({k: v for k, v in data.items() if k != "paper"}, extra_sections=("paper",))
     if args.symbol:
         import dataclasses
         trading = dataclasses.replace(trading, symbol=args.symbol)
@@ -99,14 +91,6 @@ def _load(args: argparse.Namespace):
     if bad:
         raise ConfigError(f"paper.{sorted(bad)[0]}", "unknown key")
     return trading, risk, PaperConfig(**paper_d)
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(v)
 
 
 def _ws_api_url(args: argparse.Namespace) -> str:
@@ -119,15 +103,10 @@ def _ws_api_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
-    from hftmm.config import ConfigError
     from hftmm.live.engine import LiveEngine
     from hftmm.live.status import StatusLine
 
-    try:
-        trading, risk, paper = _load(args)
-    except (ConfigError, OSError, ValueError) as exc:
-        print(f"hftmm live: bad configuration: {exc}", file=sys.stderr)
-        return 2
+    trading, risk, paper = _load(args)      # ConfigError: one line from hftmm.cli
     gateway = None
     if args.mode in ("testnet", "live"):
         if args.mode == "live" and not args.yes_i_mean_production:
@@ -157,6 +136,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGUSR1, lambda *_: engine.request_kill("SIGUSR1", source="signal"))
     summary = engine.run(args.duration or None)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
+    left = summary.get("unconfirmed_orders") or []
+    if left:
+        print(f"hftmm live: WARNING: {len(left)} orders were NOT confirmed cancelled at the end -- check them "
+              f"on the exchange now: {', '.join(left)}", file=sys.stderr)
+        return 1
     return 0
 
 

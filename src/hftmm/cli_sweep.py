@@ -40,34 +40,45 @@ _RANDOM_KEYS = ("n", "seed")
 
 
 def add_parser(subparsers) -> None:
+    from hftmm.cli_common import HelpFormatter
+
     p = subparsers.add_parser("sweep", help="parameter sweep (grid or random search) of the backtest",
-                              description="Grid or seeded random search over BacktestConfig fields; "
-                                          "combinations sharing data run in one replay pass.")
-    p.add_argument("--grid", required=True, metavar="GRID.toml", help="[base], [grid] or [random], [analysis]")
-    p.add_argument("--out", default="sweep_out", metavar="DIR", help="output directory (default sweep_out)")
-    p.add_argument("--scheduler", metavar="tcp://HOST:8786", help="run on this Dask scheduler (needs distributed)")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count)")
-    p.add_argument("--group-size", type=int, default=None, help="combinations per replay pass (job)")
+                              formatter_class=HelpFormatter,
+                              description=__doc__.split("\n", 1)[1].strip() + "\n\nCombinations sharing data "
+                              "run in one replay pass. Ctrl-C stops within a couple of seconds and keeps "
+                              "the finished rows (--resume continues).",
+                              epilog="exit status: 0 at least one combination ran; 1 every combination "
+                                     "failed (the first error is printed); 2 bad grid or options; "
+                                     "130 interrupted")
+    p.add_argument("--grid", required=True, metavar="GRID.toml", help="the grid file (format above)")
+    p.add_argument("--out", default="sweep_out", metavar="DIR", help="output directory")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="run on this Dask scheduler (needs distributed; default: local processes)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local worker processes (default: the CPU count)")
+    p.add_argument("--group-size", type=int, default=None,
+                   help="combinations per replay pass, i.e. per job (default: spread over the workers)")
     p.add_argument("--resume", action="store_true", help="continue DIR/results.parquet, skipping done combinations")
     p.add_argument("--data-dir", default="./data", help="where relative data paths are resolved")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--synthetic-seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests
     p.set_defaults(func=cmd_sweep)
 
 
 def load_grid(path: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
+    """The grid file (format: the module doc); ConfigError naming the file when it is
+    missing, not TOML, or not of this shape."""
+    from hftmm.config import ConfigError, load_toml
 
-    with open(path, "rb") as fh:
-        doc = tomllib.load(fh)
+    doc = load_toml(path)
     unknown = set(doc) - {"base", "grid", "random", "analysis"}
     if unknown:
-        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}")
+        raise ConfigError(path, f"unknown table(s) {sorted(unknown)} (known: base, grid, random, analysis)")
     if ("grid" in doc) == ("random" in doc):
-        raise ValueError(f"{path}: exactly one of [grid] and [random]")
+        raise ConfigError(path, "needs exactly one of [grid] and [random]")
+    for name in ("base", "grid", "random", "analysis"):
+        if name in doc and not isinstance(doc[name], dict):
+            raise ConfigError(f"{path}: {name}", f"must be a table [{name}], got {doc[name]!r}")
     return doc
 
 
@@ -76,17 +87,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hftmm.backtesting import sweep
     from hftmm.config import ConfigError
 
-    try:
-        doc = load_grid(args.grid)
-        base = BacktestConfig.from_dict(doc.get("base", {}))
-    except (OSError, ValueError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    doc = load_grid(args.grid)                     # ConfigError: one line from hftmm.cli
+    base = BacktestConfig.from_dict(doc.get("base", {}))
     os.makedirs(args.out, exist_ok=True)
     results_path = os.path.join(args.out, "results.parquet")
     if os.path.exists(results_path) and not args.resume:
-        print(f"error: {results_path} exists: pass --resume to continue it, or another --out", file=sys.stderr)
-        return 2
+        raise ConfigError("--out", f"{results_path} exists: pass --resume to continue it, or another --out")
     if "grid" in doc:
         kw: dict[str, Any] = dict(method="grid")
         space: Any = doc["grid"]
@@ -100,8 +106,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         try:
             from distributed import Client
         except ImportError:
-            print("error: --scheduler needs dask distributed (pip install distributed)", file=sys.stderr)
-            return 2
+            raise ConfigError("--scheduler", "needs dask distributed (pip install distributed)") from None
         client = Client(args.scheduler)
         executor = client.get_executor()
         if args.workers is None:   # spread the groups over the cluster's threads
@@ -123,6 +128,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         params = {p: row[p] for p in analysis["params"]}
         metric = dict(sweep.BEST_METRIC)[name]
         print(f"  best {name}: {metric}={_fmt(row[metric])} {json.dumps(params, default=str)}")
+    if c["total"] and not c["ok"]:
+        first = df[df["status"] == "error"].iloc[0]
+        params = {p: first[p] for p in analysis["params"] if p in first}
+        msg = " ".join(str(first["error"]).split("\n")[0].split())
+        print(f"hftmm sweep: every combination failed; the first {json.dumps(params, default=str)}: {msg}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

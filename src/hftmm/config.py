@@ -232,23 +232,46 @@ def _build(cls: type, section: str, values: Mapping[str, Any], env: Mapping[str,
     return cls(**merged)
 
 
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A TOML file as a dict. A missing or unreadable file, or a syntax error, is a
+    :class:`ConfigError` naming the file (and, for syntax, the line and column)."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(os.fspath(path), "no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(os.fspath(path), f"TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(os.fspath(path), f"cannot read the config file: {getattr(exc, 'strerror', None) or exc}") \
+            from None
+
+
+def build_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                 extra_sections: tuple[str, ...] = ()) -> tuple[TradingConfig, RiskConfig]:
+    """``[trading]`` and ``[risk]`` from a parsed TOML document, with the
+    ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment overrides, validated.
+    ``extra_sections``: other tables the caller reads itself (not refused here)."""
+    known = ("trading", "risk") + tuple(extra_sections)
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], f"unknown section (known: {', '.join(known)})")
+    for sec in ("trading", "risk"):
+        if not isinstance(data.get(sec, {}), Mapping):
+            raise ConfigError(sec, f"must be a table ([{sec}]), got {data[sec]!r}")
+    env = os.environ if env is None else env
+    trading = _build(TradingConfig, "trading", data.get("trading", {}), env)
+    risk = _build(RiskConfig, "risk", data.get("risk", {}), env)
+    return trading, risk
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> tuple[TradingConfig, RiskConfig]:
     """Load ``[trading]`` and ``[risk]`` from a TOML file (optional), apply
     ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    unknown = set(data) - {"trading", "risk"}
-    if unknown:
-        raise ConfigError(sorted(unknown)[0], "unknown section (known: trading, risk)")
-    env = os.environ if env is None else env
-    trading = _build(TradingConfig, "trading", data.get("trading", {}), env)
-    risk = _build(RiskConfig, "risk", data.get("risk", {}), env)
-    return trading, risk
+    return build_config(load_toml(path) if path is not None else {}, env)
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

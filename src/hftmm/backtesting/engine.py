@@ -23,6 +23,7 @@ from hftcore.backtest import ReplayKernel
 
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.metrics import PerformanceMetrics, compute_metrics
+from hftmm.errors import DataError
 from hftmm.progress import Progress
 from hftmm.threads import read_ahead
 from hftmm.synthetic import DAY_S, SyntheticConfig, day_start_ns, generate_day
@@ -72,6 +73,16 @@ def store_source(config: BacktestConfig) -> EventSource:
     from hftmm.data import store  # the event store (hftmm data convert)
 
     meta = store.store_metadata(config.data_path, config.symbol)
+    have = store.available_dates(config.data_path, config.symbol)
+    wanted = config.dates()
+    missing = [d for d in wanted if d not in set(have)]
+    if len(missing) == len(wanted):
+        when = wanted[0] if len(wanted) == 1 else f"{wanted[0]}..{wanted[-1]}"
+        raise DataError(f"no data for {config.symbol} on {when} in {config.data_path} "
+                        f"(available: {_date_ranges(have) or 'none'})")
+    if missing:
+        log.warning("%s %s: no data on %d of the %d days (%s); backtesting the others", config.data_path,
+                    config.symbol, len(missing), len(wanted), _date_ranges(missing))
     tick = config.tick_size or meta["tick_size"]
     lot = config.lot_size or meta["lot_size"]
     start = day_start_ns(config.start_date)
@@ -90,6 +101,24 @@ def store_source(config: BacktestConfig) -> EventSource:
         events = _shifted(events, shift)
     return EventSource(read_ahead(events), str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}",
                        shift)
+
+
+def _date_ranges(days: list[str]) -> str:
+    """ISO days as compact ranges: "2024-08-08..2024-08-10, 2024-08-12"."""
+    import datetime as dt
+
+    out: list[str] = []
+    run: list[dt.date] = []
+    for d in sorted(dt.date.fromisoformat(x) for x in days):
+        if run and (d - run[-1]).days == 1:
+            run.append(d)
+            continue
+        if run:
+            out.append(run[0].isoformat() if len(run) == 1 else f"{run[0]}..{run[-1]}")
+        run = [d]
+    if run:
+        out.append(run[0].isoformat() if len(run) == 1 else f"{run[0]}..{run[-1]}")
+    return ", ".join(out)
 
 
 def _shifted(chunks: Iterator[np.ndarray], shift_ns: int) -> Iterator[np.ndarray]:

@@ -761,7 +761,10 @@ class ReferenceReplay:
 
     def finish(self, end_ns: int) -> None:
         """Record the samples due up to end_ns after the last event, and a closing
-        sample at end_ns itself (so the last equity includes every fill)."""
+        sample at end_ns itself (so the last equity includes every fill); nothing
+        before the first event."""
+        if not self.started:
+            return
         while self.next_sample_ns <= end_ns:
             self._sample(self.next_sample_ns)
             self.next_sample_ns += self.sample_interval_ns

@@ -23,12 +23,14 @@ with its error; the others go on.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import multiprocessing as mp
 import dataclasses
 import hashlib
 import itertools
 import json
 import math
 import os
+import signal
 import time
 import traceback
 from typing import Any, Callable, Iterable, Optional, Sequence
@@ -155,9 +157,11 @@ def run_job(job: dict) -> list[dict]:
     if configs:
         t0 = time.perf_counter()
         try:
-            results = engine.run_backtest_group(configs)
+            results = engine.run_backtest_group(configs, progress=_check_stop)
             for j, r in zip(idx, results):
                 rows[j] = _ok_row(job["combos"][j]["params"], job["combos"][j]["key"], r, len(configs))
+        except SweepInterrupted:
+            raise
         except Exception:  # noqa: BLE001 - isolate the failing combination(s): one by one
             if len(configs) == 1:
                 c = job["combos"][idx[0]]
@@ -167,10 +171,33 @@ def run_job(job: dict) -> list[dict]:
                     c = job["combos"][j]
                     t1 = time.perf_counter()
                     try:
-                        rows[j] = _ok_row(c["params"], c["key"], engine.run_backtest(cfg), 1)
+                        rows[j] = _ok_row(c["params"], c["key"], engine.run_backtest(cfg, progress=_check_stop), 1)
+                    except SweepInterrupted:
+                        raise
                     except Exception:  # noqa: BLE001
                         rows[j] = _error_row(c["params"], c["key"], _short_tb(), time.perf_counter() - t1)
     return [r for r in rows if r is not None]
+
+
+#: set in a sweep's worker processes: the parent's "stop now" (Ctrl-C)
+_STOP: Any = None
+
+
+class SweepInterrupted(Exception):
+    """A job stopped because the sweep was interrupted (its rows are not recorded)."""
+
+
+def _init_worker(stop: Any) -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle; it sets ``stop``, which
+    the worker's running backtest checks at every chunk."""
+    global _STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STOP = stop
+
+
+def _check_stop(_frac: float, _events: int) -> None:
+    if _STOP is not None and _STOP.is_set():
+        raise SweepInterrupted("the sweep was interrupted")
 
 
 def _short_tb() -> str:
@@ -187,7 +214,7 @@ class SerialExecutor(cf.Executor):
         f: cf.Future = cf.Future()
         try:
             f.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - Ctrl-C propagates (it stops the sweep)
             f.set_exception(e)
         return f
 
@@ -327,16 +354,32 @@ def run_sweep(engine: BacktestEngine, base_config: BacktestConfig,
     if errors:
         add(errors)
     if jobs:
+        stop = None
         if own:
-            executor = SerialExecutor() if n_workers <= 1 else cf.ProcessPoolExecutor(max_workers=n_workers)
+            if n_workers <= 1:
+                executor = SerialExecutor()
+            else:
+                stop = mp.get_context().Event()
+                executor = cf.ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker, initargs=(stop,))
+        futures: dict = {}
         try:
-            futures = {executor.submit(run_job, j): j for j in jobs}
+            for j in jobs:
+                futures[executor.submit(run_job, j)] = j
             for fut in cf.as_completed(futures):
                 try:
                     new = fut.result()
                 except Exception as e:  # noqa: BLE001 - a lost worker, a serialisation error...
                     new = [_error_row(c["params"], c["key"], e) for c in futures[fut]["combos"]]
                 add(new)
+        except KeyboardInterrupt:
+            # Ctrl-C: the finished rows are on disk already. Jobs in flight (each a
+            # whole backtest) stop at their next chunk, waiting ones are cancelled
+            if stop is not None:
+                stop.set()
+            for fut in futures:
+                fut.cancel()
+            bar.close()
+            raise
         finally:
             if own:
                 executor.shutdown(wait=True, cancel_futures=True)

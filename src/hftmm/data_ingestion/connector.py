@@ -44,6 +44,7 @@ from hftcore.book import L2Book
 from hftcore.sync import RESYNC_OUTCOMES, STALE_SNAPSHOT, BookSync
 
 from hftmm.captures import decoder_units
+from hftmm.errors import ConnectError
 from hftmm.net import close_websocket, jittered_backoff
 
 log = logging.getLogger(__name__)
@@ -688,20 +689,31 @@ class BinanceConnector:
 
     def _rest_json_retry(self, path: str, params: dict, attempts: int = 6) -> dict:
         """GET with retries on transient failures (5xx, 429/418 with their
-        Retry-After, network errors); 4xx other than those is final."""
+        Retry-After, network errors); 4xx other than those is final. The final
+        failure is a :class:`ConnectError` naming the URL and the reason."""
+        url = f"{self.rest_url}{path}"
         for attempt in range(attempts):
             try:
                 return self._rest_json(path, params)
             except urllib.error.HTTPError as exc:
-                if exc.code < 500 and exc.code not in (418, 429):
-                    raise
-                if attempt == attempts - 1:
-                    raise
+                if (exc.code < 500 and exc.code not in (418, 429)) or attempt == attempts - 1:
+                    raise ConnectError(f"GET {url}: HTTP {exc.code} {_http_body(exc)}") from None
                 wait = max(self._banned_until - time.time(), self._backoff(attempt))
-            except (urllib.error.URLError, OSError, ValueError):
+            except (urllib.error.URLError, OSError, ValueError) as exc:
                 if attempt == attempts - 1:
-                    raise
+                    reason = getattr(exc, "reason", None) or exc
+                    raise ConnectError(f"GET {url}: {reason} (after {attempts} attempts; is anything "
+                                       f"listening there?)") from None
                 wait = self._backoff(attempt)
             log.warning("%s: %s failed (attempt %d); retrying in %.2fs", self.symbol, path, attempt + 1, wait)
             time.sleep(wait)
         raise RuntimeError("unreachable")
+
+
+def _http_body(exc: "urllib.error.HTTPError") -> str:
+    """An HTTP error's body (Binance's {"code","msg"}), on one line, at most 300 characters."""
+    try:
+        body = exc.read().decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - the body is only a detail of the message
+        body = ""
+    return " ".join(body.split())[:300] or str(exc.reason)

@@ -28,6 +28,7 @@ import math
 import queue
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict
@@ -44,6 +45,7 @@ from hftmm.backtesting.reference import (EV_BOOK_INVALID, EV_DEPTH, EV_SNAPSHOT,
                                          Event)
 from hftmm.captures import decoder_units
 from hftmm.config import RiskConfig, TradingConfig
+from hftmm.errors import ConnectError, HftmmError
 from hftmm.data_ingestion.connector import ENDPOINTS, BinanceConnector
 from hftmm.execution.filters import SymbolFilters
 from hftmm.execution.orders import Fill, Order
@@ -61,11 +63,21 @@ MODES = ("paper", "testnet", "live")
 
 
 def fetch_exchange_info(rest_url: str, symbol: str, market: str = "spot", timeout_s: float = 10.0) -> dict:
-    """``GET /api/v3/exchangeInfo?symbol=`` (``/fapi/v1`` on USD-M)."""
+    """``GET /api/v3/exchangeInfo?symbol=`` (``/fapi/v1`` on USD-M). A URL that
+    cannot be reached or answers an error is a :class:`ConnectError` naming it."""
     path = "/api/v3/exchangeInfo" if market == "spot" else "/fapi/v1/exchangeInfo"
     url = f"{rest_url.rstrip('/')}{path}?{urllib.parse.urlencode({'symbol': symbol.upper()})}"
-    with urllib.request.urlopen(url, timeout=timeout_s) as r:
-        return json.loads(r.read())
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        body = " ".join(exc.read().decode("utf-8", "replace").split())[:300]
+        raise ConnectError(f"GET {url}: HTTP {exc.code} {body or exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectError(f"GET {url}: {getattr(exc, 'reason', None) or exc} (is anything listening there?)") \
+            from None
+    except ValueError as exc:
+        raise ConnectError(f"GET {url}: the answer is not JSON ({exc})") from None
 
 
 def quote_parameters(trading: TradingConfig) -> QuoteParameters:
@@ -198,6 +210,7 @@ class LiveEngine:
         self.record_dir = record_dir
         self.connector_options = dict(connector_options or {})
         self.publish_interval_ns = int(publish_interval_s * 1e9)
+        self.unconfirmed: list[str] = []    # client ids not confirmed cancelled at the end
         self._risk_arg = risk_manager
         self.record_decisions = record_decisions
         self._q: "queue.Queue[tuple]" = queue.Queue()
@@ -308,10 +321,10 @@ class LiveEngine:
         self._setup()
         self.started_ns = time.time_ns()
         deadline = None if duration_s is None else time.monotonic() + float(duration_s)
-        self.gateway.start(self.qm.on_gateway_event if self.mode == "paper" else self._sink)
-        self.connector.start()
-        log.info("%s: %s session started (market data %s)", self.trading.symbol, self.mode, self.ws_url)
         try:
+            self.gateway.start(self.qm.on_gateway_event if self.mode == "paper" else self._sink)
+            self.connector.start()     # ConnectError when the endpoints cannot be reached
+            log.info("%s: %s session started (market data %s)", self.trading.symbol, self.mode, self.ws_url)
             while not self._stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     self.end_reason = self.end_reason or f"duration {duration_s:g} s reached"
@@ -329,6 +342,9 @@ class LiveEngine:
                         except queue.Empty:
                             break
                 self._timers()
+        except HftmmError as exc:
+            self.end_reason = f"error: {exc}"
+            raise
         except Exception as exc:
             self.end_reason = f"error: {type(exc).__name__}: {exc}"
             log.exception("%s: engine stopped by an error", self.trading.symbol)
@@ -560,9 +576,10 @@ class LiveEngine:
                 except queue.Empty:
                     pass
             left = self.qm.tracker.active_orders()
+            self.unconfirmed = [o.client_order_id for o in left]
             if left:
                 log.error("%s: %d orders not confirmed cancelled at shutdown: %s", self.trading.symbol, len(left),
-                          ", ".join(o.client_order_id for o in left))
+                          ", ".join(self.unconfirmed))
         try:
             self.gateway.stop()
         finally:
@@ -584,4 +601,5 @@ class LiveEngine:
                 "orders_sent": c.orders_sent, "cancels_sent": c.cancels_sent, "fills": c.fills,
                 "rejected": c.rejected, "risk_blocked": c.risk_blocked, "filter_blocked": c.filter_blocked,
                 "position": st["position"], "pnl": st["pnl"], "fees": st["fees"],
-                "open_orders": st["open_orders"], "session_id": self.session_id}
+                "open_orders": st["open_orders"], "unconfirmed_orders": list(self.unconfirmed),
+                "session_id": self.session_id}
