@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 import sqlite3
 import subprocess
 import sys
@@ -187,3 +188,52 @@ def test_testnet_mode_end_to_end_on_the_simulator(tmp_path):
     orders = rd.orders()
     assert len(orders) > 3 and (orders["state"] == "OPEN").any(), orders.tail()
     assert rd.latest_session()["mode"] == "testnet"
+
+
+def test_position_limit_holds_across_a_kill_9_restart(tmp_path):
+    """`kill -9` of `hftmm live --testnet`, then a restart with the same key and state DB:
+    the new session reads its position from the account's balance (minus the first
+    session's baseline) before its first quote, so the account stays inside
+    max_position of where it started; used to restart from 0 (0.004 vs a 0.003 limit)."""
+    key, secret = "r" * 64, "t" * 64
+    db = str(tmp_path / "r.db")
+    max_pos = Decimal("0.003")
+    with _synthetic_sim(seed=11) as sim:
+        sim.add_account(key, hmac_secret=secret, balances={"BTC": "1", "USDT": "100000"})
+        env = dict(os.environ, BINANCE_API_KEY=key, BINANCE_API_SECRET=secret,
+                   HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05",
+                   HFTMM_RISK_MAX_POSITION=str(max_pos), HFTMM_RISK_MAX_ORDERS_PER_SECOND="50")
+        cmd = [sys.executable, "-m", "hftmm.cli", "-v", "live", "--testnet", "--symbol", "BTCUSDT",
+               "--rest-url", sim.rest_url, "--ws-url", sim.ws_url, "--state-db", db, "--no-status",
+               "--env-file", str(tmp_path / "none.env")]
+
+        def btc() -> Decimal:
+            free, locked = sim.balances(key)["BTC"]
+            return Decimal(free) + Decimal(locked)
+
+        first = subprocess.Popen(cmd + ["--duration", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 env=env, cwd=str(tmp_path))
+        guard = time.monotonic() + 120
+        while btc() == Decimal(1) and time.monotonic() < guard and first.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        first.kill()                         # kill -9: no cancel, no end of session
+        first.wait(30)
+        held_after_kill = btc() - 1
+        assert held_after_kill != 0, ("the first session traded", first.stderr.read()[-3000:])
+        r = subprocess.run(cmd + ["--duration", "6"], capture_output=True, text=True, timeout=120, env=env,
+                           cwd=str(tmp_path))
+        final = btc() - 1
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "from the earlier session's (state DB" in r.stderr and "baseline 1" in r.stderr, r.stderr[-3000:]
+    assert abs(final) <= max_pos, (held_after_kill, final)
+    rd = StateReader(db)
+    sessions = rd.sessions()
+    assert len(sessions) == 2
+    second = sessions.sort_values("started_ns").iloc[-1]["session_id"]
+    st = rd.status_history(second)
+    # the second session's position was the account's from its first published row on
+    assert st["position"].abs().max() <= float(max_pos) + 1e-12
+    fills = rd.fills(second)
+    if len(fills):
+        assert fills["position"].abs().max() <= float(max_pos) + 1e-12

@@ -100,6 +100,10 @@ class TradingConfig:
       is replaced. min_order_lifetime: seconds an order rests before it may be
       replaced (0 = none). inventory_sizing: shrink the side that adds to the
       position in proportion to the inventory. post_only: LIMIT_MAKER quotes.
+    inventory_baseline: testnet/live: the base-asset holding [base units] that counts
+      as a flat position; the position is the account's base balance minus it,
+      read from the exchange before the first quote. None: the baseline of this
+      symbol's earlier session in the --state-db, else the balance at the start.
     """
 
     symbol: str = "BTCUSDT"
@@ -125,6 +129,7 @@ class TradingConfig:
     min_order_lifetime: float = 0.0
     inventory_sizing: bool = False
     post_only: bool = True
+    inventory_baseline: Optional[float] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol.isalnum():
@@ -148,6 +153,8 @@ class TradingConfig:
         _positive(self, "min_order_lifetime", allow_zero=True)
         if self.xi is not None:
             _positive(self, "xi", allow_zero=True)
+        if self.inventory_baseline is not None:
+            _positive(self, "inventory_baseline", allow_zero=True)
         for name in ("estimate_intensity", "rolling_horizon", "inventory_sizing", "post_only"):
             check_bool("TradingConfig", name, getattr(self, name))
         check_int("TradingConfig", "requote_threshold", self.requote_threshold)

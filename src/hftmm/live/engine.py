@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from decimal import Decimal
 import logging
 import math
 import queue
@@ -261,6 +262,11 @@ class LiveEngine:
                                    quote_asset=quote_asset)
         self.qm = self.core.qm
         self.qm.record_decisions = self.record_decisions
+        self.base_asset = base_asset
+        self.position_baseline: Optional[Decimal] = None
+        if self.mode != "paper":
+            # a real account: no quote until the position is read from its balances
+            self.qm.position_known = False
         self.pricer = self.qm.pricer
         self.book = self.core.book
         if self.mode == "paper":
@@ -281,6 +287,30 @@ class LiveEngine:
                    "paper": asdict(self.paper_config) if self.mode == "paper" else None,
                    "rest_url": self.rest_url, "ws_url": self.ws_url}
             self.session_id = self.store.start_session(self.mode, t.symbol, self.market, cfg)
+
+    def _reconcile_position(self, account: dict) -> None:
+        """The first ``GET /api/v3/account`` of a real session: position = base balance
+        (free + locked) minus the baseline -- configured, else this symbol's earlier
+        session's in the state DB, else the balance now -- so a restart (kill -9
+        included) keeps the inventory, and with it the position limit."""
+        base = self.base_asset
+        row = next((b for b in account.get("balances", []) if b.get("asset") == base), None)
+        held = Decimal(str(row.get("free", "0"))) + Decimal(str(row.get("locked", "0"))) if row else Decimal(0)
+        key = f"inventory_baseline:{self.mode}:{self.trading.symbol}:{base}"
+        if self.trading.inventory_baseline is not None:
+            baseline, source = Decimal(repr(self.trading.inventory_baseline)), "the configured inventory_baseline"
+        elif self.store is not None and self.store.get_meta(key) is not None:
+            baseline, source = Decimal(self.store.get_meta(key)), f"the earlier session's (state DB {self.state_db})"
+        else:
+            baseline, source = held, "the balance now (no earlier session in a state DB)"
+        if self.store is not None and self.store.get_meta(key) is None:
+            self.store.set_meta(key, str(baseline))
+        self.position_baseline = baseline
+        lot = Decimal(self.lot_s)
+        lots = int((held - baseline) / lot)
+        self.qm.inherit_position(lots)
+        log.info("%s: position %s %s from the account (%s %s held, baseline %s from %s)", self.trading.symbol,
+                 lots * lot, base, held, base, baseline, source)
 
     def _make_risk(self):
         from hftmm.strategy.risk import RiskManager
@@ -359,6 +389,8 @@ class LiveEngine:
             self._on_frame(item[1], item[2])
         elif kind == "gw":
             self.stats["gateway_events"] += 1
+            if item[1].kind == "account" and not self.qm.position_known:
+                self._reconcile_position(item[1].data)
             self.qm.on_gateway_event(item[1])
         elif kind == "kill":
             self._kill(item[1], item[2], item[3])

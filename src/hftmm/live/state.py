@@ -230,6 +230,15 @@ class StateStore:
         log.info("state store: session %s started (%s %s %s)", sid, mode, market, symbol)
         return sid
 
+    def get_meta(self, key: str) -> Optional[str]:
+        """A value of the deployment-wide key/value table (None when absent)."""
+        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, str(value)))
+
     def end_session(self, reason: str, *, ts_ns: Optional[int] = None) -> None:
         """Mark the current session ended (``reason``: e.g. ``"stopped"``, ``"killed: ..."``)."""
         sid = self._session()

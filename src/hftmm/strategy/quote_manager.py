@@ -128,6 +128,9 @@ class QuoteManager:
         self.order_lots = max(int(round(size / float(self.lot))), 1)
         self.tracker = OrderTracker(self.symbol, id_prefix, clock=self._clock)
         self.quote_asset = quote_asset
+        #: False until the position is known (a real account: reconciled from its balances on start)
+        self.position_known = True
+        self._inherited_lots = 0      # an inherited position not yet marked into cash
         self.on_fill = on_fill
         self.on_order = on_order
         # state
@@ -178,12 +181,20 @@ class QuoteManager:
     def requote(self, now: int) -> None:
         """Compute the quote and bring the orders in line with it."""
         self.now = now
-        if not self.enabled or not self.user_stream_ok or (self.risk is not None and not self.risk.can_quote):
+        if not self.enabled or not self.user_stream_ok or not self.position_known \
+                or (self.risk is not None and not self.risk.can_quote):
             self.cancel_all_orders("not quoting")
             return
         out = self.pricer.quote_ticks(self.params, self.position_lots, now)
         if out is None:
             return
+        if self._inherited_lots:
+            # the inherited inventory enters the PnL at the first quotable mid
+            m = self._mid_price()
+            if m is not None:
+                self.cash -= self._inherited_lots * float(self.lot) * float(m)
+                self.avg_entry = float(m)
+                self._inherited_lots = 0
         self.counters.quotes += 1
         self.last_quote = out
         for si, side in enumerate(SIDES):
@@ -228,11 +239,15 @@ class QuoteManager:
                 self.counters.risk_blocked += 1
                 return None
             if d.qty < qty:
-                lots = int(Decimal(d.qty) / self.lot)
-                if lots <= 0:
+                # clipped: down to a multiple of the order step (LOT_SIZE stepSize; the
+                # data's lot can be finer, and an inherited position need not be on it)
+                step = self.filters.step_size if self.filters is not None and self.filters.step_size > 0 \
+                    else self.lot
+                steps = int(Decimal(d.qty) / step)
+                if steps <= 0:
                     self.counters.risk_blocked += 1
                     return None
-                qty = Decimal(lots) * self.lot
+                qty = Decimal(steps) * step
         if self.filters is not None:
             price_s, qty_s = self.filters.format_price(price), self.filters.format_qty(qty)
             bad = self.filters.check(side, price, qty, reference_price=self._mid_price())
@@ -418,6 +433,13 @@ class QuoteManager:
             p["origClientOrderId"] = cid
         self.gateway.query_order(p)
 
+    def inherit_position(self, lots: int) -> None:
+        """Start from a position of ``lots`` held before this session (a restart):
+        the limits count it at once; the PnL marks it at the first quotable mid."""
+        self.position_lots = int(lots)
+        self._inherited_lots = int(lots)
+        self.position_known = True
+
     def _apply_fill(self, f: Fill) -> None:
         lots = int(f.qty / self.lot)
         side = f.side or self.tracker.orders[f.client_order_id].side
@@ -486,7 +508,8 @@ class QuoteManager:
         if m is None:
             md = self._mid_price()
             m = float(md) if md is not None else math.nan
-        return self.cash + self.position_lots * float(self.lot) * m
+        # an inherited position not marked yet is not a gain of this session
+        return self.cash + (self.position_lots - self._inherited_lots) * float(self.lot) * m
 
     def open_quotes(self) -> tuple[Optional[Order], Optional[Order]]:
         """The working bid and ask orders (None where there is none)."""
