@@ -756,6 +756,12 @@ class ExchangeSimulator:
 
     def _public_handler(self, name: str) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
+            if name == "historicalTrades" and self.market == "usdm":    # MARKET_DATA: an API key, no signature
+                key = req.headers.get("x-mbx-apikey", "")
+                if not key:
+                    return Response.error(401, -2014, "API-key format invalid.")
+                if key not in self._usdm_keys:
+                    return Response.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
             try:
                 return Response.json(self.public.call(name, req.query))
             except ApiError as e:
@@ -797,7 +803,8 @@ class ExchangeSimulator:
         return Response.json({"listenKey": current})
 
     def add_api_key(self, api_key: str) -> None:
-        """USD-M: register an API key for ``/fapi/v1/listenKey`` (no order entry)."""
+        """USD-M: register an API key for ``/fapi/v1/listenKey`` and ``historicalTrades``
+        (MARKET_DATA); there is no USD-M order entry."""
         if self.market != "usdm":
             raise RuntimeError("add_api_key is for market='usdm'; spot accounts come from add_account")
         self._usdm_keys.add(api_key)
