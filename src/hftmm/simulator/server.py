@@ -1079,9 +1079,10 @@ class ExchangeSimulator:
                 self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
             self._depth_ids.append((msg.U, msg.u))
         elif msg.channel == "trade":
-            self._record_trade(msg.payload)
-            if self.trading is not None and self.trading.engine.has_resting():
-                self._trade_to_orders(msg.payload)
+            t = self._record_trade(msg.payload)
+            if t is not None and self.trading is not None and self.trading.engine.has_resting():
+                self.trading.engine.on_trade(t[1], t[2], t[4], _now_ms())    # our resting orders see the print
+                self.flush_user_events()
         elif msg.channel == "aggTrade":
             self._record_agg_trade(msg.payload)
         if msg.ts > self._market_ns:
@@ -1119,13 +1120,17 @@ class ExchangeSimulator:
         from decimal import Decimal
         return int(Decimal(text) / Decimal(step))
 
-    def _record_trade(self, payload: bytes) -> None:
+    def _record_trade(self, payload: bytes) -> Optional[tuple[int, int, int, int, bool]]:
+        """Record a published trade on the tape; (id, ticks, lots, time ms, buyer_maker), None if unreadable."""
         try:
             t = json.loads(payload)
-            self.tape.add_trade(int(t["t"]), self._units(t["p"], self.tick_size), self._units(t["q"], self.lot_size),
-                                int(t["T"]), bool(t["m"]))
+            row = (int(t["t"]), self._units(t["p"], self.tick_size), self._units(t["q"], self.lot_size), int(t["T"]),
+                   bool(t["m"]))
         except (ValueError, KeyError, TypeError, ArithmeticError):
             self._count("control", "unrecorded_trade")
+            return None
+        self.tape.add_trade(*row)
+        return row
 
     def _record_agg_trade(self, payload: bytes) -> None:
         try:
@@ -1593,19 +1598,6 @@ class ExchangeSimulator:
             for h in list(self._user_handlers):
                 if not h.conn.closing:
                     h.deliver_event(key, ev)
-
-    def _trade_to_orders(self, payload: bytes) -> None:
-        from decimal import Decimal
-
-        try:
-            t = json.loads(payload)
-            ticks = Decimal(t["p"]) / Decimal(self.tick_size)
-            lots = Decimal(t["q"]) / Decimal(self.lot_size)
-            buyer_maker = bool(t["m"])
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            return
-        self.trading.engine.on_trade(int(ticks), int(lots), buyer_maker, _now_ms())
-        self.flush_user_events()
 
     def _trading_stats(self) -> dict:
         tr = self.trading
