@@ -53,7 +53,7 @@ def spot():
     sim = make_sim("spot")
     sim.add_account(KEY, hmac_secret=SECRET, balances={"BTC": "2", "USDT": "500000"})
     with sim:
-        wait_for(lambda: sim.tape.trades_seen > 300, "spot trades")
+        wait_for(lambda: sim.tape.trades_seen > 700, "spot trades and aggTrades")
         yield sim
 
 
@@ -62,7 +62,7 @@ def usdm():
     sim = make_sim("usdm")
     sim.add_api_key(KEY)
     with sim:
-        wait_for(lambda: sim.tape.trades_seen > 300, "usdm trades")
+        wait_for(lambda: sim.tape.trades_seen > 700, "usdm trades and aggTrades")
         yield sim
 
 

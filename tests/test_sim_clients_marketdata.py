@@ -163,3 +163,29 @@ def test_usdm_listen_key_life_cycle():
         assert call("PUT") == (400, {"code": -1125, "msg": "This listenKey does not exist."})
         with pytest.raises(websocket.WebSocketBadStatusException):
             websocket.create_connection(sim.ws_url + "/private/ws?listenKey=" + a["listenKey"], timeout=10)
+
+
+def test_unit_parser_and_queued_payloads_match_direct_recording():
+    from decimal import Decimal
+
+    from hftmm.simulator.marketdata import UnitParser
+
+    rng = random.Random(9)
+    for step in ("0.01", "0.10", "0.001", "0.00000001", "1", "5", "0.5", "0.00025"):
+        parse = UnitParser(step)
+        for _ in range(300):
+            s = f"{rng.randint(0, 10 ** 6)}.{rng.randint(0, 10 ** 8):08d}"[: rng.randint(1, 17)].rstrip(".")
+            assert parse(s) == int(Decimal(s) / Decimal(step)), (step, s)
+    direct, queued = MarketTape("0.01", "0.001"), MarketTape("0.01", "0.001")
+    for i in range(1, 5000):
+        p, q, t, m = f"{1000 + i % 13}.{i % 100:02d}", f"0.{i % 997:03d}", 1_700_000_000_000 + i * 137, i % 3 == 0
+        direct.add_trade(i, int(Decimal(p) / Decimal("0.01")), int(Decimal(q) / Decimal("0.001")), t, m)
+        queued.add_trade_payload(json.dumps({"e": "trade", "t": i, "p": p, "q": q, "T": t,
+                                             "m": m, "M": True}).encode())
+        queued.add_trade_payload(json.dumps({"e": "aggTrade", "a": i, "p": p, "q": q, "f": i, "l": i, "T": t,
+                                             "m": m}).encode(), agg=True)
+    queued.add_trade_payload(b'{"e":"trade","t":"x"}')        # unreadable: counted, skipped
+    assert queued.trades_seen == 2 * 4999 + 1
+    queued.sync()
+    assert queued.unreadable == 1 and list(queued.t_id) == list(direct.t_id) and queued.bkt == direct.bkt
+    assert list(queued.a_first) == list(direct.t_id) and queued.mbkt == direct.mbkt

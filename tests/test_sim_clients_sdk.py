@@ -50,7 +50,7 @@ def sim():
     s.add_account(KEY, hmac_secret=SECRET, balances={"BTC": "1", "USDT": "200000"})
     with s:
         end = time.monotonic() + HANG
-        while s.tape.trades_seen < 200 and time.monotonic() < end:
+        while s.tape.trades_seen < 400 and time.monotonic() < end:
             time.sleep(0.02)
         yield s
 

@@ -116,19 +116,50 @@ def _merge(agg: Optional[list], b: list) -> list:
     return agg
 
 
-class MarketTape:
-    """The trades the simulator published, and their one-second buckets.
+class UnitParser:
+    """Binance decimal strings -> integer units of ``step`` (truncating, as int(Decimal(s) / step)),
+    without Decimal arithmetic: the hot path of recording every published trade."""
 
-    Prices in integer ticks, quantities in integer lots, times in ms. Memory is
-    bounded: the last ``max_trades`` trades and aggregate trades, and one-second
-    buckets covering the last ``max_seconds`` seconds of market time.
+    def __init__(self, step: str) -> None:
+        d = Decimal(step).normalize()
+        if d <= 0:
+            raise ValueError(f"step must be > 0, got {step!r}")
+        self.exp = max(-d.as_tuple().exponent, 0)
+        self.mant = int(d.scaleb(self.exp))
+        self._den: dict[int, tuple[int, int]] = {}
+
+    def __call__(self, text: str) -> int:
+        ip, _, fp = text.partition(".")
+        k = len(fp)
+        f = self._den.get(k)
+        if f is None:
+            f = self._den[k] = ((1, self.mant * 10 ** (k - self.exp)) if k >= self.exp
+                                else (10 ** (self.exp - k), self.mant))
+        return int(ip + fp) * f[0] // f[1]
+
+
+class MarketTape:
+    """The trades the simulator published, and their one-second and one-minute buckets.
+
+    Prices in integer ticks, quantities in integer lots, times in ms. Published
+    payloads are queued (:meth:`add_trade_payload`) and parsed in batches, at the
+    latest when something reads the tape (:meth:`sync`), so publishing stays a
+    list append. Memory is bounded: the last ``max_trades`` trades and aggregate
+    trades, and buckets covering the last ``max_seconds`` seconds of market time.
     """
 
-    def __init__(self, max_trades: int = 200_000, max_seconds: int = 2 * 86400) -> None:
+    BATCH = 4096
+
+    def __init__(self, tick_size: str = "0.01", lot_size: str = "0.00000001", max_trades: int = 200_000,
+                 max_seconds: int = 2 * 86400) -> None:
         if max_trades < 1 or max_seconds < 86400:
             raise ValueError("max_trades must be >= 1 and max_seconds >= 86400 (the 24 h ticker window)")
         self.max_trades = max_trades
         self.max_seconds = max_seconds
+        self.ticks = UnitParser(tick_size)
+        self.lots = UnitParser(lot_size)
+        self._pending: list[tuple[bool, bytes]] = []      # (is aggTrade, payload), in publish order
+        self.unreadable = 0
         # trades: id, ticks, lots, time ms; buyer-is-maker flags
         self.t_id, self.t_px, self.t_qty, self.t_time = array("q"), array("q"), array("q"), array("q")
         self.t_m = bytearray()
@@ -141,7 +172,54 @@ class MarketTape:
         self.mins: list[int] = []         # the same folded per minute (minute = second // 60), ascending
         self.mbkt: list[list] = []
         self.first_trade_ms: Optional[int] = None
-        self.trades_seen = 0
+        self.trades_parsed = 0
+
+    # -- published payloads ------------------------------------------------
+    @property
+    def trades_seen(self) -> int:
+        """Trades and aggregate trades recorded so far, parsed or queued."""
+        return self.trades_parsed + len(self._pending)
+
+    def add_trade_payload(self, payload: bytes, agg: bool = False) -> None:
+        """Queue a published trade (``agg``: aggTrade) payload; parsed by :meth:`sync`."""
+        self._pending.append((agg, payload))
+        if len(self._pending) >= self.BATCH:
+            self.sync()
+
+    def parse_trade(self, payload: bytes) -> Optional[tuple[int, int, int, int, bool]]:
+        """(id, ticks, lots, time ms, buyer_maker) of a trade payload, None if unreadable."""
+        try:
+            t = json.loads(payload)
+            return int(t["t"]), self.ticks(t["p"]), self.lots(t["q"]), int(t["T"]), bool(t["m"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.unreadable += 1
+            return None
+
+    def sync(self) -> None:
+        """Parse every queued payload into the tape (one json.loads per batch)."""
+        pend = self._pending
+        if not pend:
+            return
+        self._pending = []
+        try:
+            objs = json.loads(b"[" + b",".join(p for _, p in pend) + b"]")
+        except ValueError:
+            objs = []
+            for _, p in pend:
+                try:
+                    objs.append(json.loads(p))
+                except ValueError:
+                    objs.append(None)
+        tk, lt = self.ticks, self.lots
+        for (agg, _), t in zip(pend, objs):
+            try:
+                if agg:
+                    self.add_agg_trade(int(t["a"]), tk(t["p"]), lt(t["q"]), int(t["f"]), int(t["l"]), int(t["T"]),
+                                       bool(t["m"]))
+                else:
+                    self.add_trade(int(t["t"]), tk(t["p"]), lt(t["q"]), int(t["T"]), bool(t["m"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                self.unreadable += 1
 
     # -- recording ---------------------------------------------------------
     def add_trade(self, tid: int, ticks: int, lots: int, t_ms: int, buyer_maker: bool) -> None:
@@ -150,7 +228,7 @@ class MarketTape:
         self.t_qty.append(lots)
         self.t_time.append(t_ms)
         self.t_m.append(1 if buyer_maker else 0)
-        self.trades_seen += 1
+        self.trades_parsed += 1
         if len(self.t_id) > self.max_trades + self.max_trades // 4:
             self._trim_trades()
         if self.first_trade_ms is None:
@@ -211,6 +289,7 @@ class MarketTape:
                      (self.a_last, last), (self.a_time, t_ms)):
             a.append(v)
         self.a_m.append(1 if buyer_maker else 0)
+        self.trades_parsed += 1
         if len(self.a_id) > self.max_trades + self.max_trades // 4:
             cut = len(self.a_id) - self.max_trades
             for a in (self.a_id, self.a_px, self.a_qty, self.a_first, self.a_last, self.a_time, self.a_m):
@@ -220,6 +299,7 @@ class MarketTape:
     @property
     def last_trade(self) -> Optional[tuple[int, int, int, int, bool]]:
         """(id, ticks, lots, time ms, buyer_maker) of the last recorded trade."""
+        self.sync()
         if not self.t_id:
             return None
         return self.t_id[-1], self.t_px[-1], self.t_qty[-1], self.t_time[-1], bool(self.t_m[-1])
@@ -235,6 +315,7 @@ class MarketTape:
     def aggregate(self, s0: int, s1: int) -> Optional[list]:
         """The trades of seconds s0..s1 (inclusive) folded into one bucket (None: no trades).
         Whole minutes come from the minute buckets, so a day costs about 1500 folds."""
+        self.sync()
         m0, m1 = -(-s0 // 60), (s1 + 1) // 60 - 1        # whole minutes inside [s0, s1]
         if m0 > m1:
             return self._fold(self.sec, self.bkt, s0, s1, None)
@@ -436,6 +517,7 @@ class PublicApi:
 
     # -- endpoints -----------------------------------------------------------
     def call(self, name: str, p: dict[str, str]) -> Any:
+        self.tape.sync()
         return getattr(self, "ep_" + name)(p)
 
     def _trade_json(self, row: tuple) -> dict:

@@ -674,7 +674,7 @@ class ExchangeSimulator:
         self.tick_size: str = source.tick_size
         self.lot_size: str = source.lot_size
         self.catalog = StreamCatalog(market, self.symbol)
-        self.tape = MarketTape(max_trades=max_trades)
+        self.tape = MarketTape(self.tick_size, self.lot_size, max_trades=max_trades)
         self._market_ns = 0
         self.public = PublicApi(market, self.symbol, self.tick_size, self.lot_size, self.tape,
                                 lambda: self.source.book, lambda t: self.source.px(t), lambda q: self.source.qty(q),
@@ -1079,12 +1079,17 @@ class ExchangeSimulator:
                 self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
             self._depth_ids.append((msg.U, msg.u))
         elif msg.channel == "trade":
-            t = self._record_trade(msg.payload)
-            if t is not None and self.trading is not None and self.trading.engine.has_resting():
-                self.trading.engine.on_trade(t[1], t[2], t[4], _now_ms())    # our resting orders see the print
-                self.flush_user_events()
+            if self.trading is not None and self.trading.engine.has_resting():
+                t = self.tape.parse_trade(msg.payload)     # our resting orders see the print now
+                self.tape.sync()
+                if t is not None:
+                    self.tape.add_trade(*t)
+                    self.trading.engine.on_trade(t[1], t[2], t[4], _now_ms())
+                    self.flush_user_events()
+            else:
+                self.tape.add_trade_payload(msg.payload)
         elif msg.channel == "aggTrade":
-            self._record_agg_trade(msg.payload)
+            self.tape.add_trade_payload(msg.payload, agg=True)
         if msg.ts > self._market_ns:
             self._market_ns = msg.ts
         if self._timed and msg.ts >= self._timed_due:
@@ -1115,31 +1120,6 @@ class ExchangeSimulator:
     def market_time_ms(self) -> int:
         """The market clock (ms): time of the last published message (wall clock before the first)."""
         return self._market_ns // 1_000_000 if self._market_ns else _now_ms()
-
-    def _units(self, text: str, step: str) -> int:
-        from decimal import Decimal
-        return int(Decimal(text) / Decimal(step))
-
-    def _record_trade(self, payload: bytes) -> Optional[tuple[int, int, int, int, bool]]:
-        """Record a published trade on the tape; (id, ticks, lots, time ms, buyer_maker), None if unreadable."""
-        try:
-            t = json.loads(payload)
-            row = (int(t["t"]), self._units(t["p"], self.tick_size), self._units(t["q"], self.lot_size), int(t["T"]),
-                   bool(t["m"]))
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            self._count("control", "unrecorded_trade")
-            return None
-        self.tape.add_trade(*row)
-        return row
-
-    def _record_agg_trade(self, payload: bytes) -> None:
-        try:
-            t = json.loads(payload)
-            self.tape.add_agg_trade(int(t["a"]), self._units(t["p"], self.tick_size),
-                                    self._units(t["q"], self.lot_size), int(t["f"]), int(t["l"]), int(t["T"]),
-                                    bool(t["m"]))
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            self._count("control", "unrecorded_agg_trade")
 
     def _first_depth_after(self, u: Optional[int]) -> Optional[int]:
         """U of the first recent primary depth message with final id > ``u`` (None: of the last one)."""

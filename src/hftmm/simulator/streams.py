@@ -168,6 +168,7 @@ class TimedRenderer:
                last_u: int) -> list[bytes]:
         """Payloads due now for (channel, key): usually one, two when a kline just closed.
         ``first_after(u)``: U of the first primary depth message after final id ``u``."""
+        self.api.tape.sync()
         return getattr(self, "_r_" + channel)(key, now_ms, first_after, last_u)
 
     def _r_partial(self, key: Any, now_ms: int, first_after: Callable, last_u: int) -> list[bytes]:
