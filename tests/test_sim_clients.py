@@ -511,13 +511,28 @@ def test_ccxt_rest_usdm(usdm):
 # ccxt.pro (async websockets)
 # ---------------------------------------------------------------------------
 
+async def ccxt_book_is_truth(ex, sim, symbol: str, n: int = 100) -> tuple[list, list]:
+    """With the market paused: once ccxt.pro has applied the last update id, its book's
+    top ``n`` levels equal the ground truth. Returns the truth's (bids, asks)."""
+    assert sim.wait_idle(HANG)
+    L, *_ = sim.ground_truth()
+    end = time.monotonic() + HANG
+    while ex.orderbooks[symbol]["nonce"] != L and time.monotonic() < end:
+        await asyncio.sleep(0.02)
+    ob = ex.orderbooks[symbol]
+    assert ob["nonce"] == L
+    tb, ta = truth_levels(sim, n)
+    assert dec_levels(ob["bids"], n) == tb and dec_levels(ob["asks"], n) == ta
+    return tb, ta
+
+
 def test_ccxt_pro_spot_book_trades_klines_orders(spot):
     async def main():
         ex = ccxt_spot(spot, ccxtpro.binance)
         try:
             await ex.load_markets()
             seen_trades: list = []
-            ob = await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), HANG)
+            await asyncio.wait_for(ex.watch_order_book("BTC/USDT"), HANG)
             for _ in range(5):
                 seen_trades += await asyncio.wait_for(ex.watch_trades("BTC/USDT"), HANG)
             end = time.monotonic() + HANG
@@ -529,15 +544,7 @@ def test_ccxt_pro_spot_book_trades_klines_orders(spot):
             # the book ccxt maintains equals the ground truth once the market is frozen
             spot.pause()
             try:
-                assert spot.wait_idle(HANG)
-                L, *_ = spot.ground_truth()
-                end = time.monotonic() + HANG
-                while ex.orderbooks["BTC/USDT"]["nonce"] != L and time.monotonic() < end:
-                    await asyncio.sleep(0.02)
-                ob = ex.orderbooks["BTC/USDT"]
-                assert ob["nonce"] == L
-                tb, ta = truth_levels(spot, 100)
-                assert dec_levels(ob["bids"], 100) == tb and dec_levels(ob["asks"], 100) == ta
+                tb, ta = await ccxt_book_is_truth(ex, spot, "BTC/USDT")
                 ws_k = await asyncio.wait_for(ex.fetch_ohlcv_ws("BTC/USDT", "1s", limit=50), HANG)   # WS API klines
                 assert ws_k == (await ex.fetch_ohlcv("BTC/USDT", "1s", limit=50))
                 ws_t = await asyncio.wait_for(ex.fetch_trades_ws("BTC/USDT", limit=20), HANG)  # trades.historical
@@ -589,15 +596,7 @@ def test_ccxt_pro_usdm_book_klines_mark_price(usdm):
                 if ex.has.get("watchMarkPrice") else None
             usdm.pause()
             try:
-                assert usdm.wait_idle(HANG)
-                L, *_ = usdm.ground_truth()
-                end = time.monotonic() + HANG
-                while ex.orderbooks["BTC/USDT:USDT"]["nonce"] != L and time.monotonic() < end:
-                    await asyncio.sleep(0.02)
-                ob = ex.orderbooks["BTC/USDT:USDT"]
-                assert ob["nonce"] == L
-                tb, ta = truth_levels(usdm, 100)
-                assert dec_levels(ob["bids"], 100) == tb and dec_levels(ob["asks"], 100) == ta
+                await ccxt_book_is_truth(ex, usdm, "BTC/USDT:USDT")
                 assert ohlcv and ohlcv[-1][0] % 60_000 == 0
                 if mark is not None:
                     assert mark["info"]["e"] == "markPriceUpdate" and Decimal(mark["info"]["p"]) > 0
