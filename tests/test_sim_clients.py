@@ -763,3 +763,49 @@ def test_cli_tls_prints_the_certificate(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_spot_ticker_mini_ticker_and_avg_price_streams_agree_with_the_trades(spot):
+    """Each 24hrTicker names its last trade (L): that trade, from the trade stream of the same
+    connection, has the ticker's last price and quantity; ccxt.pro's watch_ticker reads it."""
+    import websocket
+
+    ws = websocket.create_connection(spot.ws_url + "/stream?streams=btcusdt@trade/btcusdt@ticker/btcusdt@miniTicker/"
+                                     "btcusdt@avgPrice", timeout=HANG)
+    try:
+        got = defaultdict(list)
+        end = time.monotonic() + HANG
+        while min(len(got[k]) for k in ("ticker", "miniTicker", "avgPrice")) < 3 and time.monotonic() < end:
+            m = json.loads(ws.recv())
+            got[m["stream"].split("@")[1]].append(m["data"])
+        for _ in range(50):                       # the trades printed with the last ticker
+            m = json.loads(ws.recv())
+            got[m["stream"].split("@")[1]].append(m["data"])
+    finally:
+        ws.close()
+    trades = {t["t"]: t for t in got["trade"]}
+    checked = 0
+    for tk in got["ticker"]:
+        assert tk["e"] == "24hrTicker" and tk["C"] - tk["O"] == 86_400_000 and tk["n"] == tk["L"] - tk["F"] + 1
+        assert Decimal(tk["l"]) <= Decimal(tk["c"]) <= Decimal(tk["h"]) and Decimal(tk["b"]) < Decimal(tk["a"])
+        t = trades.get(tk["L"])
+        if t is not None:
+            assert (t["p"], t["q"]) == (tk["c"], tk["Q"])
+            checked += 1
+    assert checked >= 1
+    assert all(m["e"] == "24hrMiniTicker" and set(m) == {"e", "E", "s", "c", "o", "h", "l", "v", "q"}
+               for m in got["miniTicker"])
+    last_t = max(t["T"] for t in got["trade"])
+    assert all(a["e"] == "avgPrice" and a["i"] == "5m" and a["T"] <= last_t and Decimal(a["w"]) > 0
+               for a in got["avgPrice"])
+
+    async def main():
+        ex = ccxt_spot(spot, ccxtpro.binance)
+        try:
+            await ex.load_markets()
+            tk = await asyncio.wait_for(ex.watch_ticker("BTC/USDT"), HANG)
+            assert tk["symbol"] == "BTC/USDT" and tk["last"] > 0 and tk["baseVolume"] > 0
+            assert tk["info"]["e"] in ("24hrTicker", "24hrMiniTicker") and tk["high"] >= tk["last"] >= tk["low"]
+        finally:
+            await ex.close()
+    asyncio.run(main())
