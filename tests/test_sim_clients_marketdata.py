@@ -163,6 +163,9 @@ def test_usdm_listen_key_life_cycle():
         assert call("PUT") == (400, {"code": -1125, "msg": "This listenKey does not exist."})
         with pytest.raises(websocket.WebSocketBadStatusException):
             websocket.create_connection(sim.ws_url + "/private/ws?listenKey=" + a["listenKey"], timeout=10)
+        for v in ("v1", "v2"):     # USD-M serves the price ticker under both versions
+            with urllib.request.urlopen(f"{sim.rest_url}/fapi/{v}/ticker/price?symbol=BTCUSDT", timeout=10) as r:
+                assert set(json.loads(r.read())) == {"symbol", "price", "time"}
 
 
 def test_unit_parser_and_queued_payloads_match_direct_recording():

@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
                    help="serve https:// and wss:// with a self-signed certificate for 127.0.0.1/localhost "
                         "(generated at start; its path is printed: give it to clients as their CA)")
     p.add_argument("--tls-dir", default=None, metavar="DIR",
-                   help="with --tls: write the certificate and key into DIR (default: a new temporary folder)")
+                   help="write the TLS certificate and key into DIR (implies --tls; default: a new temporary folder)")
     acct = p.add_argument_group("order entry (spot)",
                                 "register the account `hftmm live --testnet` will sign for, so the whole "
                                 "order path runs against this simulator")
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
     try:
-        tls = (args.tls_dir or True) if args.tls else False
+        tls = args.tls_dir or args.tls
         sim = ExchangeSimulator(market=args.market, source=source, faults=faults, host=args.host, port=args.port,
                                 depth_interval_ms=interval, tls=tls)
         account = _register_account(sim, args) if args.account_from_env else None

@@ -750,6 +750,8 @@ class ExchangeSimulator:
             for method in ("POST", "PUT", "DELETE"):
                 self.http_routes[(method, "/api/v3/userDataStream")] = Route(self._rest_gone, 1)
         else:
+            v2 = self.http_routes[("GET", "/fapi/v1/ticker/price")]
+            self.http_routes[("GET", "/fapi/v2/ticker/price")] = Route(v2.handler, v2.weight)   # same answer
             self.http_routes[("POST", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
             self.http_routes[("PUT", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
             self.http_routes[("DELETE", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
