@@ -809,3 +809,25 @@ def test_spot_ticker_mini_ticker_and_avg_price_streams_agree_with_the_trades(spo
         finally:
             await ex.close()
     asyncio.run(main())
+
+
+def test_capture_replay_serves_its_own_trades_as_klines_and_tickers():
+    """A recorded capture (real Binance spot data): REST trades are the capture's trades, and klines /
+    24 h statistics agree with them (binance-connector as the client)."""
+    from binance.spot import Spot
+
+    from hftmm.simulator import CaptureSource
+
+    capture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hftbacktest-collector",
+                           "spot_btcusdt_20240808.gz")
+    src = CaptureSource(capture, speed=0, symbol=SYM, tick_size="0.01", lot_size="0.00000001")
+    with ExchangeSimulator(market="spot", source=src) as sim:
+        wait_for(lambda: sim.exhausted, "the capture to end")
+        c = Spot(base_url=sim.rest_url, timeout=10)
+        trades = all_trades(lambda i: c.historical_trades(SYM, limit=1000, fromId=i))
+        assert len(trades) > 100 and trades[0]["time"] // 1000 > 1723000000   # 2024-08-07..08: the capture's own
+        rows = c.klines(SYM, "1m", limit=1000)
+        assert check_klines(rows, trades, 60_000) >= 1
+        t24 = c.ticker_24hr(SYM)
+        assert t24["count"] == len(trades) and Decimal(t24["volume"]) == sum(Decimal(t["qty"]) for t in trades)
+        assert c.ticker_price(SYM)["price"] == trades[-1]["price"]

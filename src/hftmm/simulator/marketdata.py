@@ -526,6 +526,8 @@ class PublicApi:
              "isBuyerMaker": m}
         if self.market == "spot":
             d["isBestMatch"] = True
+        else:
+            d["isRPITrade"] = False      # the simulated book has no Retail Price Improvement orders
         return d
 
     def ep_trades(self, p: dict[str, str]) -> list:
