@@ -196,13 +196,22 @@ def test_raw_stream_and_routes(usdm_sim, spot_sim):
         assert obj["e"] == "depthUpdate" and "stream" not in obj
     finally:
         r.close()
-    for base, path in ((usdm_sim.ws_url, "/market/ws/btcusdt@depth"), (usdm_sim.ws_url, "/ws/btcusdt@trade"),
-                       (usdm_sim.ws_url, "/public/stream?streams=btcusdt@aggTrade"),
-                       (spot_sim.ws_url, "/ws/btcusdt@depth@0ms"), (spot_sim.ws_url, "/ws/ethusdt@trade"),
-                       (spot_sim.ws_url, "/stream?streams=btcusdt@nothing")):
-        with pytest.raises(websocket.WebSocketBadStatusException) as ei:
-            websocket.create_connection(base + path, timeout=5)
-        assert ei.value.status_code == 400, path
+    # as on Binance, every path under /ws/ and /stream opens: names that are no stream are ignored
+    # (ccxt opens /ws/0), valid names not delivered on this route/symbol are listed but silent
+    cases = ((usdm_sim, "/market/ws/btcusdt@depth", ["btcusdt@depth"]),
+             (usdm_sim, "/ws/btcusdt@aggTrade", ["btcusdt@aggTrade"]),
+             (usdm_sim, "/public/stream?streams=btcusdt@aggTrade", ["btcusdt@aggTrade"]),
+             (spot_sim, "/ws/btcusdt@depth@0ms", []), (spot_sim, "/ws/ethusdt@trade", ["ethusdt@trade"]),
+             (spot_sim, "/stream?streams=btcusdt@nothing", []), (spot_sim, "/ws/0", []), (spot_sim, "/stream", []))
+    for sim, path, listed in cases:
+        silent0 = sim.stats()["control_messages"].get("silent_subscription", 0)
+        ws = websocket.create_connection(sim.ws_url + path, timeout=5)
+        try:
+            ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 7}))
+            assert json.loads(ws.recv()) == {"result": listed, "id": 7}, path   # nothing else arrived first
+        finally:
+            ws.close()
+        assert sim.stats()["control_messages"].get("silent_subscription", 0) - silent0 == len(listed), path
     with pytest.raises(websocket.WebSocketBadStatusException) as ei:
         websocket.create_connection(spot_sim.ws_url + "/nowhere", timeout=5)
     assert ei.value.status_code == 404
@@ -241,8 +250,12 @@ def test_subscribe_unsubscribe_list(spot_sim):
         ws.ws.send("{not json")
         err = _wait_control(c, 7)
         assert err["error"]["code"] == 3 and err["id"] is None
-        ws.send({"method": "LIST_SUBSCRIPTIONS", "id": -1})
-        assert _wait_control(c, 8)["error"]["code"] == 2
+        ws.send({"method": "LIST_SUBSCRIPTIONS", "id": -1})     # ids are signed 64-bit integers
+        assert _wait_control(c, 8) == {"result": ["btcusdt@trade"], "id": -1}
+        time.sleep(1.0)
+        ws.send({"method": "LIST_SUBSCRIPTIONS", "id": 2 ** 63})
+        assert _wait_control(c, 9) == {"error": {"code": 2, "msg": "Invalid request: request ID must be an "
+                                                                   "unsigned integer"}, "id": None}
         assert ws.closed is None
     finally:
         c.close()

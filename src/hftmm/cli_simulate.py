@@ -40,6 +40,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth-interval-ms", type=int, default=None,
                    help="primary depth interval (spot 100|1000, usdm 0|100|250|500; default 100)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
+    p.add_argument("--tls", action="store_true",
+                   help="serve https:// and wss:// with a self-signed certificate for 127.0.0.1/localhost "
+                        "(generated at start; its path is printed: give it to clients as their CA)")
+    p.add_argument("--tls-dir", default=None, metavar="DIR",
+                   help="write the TLS certificate and key into DIR (implies --tls; default: a new temporary folder)")
     acct = p.add_argument_group("order entry (spot)",
                                 "register the account `hftmm live --testnet` will sign for, so the whole "
                                 "order path runs against this simulator")
@@ -124,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
     try:
+        tls = args.tls_dir or args.tls
         sim = ExchangeSimulator(market=args.market, source=source, faults=faults, host=args.host, port=args.port,
-                                depth_interval_ms=interval)
+                                depth_interval_ms=interval, tls=tls)
         account = _register_account(sim, args) if args.account_from_env else None
         sim.start()
     except (ValueError, RuntimeError, OSError) as e:
@@ -140,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)
+        if sim.cert_path:
+            print(f"TLS certificate {sim.cert_path} (self-signed for 127.0.0.1 and localhost: trust it as a CA, "
+                  "e.g. SSL_CERT_FILE or requests' verify=)", flush=True)
         if account is not None:
             print(f"order entry: account registered ({account} key from the environment)", flush=True)
         deadline = time.monotonic() + args.duration if args.duration is not None else None

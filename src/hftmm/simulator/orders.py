@@ -109,6 +109,7 @@ class Account:
     orders: dict[int, "SimOrder"] = field(default_factory=dict)
     by_client_id: dict[str, int] = field(default_factory=dict)   # latest order per client id
     update_time: int = 0
+    trades: list[dict] = field(default_factory=list)             # own fills (myTrades rows), by trade id
 
     def bal(self, asset: str) -> list[Decimal]:
         return self.balances.setdefault(asset, [ZERO, ZERO])
@@ -462,6 +463,10 @@ class OrderEngine:
         self._next_trade_id += 1
         self._count("trades")
         fill = _Fill(price, lots, maker, tid, quote_amt, comm, asset)
+        acct.trades.append({"symbol": self.symbol, "id": tid, "orderId": o.order_id, "orderListId": -1,
+                            "price": self.px(price), "qty": self.qty(lots), "quoteQty": f8(quote_amt),
+                            "commission": f8(comm), "commissionAsset": asset, "time": now_ms,
+                            "isBuyer": o.side == "BUY", "isMaker": maker, "isBestMatch": True})
         o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
         if o.status == "FILLED":
             self._release(acct, o)
@@ -696,6 +701,47 @@ class OrderEngine:
         if p.get("symbol") is not None:
             self.check_symbol(p)
         return [self.query_result(o) for o in sorted(acct.open_orders(), key=lambda o: o.order_id)]
+
+    def my_trades(self, acct: Account, p: dict[str, str]) -> list[dict]:
+        """``GET /api/v3/myTrades`` / ``myTrades``: the account's fills, oldest first.
+        Supported parameter sets as Binance's: symbol [+ orderId [+ fromId]] | [+ fromId] |
+        [+ startTime] [+ endTime] (at most 24 h apart); limit default 500, max 1000."""
+        self.check_symbol(p)
+
+        def num(name: str) -> Optional[int]:
+            raw = p.get(name)
+            if raw is None or raw == "":
+                return None
+            if not raw.isdigit():
+                raise ApiError(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is "
+                                           "'^[0-9]{1,20}$'.")
+            return int(raw)
+        oid, from_id, start, end, limit = (num(k) for k in ("orderId", "fromId", "startTime", "endTime", "limit"))
+        given = {k for k, v in (("orderId", oid), ("fromId", from_id), ("startTime", start), ("endTime", end))
+                 if v is not None}
+        if given not in ({*()}, {"orderId"}, {"orderId", "fromId"}, {"fromId"}, {"startTime"}, {"endTime"},
+                         {"startTime", "endTime"}):
+            raise ApiError(400, -1128, "Combination of optional parameters invalid.")
+        if start is not None and end is not None:
+            if start > end:
+                raise ApiError(400, -1023, "Start time is greater than end time.")
+            if end - start > 24 * 3600 * 1000:
+                raise ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
+        n = 500 if limit is None else limit
+        if n < 1:
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        n = min(n, 1000)
+        rows = acct.trades
+        if oid is not None:
+            rows = [r for r in rows if r["orderId"] == oid]
+        if from_id is not None:
+            return [r for r in rows if r["id"] >= from_id][:n]
+        if start is not None:
+            rows = [r for r in rows if r["time"] >= start and (end is None or r["time"] <= end)]
+            return rows[:n]
+        if end is not None:
+            rows = [r for r in rows if r["time"] <= end]
+        return rows[-n:]
 
     def account_info(self, acct: Account, now_ms: int, omit_zero: bool = False) -> dict:
         bps = lambda r: int(r * 10000)  # noqa: E731 - commission in basis points (Binance's integer fields)

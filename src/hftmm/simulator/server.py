@@ -31,11 +31,14 @@ import numpy as np
 from hftmm.simulator import faults as _faults
 from hftmm.simulator.faults import CONNECTION_KINDS, ConnectionFaults, FaultConfig, RestFaults
 from hftmm.simulator.http import BadRequest, DropConnection, Request, Response, read_request
+from hftmm.simulator.marketdata import PUBLIC_ENDPOINTS, MarketTape, PublicApi, PublicEndpoint
+from hftmm.simulator.orders import ApiError
 from hftmm.simulator.rest import (EXCHANGE_INFO_WEIGHT, SPOT_DEPTH_DEFAULT, SPOT_DEPTH_MAX, USDM_DEPTH_DEFAULT,
                                   USDM_DEPTH_LIMITS, WEIGHT_LIMIT, depth_weight, exchange_info,
                                   render_snapshot)
 from hftmm.simulator.trading import IpLimits, SpotLimits
-from hftmm.simulator.sources import DEPTH_INTERVALS, DEFAULT_DEPTH_INTERVAL, Msg, Source
+from hftmm.simulator.sources import DEPTH_INTERVALS, Msg, Source
+from hftmm.simulator.streams import TIMED_CHANNELS, StreamCatalog, StreamSpec, TimedRenderer
 from hftmm.simulator.websocket import (CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY,
                                        CLOSE_UNSUPPORTED, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT,
                                        MessageAssembler, ProtocolError, accept_key, encode_close, encode_frame,
@@ -62,28 +65,17 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-# ---------------------------------------------------------------------------
-# stream names
-# ---------------------------------------------------------------------------
-
-class StreamCatalog:
-    """Valid stream names of one market and symbol -> (canonical name, channel,
-    interval, route). Routes (USD-M only): "public" (depth, bookTicker) and
-    "market" (trade, aggTrade)."""
-
-    def __init__(self, market: str, symbol: str) -> None:
-        s = symbol.lower()
-        d = DEFAULT_DEPTH_INTERVAL[market]
-        entries: list[tuple[str, str, Optional[int], str]] = [(f"{s}@depth", "depth", d, "public")]
-        for iv in DEPTH_INTERVALS[market]:
-            entries.append((f"{s}@depth@{iv}ms", "depth", iv, "public"))
-        entries += [(f"{s}@bookTicker", "bookTicker", None, "public"),
-                    (f"{s}@trade", "trade", None, "market"),
-                    (f"{s}@aggTrade", "aggTrade", None, "market")]
-        self.by_lower = {name.lower(): (name, ch, iv, route) for name, ch, iv, route in entries}
-
-    def lookup(self, name: str) -> Optional[tuple[str, str, Optional[int], str]]:
-        return self.by_lower.get(name.lower()) if isinstance(name, str) else None
+def valid_request_id(rid: object) -> bool:
+    """Binance's stream request ``id``: a 64-bit signed integer, an alphanumeric
+    string of at most 36 characters (hyphens allowed: Binance's own SDK sends
+    UUIDs), or null."""
+    if rid is None:
+        return True
+    if isinstance(rid, bool):
+        return False
+    if isinstance(rid, int):
+        return -(2 ** 63) <= rid < 2 ** 63
+    return isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9_-]{0,36}", rid) is not None
 
 
 # ---------------------------------------------------------------------------
@@ -407,10 +399,17 @@ class WsConnection:
 
 
 class MarketStreamHandler(WsHandler):
-    """Market-data streams: raw (``/ws/<stream>``) or combined
-    (``/stream?streams=a/b``) frames, live SUBSCRIBE / UNSUBSCRIBE /
-    LIST_SUBSCRIPTIONS / SET_PROPERTY combined / GET_PROPERTY, and the
-    per-connection faults."""
+    """Market-data streams: raw (``/ws/...``) or combined (``/stream...``)
+    frames, live SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS / SET_PROPERTY
+    combined / GET_PROPERTY with Binance's replies and error messages, and the
+    per-connection faults.
+
+    As on Binance, any path under ``/ws/`` or ``/stream`` opens a connection:
+    names in the URL that are no stream are ignored (ccxt opens ``/ws/0`` and
+    SUBSCRIBEs). A valid name the simulator does not deliver on this connection
+    (another symbol, or a USD-M stream of the other route) is subscribed and
+    listed but never delivers, which is what Binance does (counted in
+    ``stats()["control_messages"]["silent_subscription"]``)."""
 
     METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
@@ -420,41 +419,41 @@ class MarketStreamHandler(WsHandler):
         self.combined = combined
         self.routes = routes
         self.initial = streams
-        self.subscriptions: dict[str, tuple[str, Optional[int]]] = {}   # canonical -> key, in order
-        self._held: Optional[tuple[bytes, str, str]] = None              # reorder: (frame, channel, stream)
+        self.subscriptions: dict[str, Optional[StreamSpec]] = {}   # canonical -> spec (None: silent), in order
+        self._held: Optional[tuple[bytes, str, str]] = None        # reorder: (frame, channel, stream)
 
     def on_open(self, conn: WsConnection) -> None:
         self.conn = conn
         for name in self.initial:
-            self._subscribe(name)
+            spec = self.sim.catalog.lookup(name)
+            if spec is None:
+                self.sim._count("control", "ignored_url_stream")
+                continue
+            if len(self.subscriptions) < self.sim.max_streams:
+                self._subscribe(spec)
 
     def on_close(self, conn: WsConnection) -> None:
         for name in list(self.subscriptions):
             self._unsubscribe(name)
 
-    def _subscribe(self, name: str) -> Optional[str]:
-        """Subscribe; returns an error text or None."""
-        ent = self.sim.catalog.lookup(name)
-        if ent is None:
-            return f"Invalid request: invalid stream name {name!r}" if isinstance(name, str) else \
-                "Invalid request: stream names must be strings"
-        canonical, ch, iv, route = ent
-        if route not in self.routes:
-            return f"Invalid request: stream {canonical!r} is not served on this endpoint"
-        if canonical in self.subscriptions:
-            return None
-        if len(self.subscriptions) >= self.sim.max_streams:
-            return f"Invalid request: too many streams (max {self.sim.max_streams})"
-        self.subscriptions[canonical] = (ch, iv)
-        self.sim._add_subscriber(self, canonical, ch, iv)
-        return None
-
-    def _unsubscribe(self, name: str) -> None:
-        ent = self.sim.catalog.lookup(name)
-        if ent is None or ent[0] not in self.subscriptions:
+    def _subscribe(self, spec: StreamSpec) -> None:
+        if spec.canonical in self.subscriptions:
             return
-        ch, iv = self.subscriptions.pop(ent[0])
-        self.sim._remove_subscriber(self, ent[0], ch, iv)
+        if not spec.ours or not (spec.routes & set(self.routes)):
+            self.subscriptions[spec.canonical] = None
+            self.sim._count("control", "silent_subscription")
+            log.info("stream %s is not delivered on %s (Binance acknowledges it and sends nothing)",
+                     spec.canonical, self.conn.path)
+            return
+        self.subscriptions[spec.canonical] = spec
+        self.sim._add_subscriber(self, spec)
+
+    def _unsubscribe(self, canonical: str) -> None:
+        if canonical not in self.subscriptions:
+            return
+        spec = self.subscriptions.pop(canonical)
+        if spec is not None:
+            self.sim._remove_subscriber(self, spec)
 
     def _reply(self, obj: dict) -> None:
         self.conn.send_now(OP_TEXT, json.dumps(obj, separators=(",", ":")).encode())
@@ -464,58 +463,62 @@ class MarketStreamHandler(WsHandler):
         self._reply({"error": {"code": code, "msg": msg}, "id": rid})
 
     def on_text(self, conn: WsConnection, data: bytes) -> None:
+        text = data.decode("utf-8")
         try:
-            req = json.loads(data)
-        except ValueError as e:
-            return self._error(3, f"Invalid JSON: {e}")
+            req = json.loads(text)
+        except json.JSONDecodeError as e:
+            return self._error(3, f"Invalid JSON: expected value at line {e.lineno} column {e.colno}")
         if not isinstance(req, dict):
-            return self._error(3, "Invalid JSON: expected an object")
+            return self._error(3, f"Invalid JSON: invalid type: expected struct at line 1 column {len(text)}")
         rid = req.get("id")
-        if not (rid is None or (isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 2 ** 63)
-                or (isinstance(rid, str) and len(rid) <= 36 and re.fullmatch(r"[A-Za-z0-9_-]*", rid))):
-            return self._error(2, "Invalid request: request ID must be an unsigned integer or an "
-                                  "alphanumeric string of at most 36 characters", None)
-        for k in req:
-            if k not in ("method", "params", "id"):
-                return self._error(0, "Unknown property", rid)
+        if not valid_request_id(rid):
+            return self._error(2, "Invalid request: request ID must be an unsigned integer", None)
+        if any(k not in ("method", "params", "id") for k in req):
+            return self._error(2, "Invalid request: too many parameters", rid)
         method = req.get("method")
         if not isinstance(method, str):
-            return self._error(2, "Invalid request: missing field `method`", rid)
+            return self._error(2, f"Invalid request: missing field `method` at line 1 column {len(text)}", rid)
         if method not in self.METHODS:
-            return self._error(2, f"Invalid request: unknown variant `{method}`, expected one of "
-                                  "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, "
-                                  "`GET_PROPERTY`", rid)
+            col = text.find(json.dumps(method)) + len(json.dumps(method)) if json.dumps(method) in text else len(text)
+            return self._error(2, f"Invalid request: unknown variant `{method}`, expected one of `SUBSCRIBE`, "
+                                  "`UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY` "
+                                  f"at line 1 column {col}", rid)
         params = req.get("params", [])
         if not isinstance(params, list):
-            return self._error(2, "Invalid request: params must be an array", rid)
+            return self._error(2, "Invalid request: invalid type: expected a sequence", rid)
         self.sim._count("control", method)
+        catalog = self.sim.catalog
         if method == "SUBSCRIBE" or method == "UNSUBSCRIBE":
-            if not params:
-                return self._error(2, "Invalid request: params must name at least one stream", rid)
-            bad = [p for p in params if self.sim.catalog.lookup(p) is None]
-            if bad:
-                return self._error(2, f"Invalid request: invalid stream name {bad[0]!r}", rid)
+            specs = [catalog.lookup(p) for p in params]
+            for p, spec in zip(params, specs):
+                if spec is None:
+                    if not isinstance(p, str):
+                        return self._error(2, "Invalid request: invalid type: expected a string", rid)
+                    return self._error(2, f"Invalid request: invalid stream name {p!r}", rid)
             if method == "SUBSCRIBE":
-                new = {self.sim.catalog.lookup(p)[0] for p in params} - set(self.subscriptions)
+                new = {s.canonical for s in specs} - set(self.subscriptions)
                 if len(self.subscriptions) + len(new) > self.sim.max_streams:
-                    return self._error(2, f"Invalid request: too many streams (max {self.sim.max_streams})",
-                                       rid)
-                for p in params:
-                    err = self._subscribe(p)
-                    if err:
-                        return self._error(2, err, rid)
+                    return self._error(2, f"Invalid request: too many streams (max {self.sim.max_streams})", rid)
+                for spec in specs:
+                    self._subscribe(spec)
             else:
-                for p in params:
-                    self._unsubscribe(p)
+                for spec in specs:
+                    self._unsubscribe(spec.canonical)
             return self._reply({"result": None, "id": rid})
         if method == "LIST_SUBSCRIPTIONS":
             return self._reply({"result": list(self.subscriptions), "id": rid})
         if method == "SET_PROPERTY":
-            if len(params) != 2 or params[0] != "combined" or not isinstance(params[1], bool):
+            if not params or not isinstance(params[0], str):
+                return self._error(2, "Invalid request: property name must be a string", rid)
+            if params[0] != "combined":
+                return self._error(0, "Unknown property", rid)
+            if len(params) != 2 or not isinstance(params[1], bool):
                 return self._error(1, "Invalid value type: expected Boolean", rid)
             self.combined = params[1]
             return self._reply({"result": None, "id": rid})
         # GET_PROPERTY
+        if not params or not isinstance(params[0], str):
+            return self._error(2, "Invalid request: property name must be a string", rid)
         if params != ["combined"]:
             return self._error(0, "Unknown property", rid)
         return self._reply({"result": self.combined, "id": rid})
@@ -630,6 +633,13 @@ class ExchangeSimulator:
     ``order_fault_rates`` (kind -> probability per order request) drive random
     order-entry faults (:mod:`hftmm.simulator.trading`). Accounts come from
     :meth:`add_account`.
+
+    Public market data (``trades``, ``aggTrades``, ``klines``, tickers,
+    ``avgPrice``...; :mod:`hftmm.simulator.marketdata`) is computed from the
+    trades the simulator published (``tape``, at most ``max_trades`` kept).
+    ``tls``: True serves HTTPS/WSS with a self-signed certificate for
+    127.0.0.1/localhost generated into a temporary folder (``cert_path``), a
+    folder path writes it there; clients trust ``cert_path``.
     """
 
     def __init__(self, market: str = "spot", source: Optional[Source] = None,
@@ -638,7 +648,8 @@ class ExchangeSimulator:
                  pong_timeout_s: Optional[float] = None, max_lifetime_s: Optional[float] = MAX_LIFETIME_S,
                  incoming_rate: Optional[int] = None, max_streams: Optional[int] = None,
                  limits: Optional[SpotLimits] = None, order_fault_seed: int = 0,
-                 order_fault_rates: Optional[dict[str, float]] = None) -> None:
+                 order_fault_rates: Optional[dict[str, float]] = None, tls: Union[bool, str] = False,
+                 max_trades: int = 200_000) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
@@ -663,6 +674,20 @@ class ExchangeSimulator:
         self.tick_size: str = source.tick_size
         self.lot_size: str = source.lot_size
         self.catalog = StreamCatalog(market, self.symbol)
+        self.tape = MarketTape(self.tick_size, self.lot_size, max_trades=max_trades)
+        self._market_ns = 0
+        self.public = PublicApi(market, self.symbol, self.tick_size, self.lot_size, self.tape,
+                                lambda: self.source.book, lambda t: self.source.px(t), lambda q: self.source.qty(q),
+                                self.market_time_ms, lambda: self._last_update_id)
+        self._timed_render = TimedRenderer(market, self.symbol, self.public)
+        self._timed: dict[tuple[str, Any], list] = {}      # (channel, key) -> [next due ns, period ns]
+        self._timed_due = 0
+        self._depth_ids: collections.deque = collections.deque(maxlen=4096)   # (U, u) of the primary depth
+        self.tls = tls
+        self.cert_path: Optional[str] = None
+        self.key_path: Optional[str] = None
+        self._listen_keys: dict[str, str] = {}             # USD-M listenKey -> api key
+        self._usdm_keys: set[str] = set()
         self._lock = threading.Lock()
         self._paused = False
         self._stopping = False
@@ -707,16 +732,84 @@ class ExchangeSimulator:
             p = "/fapi/v1"
             ws = {"/ws": ("public",), "/stream": ("public",),
                   "/public/ws": ("public",), "/public/stream": ("public",),
-                  "/market/ws": ("market",), "/market/stream": ("market",)}
+                  "/market/ws": ("market",), "/market/stream": ("market",),
+                  "/private/ws": ("private",), "/private/stream": ("private",)}
         self.http_routes[("GET", f"{p}/depth")] = Route(self._rest_depth, self._depth_weight)
         self.http_routes[("GET", f"{p}/exchangeInfo")] = Route(self._rest_exchange_info,
                                                               EXCHANGE_INFO_WEIGHT[self.market])
         self.http_routes[("GET", f"{p}/time")] = Route(lambda req: Response.json({"serverTime": _now_ms()}), 1)
         self.http_routes[("GET", f"{p}/ping")] = Route(lambda req: Response.json({}), 1)
+        for ep in PUBLIC_ENDPOINTS:
+            if self.market in ep.markets and ep.rest is not None:
+                self.http_routes[("GET", p + ep.rest)] = Route(self._public_handler(ep.name),
+                                                                self._public_weight(ep))
         for path, routes in ws.items():
             self.ws_routes[path] = self._stream_factory(path.endswith("/stream"), routes)
         if self.market == "spot":
             self._install_trading()
+            for method in ("POST", "PUT", "DELETE"):
+                self.http_routes[(method, "/api/v3/userDataStream")] = Route(self._rest_gone, 1)
+        else:
+            v2 = self.http_routes[("GET", "/fapi/v1/ticker/price")]
+            self.http_routes[("GET", "/fapi/v2/ticker/price")] = Route(v2.handler, v2.weight)   # same answer
+            self.http_routes[("POST", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
+            self.http_routes[("PUT", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
+            self.http_routes[("DELETE", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
+
+    def _public_handler(self, name: str) -> Callable[[Request], Response]:
+        def handler(req: Request) -> Response:
+            if name == "historicalTrades" and self.market == "usdm":    # MARKET_DATA: an API key, no signature
+                key = req.headers.get("x-mbx-apikey", "")
+                if not key:
+                    return Response.error(401, -2014, "API-key format invalid.")
+                if key not in self._usdm_keys:
+                    return Response.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+            try:
+                return Response.json(self.public.call(name, req.query))
+            except ApiError as e:
+                return Response.json(e.body(), e.status, e.headers)
+        return handler
+
+    def _public_weight(self, ep: PublicEndpoint) -> Callable[[Request], int]:
+        return lambda req: ep.weight(self.market, req.query)
+
+    @staticmethod
+    def _rest_gone(req: Request) -> Response:
+        """Spot listenKey endpoints: Binance removed them on 2026-02-20 and answers 410 Gone (an HTML page)."""
+        body = (b"<html>\r\n<head><title>410 Gone</title></head>\r\n<body>\r\n"
+                b"<center><h1>410 Gone</h1></center>\r\n</body>\r\n</html>\r\n")
+        return Response(410, body, {"Content-Type": "text/html"})
+
+    def _listen_key(self, req: Request) -> Response:
+        """USD-M ``/fapi/v1/listenKey`` (USER_STREAM: API key only). POST returns the
+        account's key (the same one while it is valid), PUT extends it, DELETE closes it.
+        The key's stream (``/private/ws?listenKey=`` or ``/ws/<listenKey>``) opens;
+        the simulator has no USD-M order entry, so it carries no events."""
+        api_key = req.headers.get("x-mbx-apikey", "")
+        if not api_key:
+            return Response.error(400, -2014, "API-key format invalid.")
+        if api_key not in self._usdm_keys:
+            return Response.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        current = next((k for k, v in self._listen_keys.items() if v == api_key), None)
+        if req.method == "POST":
+            if current is None:
+                import secrets
+                current = secrets.token_urlsafe(48).replace("-", "a").replace("_", "b")[:64]
+                self._listen_keys[current] = api_key
+            return Response.json({"listenKey": current})
+        if current is None:
+            return Response.error(400, -1125, "This listenKey does not exist.")
+        if req.method == "DELETE":
+            del self._listen_keys[current]
+            return Response.json({})
+        return Response.json({"listenKey": current})
+
+    def add_api_key(self, api_key: str) -> None:
+        """USD-M: register an API key for ``/fapi/v1/listenKey`` and ``historicalTrades``
+        (MARKET_DATA); there is no USD-M order entry."""
+        if self.market != "usdm":
+            raise RuntimeError("add_api_key is for market='usdm'; spot accounts come from add_account")
+        self._usdm_keys.add(api_key)
 
     def _install_trading(self) -> None:
         from hftmm.execution.filters import SymbolFilters
@@ -739,9 +832,12 @@ class ExchangeSimulator:
 
     def _stream_factory(self, combined: bool, routes: tuple[str, ...]):
         def factory(sim: "ExchangeSimulator", req: Request, rest: str) -> WsHandler:
+            if "private" in routes:
+                key = req.query.get("listenKey") or rest
+                if key not in sim._listen_keys:
+                    raise _HttpError(Response.error(400, -1125, "This listenKey does not exist."))
+                return MarketStreamHandler(sim, combined, routes, [])
             if combined:
-                if rest:
-                    raise _HttpError(Response.error(404, -1000, f"Not found: {req.path}"))
                 raw = req.query.get("streams", "")
                 names = [s for s in raw.split("/") if s]
             else:
@@ -749,13 +845,6 @@ class ExchangeSimulator:
             if len(names) > sim.max_streams:
                 raise _HttpError(Response.error(400, 2, f"Invalid request: too many streams "
                                                         f"(max {sim.max_streams})"))
-            for n in names:
-                ent = sim.catalog.lookup(n)
-                if ent is None:
-                    raise _HttpError(Response.error(400, 2, f"Invalid request: invalid stream name {n!r}"))
-                if ent[3] not in routes:
-                    raise _HttpError(Response.error(400, 2, f"Invalid request: stream {ent[0]!r} is not "
-                                                            f"served on {req.path}"))
             return MarketStreamHandler(sim, combined, routes, names)
         return factory
 
@@ -787,11 +876,11 @@ class ExchangeSimulator:
 
     @property
     def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
@@ -816,8 +905,13 @@ class ExchangeSimulator:
             self.source.open(self.market, self.depth_interval_ms)
             self._last_update_id = self.source.last_update_id
             self._stop_event = asyncio.Event()
+            ssl_ctx = None
+            if self.tls:
+                from hftmm.simulator.tls import make_self_signed, server_context
+                self.cert_path, self.key_path = make_self_signed(self.tls if isinstance(self.tls, str) else None)
+                ssl_ctx = server_context(self.cert_path, self.key_path)
             server = await asyncio.start_server(self._on_client, self.host, self.port, limit=1 << 16,
-                                                reuse_address=True)
+                                                reuse_address=True, ssl=ssl_ctx)
             self.port = server.sockets[0].getsockname()[1]
             self._server = server
         except BaseException as e:
@@ -985,14 +1079,31 @@ class ExchangeSimulator:
                 self._last_hist_ts = msg.ts
                 top = src.book.top(SPOT_DEPTH_MAX)
                 self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
-        elif msg.channel == "trade" and self.trading is not None and self.trading.engine.has_resting():
-            self._trade_to_orders(msg.payload)
+            self._depth_ids.append((msg.U, msg.u))
+        elif msg.channel == "trade":
+            if self.trading is not None and self.trading.engine.has_resting():
+                t = self.tape.parse_trade(msg.payload)     # our resting orders see the print now
+                self.tape.sync()
+                if t is not None:
+                    self.tape.add_trade(*t)
+                    self.trading.engine.on_trade(t[1], t[2], t[4], _now_ms())
+                    self.flush_user_events()
+            else:
+                self.tape.add_trade_payload(msg.payload)
+        elif msg.channel == "aggTrade":
+            self.tape.add_trade_payload(msg.payload, agg=True)
+        if msg.ts > self._market_ns:
+            self._market_ns = msg.ts
+        if self._timed and msg.ts >= self._timed_due:
+            self._emit_timed(msg.ts)
         pub = self._stats["published"]
         key = msg.channel if msg.channel != "depth" else f"depth@{msg.interval}ms"
         pub[key] = pub.get(key, 0) + 1
         entry = self._subs.get((msg.channel, msg.interval))
-        if not entry:
-            return
+        if entry:
+            self._fan_out(msg, entry)
+
+    def _fan_out(self, msg: Msg, entry: dict) -> None:
         payload = msg.payload
         for name, handlers in entry.items():
             if not handlers:
@@ -1008,13 +1119,54 @@ class ExchangeSimulator:
                         raw = encode_frame(OP_TEXT, payload)
                     h.deliver(msg, raw, name)
 
-    def _add_subscriber(self, h: MarketStreamHandler, name: str, ch: str, iv: Optional[int]) -> None:
-        if ch == "depth" and iv is not None:
-            self.source.ensure_interval(iv)
-        self._subs.setdefault((ch, iv), {}).setdefault(name, set()).add(h)
+    def market_time_ms(self) -> int:
+        """The market clock (ms): time of the last published message (wall clock before the first)."""
+        return self._market_ns // 1_000_000 if self._market_ns else _now_ms()
 
-    def _remove_subscriber(self, h: MarketStreamHandler, name: str, ch: str, iv: Optional[int]) -> None:
-        s = self._subs.get((ch, iv), {}).get(name)
+    def _first_depth_after(self, u: Optional[int]) -> Optional[int]:
+        """U of the first recent primary depth message with final id > ``u`` (None: of the last one)."""
+        ids = self._depth_ids
+        if not ids:
+            return None
+        if u is None:
+            return ids[-1][0]
+        first = None
+        for U, uu in reversed(ids):
+            if uu <= u:
+                break
+            first = U
+        return first
+
+    def _emit_timed(self, ts: int) -> None:
+        """Send the timed streams (partial depth, klines, tickers, mark price) that are due at market time ``ts``."""
+        now_ms = ts // 1_000_000
+        due = None
+        for (ch, key), state in list(self._timed.items()):
+            entry = self._subs.get((ch, key))
+            if not entry or not any(entry.values()):
+                del self._timed[(ch, key)]
+                continue
+            if ts >= state[0]:
+                period = state[1]
+                state[0] = (ts // period + 1) * period
+                for payload in self._timed_render.render(ch, key, now_ms, self._first_depth_after,
+                                                         self._last_update_id):
+                    self._fan_out(Msg(ts, ch, payload), entry)
+            due = state[0] if due is None else min(due, state[0])
+        self._timed_due = due if due is not None else 0
+
+    def _add_subscriber(self, h: MarketStreamHandler, spec: StreamSpec) -> None:
+        ch, key = spec.channel, spec.key
+        if ch == "depth" and key is not None:
+            self.source.ensure_interval(key)
+        self._subs.setdefault((ch, key), {}).setdefault(spec.canonical, set()).add(h)
+        if ch in TIMED_CHANNELS and (ch, key) not in self._timed:
+            period = spec.period_ms * 1_000_000
+            self._timed[(ch, key)] = [0, period]     # due at the next published message
+            self._timed_due = 0
+
+    def _remove_subscriber(self, h: MarketStreamHandler, spec: StreamSpec) -> None:
+        s = self._subs.get((spec.channel, spec.key), {}).get(spec.canonical)
         if s is not None:
             s.discard(h)
 
@@ -1236,39 +1388,37 @@ class ExchangeSimulator:
                                                   "Please try again.")
 
     # -- REST handlers ---------------------------------------------------
-    def _check_symbol(self, req: Request) -> None:
-        sym = req.query.get("symbol")
-        if not sym:
-            raise _HttpError(Response.error(400, -1102, "Mandatory parameter 'symbol' was not sent, was "
-                                                        "empty/null, or malformed."))
-        if sym.upper() != self.symbol or sym != sym.upper():
-            raise _HttpError(Response.error(400, -1121, "Invalid symbol."))
-
-    def _depth_limit(self, req: Request) -> int:
-        raw = req.query.get("limit")
+    def _depth_limit(self, p: dict[str, str]) -> int:
+        raw = p.get("limit")
         if raw is None or raw == "":
             return SPOT_DEPTH_DEFAULT if self.market == "spot" else USDM_DEPTH_DEFAULT
         if not re.fullmatch(r"[0-9]{1,20}", raw):
-            raise _HttpError(Response.error(400, -1100, "Illegal characters found in parameter 'limit'; "
-                                                        "legal range is '^[0-9]{1,20}$'."))
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'limit'; legal range is "
+                                       "'^[0-9]{1,20}$'.")
         n = int(raw)
         if self.market == "spot":
             if n < 1:
-                raise _HttpError(Response.error(400, -1130, "Data sent for parameter 'limit' is not valid."))
+                raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
             return min(n, SPOT_DEPTH_MAX)
         if n not in USDM_DEPTH_LIMITS:
-            raise _HttpError(Response.error(400, -1130, "Data sent for parameter 'limit' is not valid."))
+            raise ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
         return n
 
-    def _depth_weight(self, req: Request) -> int:
+    def depth_weight(self, p: dict[str, str]) -> int:
+        """REQUEST_WEIGHT of a depth request (REST or WS API ``depth``)."""
         try:
-            return depth_weight(self.market, self._depth_limit(req))
-        except _HttpError:
+            return depth_weight(self.market, self._depth_limit(p))
+        except ApiError:
             return 1
 
-    def _rest_depth(self, req: Request, stale: Optional[dict] = None) -> Response:
-        self._check_symbol(req)
-        limit = self._depth_limit(req)
+    def _depth_weight(self, req: Request) -> int:
+        return self.depth_weight(req.query)
+
+    def depth_body(self, p: dict[str, str], stale: Optional[dict] = None) -> bytes:
+        """The depth snapshot JSON of the ground truth (``stale``: a stale_snapshot fault's params).
+        ApiError on bad parameters."""
+        self.public.check_symbol(p)
+        limit = self._depth_limit(p)
         src = self.source
         if stale is not None and self._history:
             age_ns = int(float(stale.get("age_s", 3.0)) * 1e9)
@@ -1283,18 +1433,29 @@ class ExchangeSimulator:
         else:
             lid = self._last_update_id
             levels = src.book.top(limit)
-        body = render_snapshot(self.market, lid, levels, src.px, src.qty, _now_ms(), limit)
-        return Response.json(body)
+        return render_snapshot(self.market, lid, levels, src.px, src.qty, _now_ms(), limit)
+
+    def _rest_depth(self, req: Request, stale: Optional[dict] = None) -> Response:
+        try:
+            return Response.json(self.depth_body(req.query, stale))
+        except ApiError as e:
+            return Response.json(e.body(), e.status, e.headers)
 
     def _exchange_info_body(self, now_ms: int) -> dict:
         rl = self.limits.rate_limits() if self.market == "spot" else None
         return exchange_info(self.market, self.symbol, self.tick_size, self.lot_size, now_ms, rl)
 
+    def exchange_info_result(self, p: dict[str, str]) -> dict:
+        """exchangeInfo (REST and WS API): ``symbol`` or ``symbols`` must name ours (-1121)."""
+        if p.get("symbol") is not None or p.get("symbols") is not None:
+            self.public._one_or_many(p)
+        return self._exchange_info_body(_now_ms())
+
     def _rest_exchange_info(self, req: Request) -> Response:
-        sym = req.query.get("symbol")
-        if sym is not None and sym.upper() != self.symbol:
-            raise _HttpError(Response.error(400, -1121, "Invalid symbol."))
-        return Response.json(self._exchange_info_body(_now_ms()))
+        try:
+            return Response.json(self.exchange_info_result(req.query))
+        except ApiError as e:
+            return Response.json(e.body(), e.status, e.headers)
 
     # ------------------------------------------------------------------
     # spot order entry: accounts, user data, faults, test helpers
@@ -1419,19 +1580,6 @@ class ExchangeSimulator:
             for h in list(self._user_handlers):
                 if not h.conn.closing:
                     h.deliver_event(key, ev)
-
-    def _trade_to_orders(self, payload: bytes) -> None:
-        from decimal import Decimal
-
-        try:
-            t = json.loads(payload)
-            ticks = Decimal(t["p"]) / Decimal(self.tick_size)
-            lots = Decimal(t["q"]) / Decimal(self.lot_size)
-            buyer_maker = bool(t["m"])
-        except (ValueError, KeyError, TypeError, ArithmeticError):
-            return
-        self.trading.engine.on_trade(int(ticks), int(lots), buyer_maker, _now_ms())
-        self.flush_user_events()
 
     def _trading_stats(self) -> dict:
         tr = self.trading

@@ -304,6 +304,8 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("openOrders.cancelAll", ("DELETE", "/api/v3/openOrders"), 1, frozenset({"symbol"}),
              state_changing=True),
     Endpoint("account.status", ("GET", "/api/v3/account"), 20, frozenset({"omitZeroBalances"})),
+    Endpoint("myTrades", ("GET", "/api/v3/myTrades"), 20,
+             frozenset({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"})),
 )}
 SECURITY_PARAMS = frozenset({"timestamp", "recvWindow", "signature", "apiKey"})
 
@@ -402,17 +404,22 @@ class TradingApi:
             return ep.weight_no_symbol
         if ep.name == "order.test" and params.get("computeCommissionRates") == "true":
             return 20
+        if ep.name == "myTrades" and params.get("orderId"):
+            return 5
         return ep.weight
 
     def handle(self, ep: Endpoint, params: dict[str, str], api_key: Optional[str], payload: Optional[str],
-               signature: Optional[str], session_key: Optional[str] = None) -> Reply:
-        """One signed request, weight already charged by the transport."""
+               signature: Optional[str], session_key: Optional[str] = None,
+               transport_params: frozenset = frozenset()) -> Reply:
+        """One signed request, weight already charged by the transport. ``transport_params``:
+        parameters the transport reads itself (WS API ``returnRateLimits``), signed like the others."""
         self._count("requests", ep.name)
         counts: Optional[tuple[int, int]] = None
         fault: Optional[tuple[str, dict]] = None
         try:
             key = self.authenticate(api_key, params, payload, signature, session_key)
-            extra = [k for k in params if k not in ep.params and k not in SECURITY_PARAMS]
+            extra = [k for k in params if k not in ep.params and k not in SECURITY_PARAMS
+                     and k not in transport_params]
             if extra:
                 raise ApiError(400, -1104, f"Not all sent parameters were read; read '{len(params) - len(extra)}' "
                                            f"parameter(s) but was sent '{len(params)}'.")
@@ -512,6 +519,8 @@ class TradingApi:
             return 200, eng.cancel_all(acct, p, now)
         if name == "account.status":
             return 200, eng.account_info(acct, now, p.get("omitZeroBalances") == "true")
+        if name == "myTrades":
+            return 200, eng.my_trades(acct, p)
         raise ApiError(400, -1000, f"unknown method {name}")  # pragma: no cover
 
     def order_count_headers(self, reply: Reply) -> dict[str, str]:

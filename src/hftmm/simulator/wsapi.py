@@ -2,12 +2,20 @@
 
 Requests ``{"id", "method", "params"}``; answers ``{"id", "status", "result",
 "rateLimits"}`` or ``{"id", "status", "error": {"code", "msg"[, "data"]},
-"rateLimits"}`` (``rateLimits`` left out when the URL has
-``returnRateLimits=false``). Methods: ``ping``, ``time``, ``session.logon``
-(Ed25519 keys only), ``session.status``, ``session.logout``, the signed order
-methods of :mod:`hftmm.simulator.trading`, ``userDataStream.subscribe`` (after
-logon), ``userDataStream.subscribe.signature`` (any key type),
-``userDataStream.unsubscribe`` and ``session.subscriptions``. User-data events
+"rateLimits"}``. ``rateLimits`` is left out when the request's params carry
+``"returnRateLimits": false``, or when the URL has ``returnRateLimits=false``
+and the request does not ask for it with ``true``; every method accepts the
+parameter, and a signed request signs it like any other. Methods: ``ping``,
+``time``, ``exchangeInfo``, ``depth``, ``trades.recent``, ``trades.historical``,
+``trades.aggregate``, ``klines``, ``uiKlines``, ``avgPrice``, ``ticker.24hr``,
+``ticker.price``, ``ticker.book`` (:mod:`hftmm.simulator.marketdata`),
+``session.logon`` (Ed25519 keys only), ``session.status``, ``session.logout``,
+the signed methods of :mod:`hftmm.simulator.trading` (orders, ``account.status``,
+``myTrades``), ``userDataStream.subscribe`` (after logon),
+``userDataStream.subscribe.signature`` (any key type),
+``userDataStream.unsubscribe`` and ``session.subscriptions``. The listenKey
+methods (``userDataStream.start/ping/stop``) were removed by Binance on
+2026-02-20 and are unknown methods here too. User-data events
 go out as ``{"subscriptionId": N, "event": {...}}`` to every subscription of the
 account, on every connection. Parameter values are signed as sent: JSON numbers
 keep their text (``parse_float=str``), booleans become ``true``/``false``.
@@ -18,6 +26,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Optional
 
+from hftmm.simulator.marketdata import PUBLIC_ENDPOINTS
 from hftmm.simulator.orders import ApiError
 from hftmm.simulator.trading import ENDPOINTS, Reply
 from hftmm.simulator.websocket import OP_TEXT, encode_frame
@@ -36,6 +45,8 @@ CONNECTION_WEIGHT = 2
 SESSION_WEIGHTS = {"ping": 1, "time": 1, "session.logon": 2, "session.status": 2, "session.logout": 2,
                    "userDataStream.subscribe": 2, "userDataStream.subscribe.signature": 2,
                    "userDataStream.unsubscribe": 2, "session.subscriptions": 2}
+PUBLIC_METHODS = {ep.ws: ep for ep in PUBLIC_ENDPOINTS if ep.ws is not None and "spot" in ep.markets}
+TRANSPORT_PARAMS = frozenset({"returnRateLimits"})
 MAX_SUBSCRIPTIONS = 1000
 MAX_SUBSCRIPTIONS_LIFETIME = 65535
 
@@ -75,13 +86,13 @@ class WsApiHandler(WsHandler):
     def send(self, obj: dict, channel: str = "wsapi") -> None:
         self.conn.push(encode_frame(OP_TEXT, json.dumps(obj, separators=(",", ":")).encode()), channel)
 
-    def _answer(self, rid: Any, reply: Reply) -> dict:
+    def _answer(self, rid: Any, reply: Reply, rate_limits: Optional[bool] = None) -> dict:
         msg: dict[str, Any] = {"id": rid, "status": reply.status}
         if reply.ok:
             msg["result"] = reply.body
         else:
             msg["error"] = reply.body
-        if self.return_rate_limits:
+        if self.return_rate_limits if rate_limits is None else rate_limits:
             msg["rateLimits"] = self.sim.trading.rate_limits(reply, self.sim._ip.used_weight())
         return msg
 
@@ -121,25 +132,47 @@ class WsApiHandler(WsHandler):
             return self.send({"id": rid if isinstance(rid, (int, str)) else None, "status": 400,
                               "error": {"code": -1135, "msg": "Invalid JSON Request"}})
         p = {str(k): _as_text(v) for k, v in params.items()}
+        rrl_raw = p.get("returnRateLimits")
+        rrl: Optional[bool] = None if rrl_raw is None else rrl_raw == "true"
         ep = ENDPOINTS.get(method)
-        weight = ep and sim.trading.weight(ep, p) or SESSION_WEIGHTS.get(method, 1)
+        weight = ep and sim.trading.weight(ep, p) or self._public_weight(method, p) or SESSION_WEIGHTS.get(method, 1)
         over = sim._ip.charge(weight)
         sim._count("control", f"wsapi:{method}")
         if over is not None:
-            return self.send(self._answer(rid, Reply(over.status, over.body())))
+            return self.send(self._answer(rid, Reply(over.status, over.body()), rrl))
+        if rrl_raw is not None and rrl_raw not in ("true", "false"):
+            return self.send(self._answer(rid, Reply(400, {"code": -1130, "msg": "Data sent for parameter "
+                                                                                   "'returnRateLimits' is not valid."})))
         if ep is not None:
             with sim.trading.engine.lock:
                 reply = sim.trading.handle(ep, p, p.get("apiKey"), self._payload(p), p.get("signature"),
-                                           self.session_key)
-            self._reply_with_fault(rid, reply)
+                                           self.session_key, TRANSPORT_PARAMS)
+            self._reply_with_fault(rid, reply, rrl)
             sim.flush_user_events()
             return
+        q = {k: v for k, v in p.items() if k not in TRANSPORT_PARAMS}
         try:
-            result = self._session_method(method, p)
+            if method in PUBLIC_METHODS:
+                result = sim.public.call(PUBLIC_METHODS[method].name, q)
+            elif method == "depth":
+                result = json.loads(sim.depth_body(q))
+            elif method == "exchangeInfo":
+                result = sim.exchange_info_result(q)
+            else:
+                result = self._session_method(method, p)
             reply = Reply(200, result)
         except ApiError as e:
             reply = Reply(e.status, e.body())
-        self.send(self._answer(rid, reply))
+        self.send(self._answer(rid, reply, rrl))
+
+    def _public_weight(self, method: str, p: dict[str, str]) -> int:
+        if method in PUBLIC_METHODS:
+            return PUBLIC_METHODS[method].weight("spot", p)
+        if method == "depth":
+            return self.sim.depth_weight(p)
+        if method == "exchangeInfo":
+            return 20
+        return 0
 
     @staticmethod
     def _payload(p: dict[str, str]) -> Optional[str]:
@@ -147,11 +180,11 @@ class WsApiHandler(WsHandler):
             return None
         return "&".join(f"{k}={v}" for k, v in sorted(p.items()) if k != "signature")
 
-    def _reply_with_fault(self, rid: Any, reply: Reply) -> None:
+    def _reply_with_fault(self, rid: Any, reply: Reply, rate_limits: Optional[bool] = None) -> None:
         fault = reply.fault
         if fault is not None and fault[0] == "drop_answer":
             return
-        msg = self._answer(rid, reply)
+        msg = self._answer(rid, reply, rate_limits)
         if fault is not None and fault[0] == "delay":
             self.conn.loop.call_later(float(fault[1]["ms"]) / 1000.0, self.send, msg)
             return
