@@ -21,22 +21,26 @@ def _loopback(host: str) -> bool:
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("simulate", help="run the Binance-compatible exchange simulator (loopback only)",
+    from hftmm.cli_common import HelpFormatter
+
+    p = subparsers.add_parser("simulate", formatter_class=HelpFormatter,
+                              help="run the Binance-compatible exchange simulator (loopback only)",
                               description="Serve Binance-shaped REST and WebSocket market data from a "
                                           "synthetic market or a recorded capture, with optional faults.")
     p.add_argument("--port", type=int, required=True, help="TCP port (0 = pick a free one)")
-    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
-    p.add_argument("--market", choices=("spot", "usdm"), default="spot")
+    p.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
+    p.add_argument("--market", choices=("spot", "usdm"), default="spot", help="spot or USD-M futures formats")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--capture", nargs="+", metavar="FILE", help="replay collector-format gzip capture(s)")
     src.add_argument("--synthetic", action="store_true", help="the seeded synthetic market (default)")
-    p.add_argument("--speed", type=float, default=1.0, help="1 = real time, X = X times, 0 = as fast as possible")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="market speed: 1 = real time, X = X times, 0 = as fast as possible")
     p.add_argument("--faults", type=int, metavar="SEED", default=None,
                    help="inject random faults at the default rates with this seed")
-    p.add_argument("--seed", type=int, default=None, help="synthetic market seed")
-    p.add_argument("--symbol", default="BTCUSDT", help="capture symbol (default BTCUSDT)")
-    p.add_argument("--tick-size", default="0.01", help="capture price unit (default 0.01)")
-    p.add_argument("--lot-size", default="0.00000001", help="capture quantity unit (default 0.00000001)")
+    p.add_argument("--seed", type=int, default=None, help="synthetic market seed (default: the synthetic market's)")
+    p.add_argument("--symbol", default="BTCUSDT", help="capture symbol")
+    p.add_argument("--tick-size", default="0.01", help="capture price unit (price per tick)")
+    p.add_argument("--lot-size", default="0.00000001", help="capture quantity unit (base units per lot)")
     p.add_argument("--depth-interval-ms", type=int, default=None,
                    help="primary depth interval (spot 100|1000, usdm 0|100|250|500; default 100)")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: until Ctrl-C)")
@@ -52,11 +56,11 @@ def add_parser(subparsers) -> None:
                       help="register the API key in BINANCE_API_KEY with BINANCE_API_SECRET (HMAC) or the "
                            "public half of BINANCE_PRIVATE_KEY_PATH (Ed25519/RSA), from the environment or "
                            "--env-file")
-    acct.add_argument("--env-file", default=".env", help="credentials file (default .env)")
+    acct.add_argument("--env-file", default=".env", help="credentials file")
     acct.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
                       help="free balance of the account (repeatable; default 1 base and 100000 quote asset)")
-    acct.add_argument("--maker-rate", default="0.001", help="maker commission as a fraction (default 0.001)")
-    acct.add_argument("--taker-rate", default="0.001", help="taker commission as a fraction (default 0.001)")
+    acct.add_argument("--maker-rate", default="0.001", help="maker commission as a fraction of notional")
+    acct.add_argument("--taker-rate", default="0.001", help="taker commission as a fraction of notional")
     p.set_defaults(func=run)
 
 
