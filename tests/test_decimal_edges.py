@@ -135,3 +135,17 @@ def test_every_int64_count_round_trips(units, scale):
     assert hd.parse_units(text, scale) == units
     padded = "000" + text + ("000" if "." in text else ".000")
     assert hd.parse_units(padded, scale) == units and ref.parse_units(padded, scale) == units
+
+
+@pytest.mark.parametrize("text, code", [("1\ud800", hd.DEC_SYNTAX), ("-\udfff", hd.DEC_NEGATIVE),
+                                        ("\ud83d", hd.DEC_SYNTAX)])
+def test_unencodable_text_is_a_decimal_error(text, code):
+    # a str with a lone surrogate is not UTF-8: a DecimalError, not UnicodeEncodeError
+    with pytest.raises(hd.DecimalError) as ei:
+        hd.parse_units(text, "0.01")
+    assert ei.value.code == code and ei.value.text == text
+    with pytest.raises(hd.DecimalError):
+        hd.parse_many(["1.00", text], "0.01")
+    with pytest.raises(hd.DecimalError):
+        hd.Scale("0.0" + text)
+    assert got(ref.parse_units, text, "0.01") == ("err", code)

@@ -135,45 +135,51 @@ def _parse_int(text: str) -> Any:
 
 
 class _Obj(dict):
-    """A JSON object as json.loads builds it (first value of a repeated key
-    kept; only an object the decoder does not read may repeat one), with
-    ``dup`` (the first key seen twice, in document order, or None) and
-    ``depth`` (nesting depth: 1 + that of its deepest value)."""
+    """A JSON object as json.loads builds it (the last value of a repeated key,
+    as json.loads; only an object the decoder does not read may repeat one),
+    with ``dup``: the first key seen twice (document order), or None."""
 
-    __slots__ = ("dup", "depth")
-
-
-def _depth_of(v: Any) -> int:
-    """Nesting depth of a parsed value (objects carry theirs; lists walked)."""
-    if isinstance(v, _Obj):
-        return v.depth
-    if not isinstance(v, list):
-        return 0
-    best, stack = 0, [(v, 1)]
-    while stack:
-        x, d = stack.pop()
-        best = max(best, d)
-        for y in x:
-            if isinstance(y, list):
-                stack.append((y, d + 1))
-            elif isinstance(y, _Obj):
-                best = max(best, d + y.depth)
-    return best
+    __slots__ = ("dup",)
 
 
 def _pairs(pairs: list) -> _Obj:
-    o = _Obj()
+    o = _Obj(pairs)
     o.dup = None
-    depth = 0
-    for k, v in pairs:
-        if k in o:
-            if o.dup is None:
+    if len(o) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
                 o.dup = k
-        else:
-            o[k] = v
-        depth = max(depth, _depth_of(v))
-    o.depth = 1 + depth
+                break
+            seen.add(k)
     return o
+
+
+def _too_deep(text: str) -> bool:
+    """Does the (valid JSON) text nest containers deeper than MAX_DEPTH?"""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_reject_constant, parse_int=_parse_int)
 
 
 def loads_strict(frame: bytes | bytearray | memoryview | str) -> Any:
@@ -189,11 +195,10 @@ def loads_strict(frame: bytes | bytearray | memoryview | str) -> Any:
     except UnicodeError as e:
         raise DecodeError(f"invalid UTF-8: {e}") from None
     try:
-        top = json.loads(text, object_pairs_hook=_pairs, parse_constant=_reject_constant,
-                         parse_int=_parse_int)
+        top = _JSON.decode(text)
     except (ValueError, RecursionError) as e:
         raise DecodeError(f"invalid JSON: {e}") from None
-    if _depth_of(top) > MAX_DEPTH:
+    if _too_deep(text):
         raise DecodeError("nesting too deep")
     return top
 
@@ -224,7 +229,7 @@ class BinanceDecoder:
         if not isinstance(text, str):
             raise DecodeError(f'field "{key}": expected a decimal string, got {_type_name(text)}', key)
         try:
-            return rdec.parse_units(text, self.px_scale if is_px else self.qty_scale)
+            return rdec.parse_units(text, self.px_scale if is_px else self.qty_scale)   # memoised
         except rdec.DecimalError as e:
             where = f" level {level}" if level is not None else ""
             raise DecodeError(f'field "{key}"{where}: {e}', key) from None
