@@ -719,3 +719,9 @@ def test_decoder_prices_on_a_grid_beyond_value_times_ten_to_the_e():
     f = '{"e":"trade","E":5,"s":"X","t":1,"p":"2036854775808","q":"1","T":4,"m":true}'
     assert d.decode(f).price == 8147419103232000000
     assert outcome(d, f) == outcome(rb.BinanceDecoder("0.00000025", "1"), f)
+
+
+def test_strided_memoryview_frame():
+    raw = bytes(b for c in TRADE.encode() for b in (c, 0))    # every other byte is the frame
+    m = _d3().decode(memoryview(raw)[::2])
+    assert isinstance(m, hb.Trade) and m.trade_id == 1

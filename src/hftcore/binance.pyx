@@ -825,7 +825,7 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int lk, int field) noexc
     cdef const char* q
     cdef Py_ssize_t start = scr.n[side], k
     cdef int64_t px = 0, qty = 0
-    cdef bint px_ok, qty_ok, esc1, esc2
+    cdef bint px_ok, qty_ok, esc1 = False, esc2 = False
     cdef size_t n
     cdef int rc
     p = _ws(p + 1, end)
@@ -848,11 +848,11 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int lk, int field) noexc
             # a plain decimal (the usual case) is converted while its end is
             # found; anything else is converted below, after the level's
             # structure is checked (the error precedence of a separate scan)
-            esc1 = False
             px_ok = hft_parse_units_quoted(s1, <size_t>(end - s1), c.px_scale, &px, &n)
             if px_ok:
                 e1 = s1 + n
             else:
+                esc1 = False
                 e1 = _string_end(c, s1, field, &esc1)
                 if e1 == NULL:
                     return NULL
@@ -868,11 +868,11 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int lk, int field) noexc
                         p = _ws(p + 1, end)
                     return _level_fail(c, p, field, k - start, "a level must hold two strings [price, qty]")
                 s2 = q
-            esc2 = False
             qty_ok = hft_parse_units_quoted(s2, <size_t>(end - s2), c.qty_scale, &qty, &n)
             if qty_ok:
                 e2 = s2 + n
             else:
+                esc2 = False
                 e2 = _string_end(c, s2, field, &esc2)
                 if e2 == NULL:
                     return NULL
@@ -1667,6 +1667,8 @@ cdef class BinanceDecoder:
             return self.decode_c(PyByteArray_AS_STRING(frame), PyByteArray_GET_SIZE(frame))
         if isinstance(frame, str):
             return self.decode(str(frame))
+        if isinstance(frame, memoryview) and not frame.c_contiguous:
+            return self.decode(frame.tobytes())     # a strided view: its bytes, in order
         PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
         try:
             return self.decode_c(<const char*>view.buf, view.len)
