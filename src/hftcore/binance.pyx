@@ -973,7 +973,6 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
         else:
             f = &o.f[fid]
             f.v = p
-            f.bad = False
             if ch == c'"':
                 esc = False
                 q = _str_end_fast(c, p + 1, &esc)
@@ -984,6 +983,7 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
                     f.esc = esc
                     q += 1
             elif ch == c'[':
+                f.bad = False       # (read only for arrays)
                 lk = _level_key(fid)
                 if lk >= 0:
                     s0 = c.scr.n[lk & 1]
@@ -1183,14 +1183,15 @@ cdef bint _units_fail(Ctx* c, Obj* o, int fid, int which, int rc) noexcept nogil
     return False
 
 
-cdef inline bint _g_units(Ctx* c, Obj* o, int fid, int which, const char* kind, int64_t* out) noexcept nogil:
-    """A required decimal string in ticks (which 0) or lots (which 1)."""
+cdef inline bint _g_units(Ctx* c, Obj* o, int fid, const hft_scale_t* scale, int which, const char* kind,
+                          int64_t* out) noexcept nogil:
+    """A required decimal string in ticks (scale c.px_scale, which 0) or lots
+    (c.qty_scale, which 1)."""
     cdef Fld* f = &o.f[fid]
-    cdef const hft_scale_t* scale = c.px_scale if which == 0 else c.qty_scale
     cdef int rc
-    if not _need(c, o, fid, kind):
-        return False
-    if f.tag != T_STR:
+    if not (o.present >> fid) & 1 or f.tag != T_STR:
+        if not _need(c, o, fid, kind):
+            return False
         return _ferr(c, o, fid, E_TYPE, "expected a decimal string")
     if f.esc:
         rc = _parse_dec(c, f.s, f.n, True, scale, out)
@@ -1333,7 +1334,7 @@ cdef int _read(Ctx* c, const _DecCfg* d, Msg* m) noexcept nogil:
         m.last = m.tid
         if m.agg and not (_g_id(c, o, F_f, kind, &m.first) and _g_id(c, o, F_l, kind, &m.last)):
             return -1
-        if not (_g_units(c, o, F_p, 0, kind, &m.px) and _g_units(c, o, F_q, 1, kind, &m.qty)
+        if not (_g_units(c, o, F_p, c.px_scale, 0, kind, &m.px) and _g_units(c, o, F_q, c.qty_scale, 1, kind, &m.qty)
                 and _g_time(c, d, o, F_T, kind, &m.T) and _g_time(c, d, o, F_E, kind, &m.E)
                 and _g_bool(c, o, F_m, kind, &m.maker)
                 and (m.agg or _g_opt_str(c, o, F_X)) and _g_opt_str(c, o, F_s)):
@@ -1341,9 +1342,9 @@ cdef int _read(Ctx* c, const _DecCfg* d, Msg* m) noexcept nogil:
     else:
         # bookTicker: e u E T s b B a A (spot: no e, E, T)
         kind = "bookTicker"
-        if not (_g_id(c, o, F_u, kind, &m.u) and _g_units(c, o, F_b, 0, kind, &m.bp)
-                and _g_units(c, o, F_B, 1, kind, &m.bq) and _g_units(c, o, F_a, 0, kind, &m.ap)
-                and _g_units(c, o, F_A, 1, kind, &m.aq) and _g_opt_time(c, d, o, F_E, kind, &m.E)
+        if not (_g_id(c, o, F_u, kind, &m.u) and _g_units(c, o, F_b, c.px_scale, 0, kind, &m.bp)
+                and _g_units(c, o, F_B, c.qty_scale, 1, kind, &m.bq) and _g_units(c, o, F_a, c.px_scale, 0, kind, &m.ap)
+                and _g_units(c, o, F_A, c.qty_scale, 1, kind, &m.aq) and _g_opt_time(c, d, o, F_E, kind, &m.E)
                 and _g_opt_time(c, d, o, F_T, kind, &m.T) and _g_opt_str(c, o, F_s)):
             return -1
     return 0

@@ -229,7 +229,7 @@ class BinanceDecoder:
         if not isinstance(text, str):
             raise DecodeError(f'field "{key}": expected a decimal string, got {_type_name(text)}', key)
         try:
-            return rdec.parse_units(text, self.px_scale if is_px else self.qty_scale)   # memoised
+            return rdec.parse_units(text, self.px_scale if is_px else self.qty_scale)
         except rdec.DecimalError as e:
             where = f" level {level}" if level is not None else ""
             raise DecodeError(f'field "{key}"{where}: {e}', key) from None

@@ -15,7 +15,6 @@ sign, no exponent); an accepted text gives exactly ``Decimal(text) / scale``:
 """
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal, Inexact, localcontext
@@ -105,13 +104,8 @@ def _scale(scale: "Scale | str | bytes") -> Scale:
 
 def parse_units(text: str | bytes, scale: "Scale | str | bytes") -> int:
     """Number of scale units in the decimal text (see the module docstring)."""
-    return _units(text if type(text) is str else _as_str(text), scale if type(scale) is Scale else _scale(scale))
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _units(text: str, sc: Scale) -> int:
-    """parse_units, memoised (a pure function; refusals are not cached): the
-    decoder's twin and the fuzz oracle see the same prices again and again."""
+    sc = _scale(scale)
+    text = _as_str(text)
     _check_syntax(text)
     with localcontext() as ctx:
         # exact at any length: enough digits for the whole text, and Inexact trapped
