@@ -177,8 +177,8 @@ def test_fuzzed_lines_match_per_line_decoding(capture):
 
 
 def test_gil_free_scan_errors_in_line_order_and_capped():
-    # the scan runs without the GIL and hands malformed frames (and escaped "e")
-    # to the slow path: format errors and decode errors keep their line order
+    # the scan runs without the GIL and stops at a malformed frame, whose message
+    # is made with the GIL: format errors and decode errors keep their line order
     dec = BinanceDecoder("0.01", "0.001")
     ok = b'{"e":"trade","E":1,"s":"X","t":%d,"p":"1.00","q":"1.000","T":2,"m":true}'
     esc = b'{"e":"tr\\u0061de","E":1,"s":"X","t":9,"p":"1.00","q":"1.000","T":2,"m":true}'

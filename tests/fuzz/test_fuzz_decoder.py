@@ -5,12 +5,15 @@ replayed and a hypothesis-driven run that shrinks what it finds. A crash, a
 hang (the watchdog), an exception other than DecodeError or any disagreement
 fails it. The long run is ``python -m tests.fuzz.fuzz_decoder`` (README.md)."""
 import faulthandler
+import os
 import random
+import sys
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fuzz import engine as fz
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.fuzz import engine as fz  # noqa: E402 - the repository root first (pytest's importlib mode)
 
 LINES = 1_000_000           # decoder inputs through decode_lines
 DECODE_EVERY = 20           # and every 20th through decode(): 50,000
