@@ -199,7 +199,10 @@ def test_to_float():
 # ---------------------------------------------------------------- properties
 scales = st.sampled_from(
     ["0.01", "0.00001", "0.5", "0.25", "10", "1", "0.00000001", "0.1", "0.001",
-     "0.0001", "5", "0.05", "1.5", "0.000000000000000001", "100"]
+     "0.0001", "5", "0.05", "1.5", "0.000000000000000001", "100",
+     # mantissas > 1 with many decimals, up to the int64 limit: value * 10**exponent
+     # overflows int64 long before the count of units does
+     "0.00000025", "0.00000007", "1234567.891", "0.000000000000000003", "9223372036854775807"]
 )
 
 digit_text = st.text(alphabet="0123456789", min_size=0, max_size=24)
@@ -258,10 +261,10 @@ def test_format_matches_twin_and_round_trips(units, scale):
     text = hd.format_units(units, scale)
     assert text == ref.format_units(units, scale)
     if units >= 0:
-        r = _result(hd.parse_units, text, scale)
-        m = hd.Scale(scale).mantissa
-        # units*mantissa may exceed int64 for mantissa > 1: then OVERFLOW is right
-        assert r == (("ok", units) if units * m <= INT64_MAX else ("err", hd.DEC_OVERFLOW))
+        # every int64 count round-trips, also where units * mantissa is beyond int64
+        # (issue 15: the quotient, not value * 10**exponent, has to fit)
+        assert _result(hd.parse_units, text, scale) == ("ok", units)
+        assert _result(ref.parse_units, text, scale) == ("ok", units)
 
 
 @settings(max_examples=500, deadline=None)

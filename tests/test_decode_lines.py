@@ -13,6 +13,7 @@ from hftmm.captures import group_by_symbol, read_cryptofeed
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 CAPTURE = os.path.join(DATA, "hftbacktest-collector", "spot_btcusdt_20240808.gz")
+INT64_MAX = 2**63 - 1
 
 
 def _reference(dec, raw):
@@ -23,7 +24,7 @@ def _reference(dec, raw):
         if not line:
             continue
         ts, sep, js = line.partition(b" ")
-        if not sep or not ts.isdigit() or len(ts) > 19:
+        if not sep or not ts.isdigit() or len(ts) > 19 or int(ts) > INT64_MAX:
             bad.append(lineno)
             continue
         try:
@@ -176,8 +177,8 @@ def test_fuzzed_lines_match_per_line_decoding(capture):
 
 
 def test_gil_free_scan_errors_in_line_order_and_capped():
-    # the scan runs without the GIL and hands malformed frames (and escaped "e")
-    # to the slow path: format errors and decode errors keep their line order
+    # the scan runs without the GIL and stops at a malformed frame, whose message
+    # is made with the GIL: format errors and decode errors keep their line order
     dec = BinanceDecoder("0.01", "0.001")
     ok = b'{"e":"trade","E":1,"s":"X","t":%d,"p":"1.00","q":"1.000","T":2,"m":true}'
     esc = b'{"e":"tr\\u0061de","E":1,"s":"X","t":9,"p":"1.00","q":"1.000","T":2,"m":true}'
@@ -192,3 +193,55 @@ def test_gil_free_scan_errors_in_line_order_and_capped():
     assert np.array_equal(ev2, ev) and [n for n, _ in st2["errors"]] == [2, 4] and st2["malformed"] == 4
     ev3, st3 = dec.decode_lines(buf, max_errors=0)
     assert np.array_equal(ev3, ev) and st3["errors"] == [] and st3["malformed"] == 4
+
+
+# ------------------------------------------------------------ issue 15
+TRADE = b'{"e":"trade","E":5,"s":"BTCUSDT","t":1,"p":"1.00","q":"1.000","T":4,"m":true}'
+
+
+def test_receive_time_beyond_int64_is_malformed():
+    # it wrapped to -8446744073709551617 with malformed=0
+    dec = BinanceDecoder("0.01", "0.001")
+    lines = [b"%d " % INT64_MAX + TRADE, b"%d " % (INT64_MAX + 1) + TRADE, b"18446744073709551617 " + TRADE,
+             b"9999999999999999999 " + TRADE, b"0000000000000000001 " + TRADE]
+    ev, st = dec.decode_lines(b"\n".join(lines) + b"\n")
+    assert st["messages"] == 2 and st["malformed"] == 3
+    assert ev["local_ts"].tolist() == [INT64_MAX, 1]
+    assert st["errors"] == [(2, "receive time beyond the int64 nanosecond range"), (3, "not '<ns> <json>'"),
+                            (4, "receive time beyond the int64 nanosecond range")]
+
+
+def test_issue15_frames_as_lines_match_per_line_decoding():
+    dec = BinanceDecoder("0.01", "0.001")
+    frames = [
+        TRADE,
+        b'{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.00","1.000"]],"a":[],"bids":[["9.00","9.000"]]}',
+        b'{"lastUpdateId":5,"b":[["9.00","9.000"]],"bids":[["1.00","1.000"]],"asks":[]}',
+        TRADE[:-1] + b',"p":"2.00"}',                                     # duplicate key
+        TRADE.replace(b'"t":1', b'"t":-1'),                                # negative id
+        TRADE.replace(b'"E":5', b'"E":-5'),                                # negative time
+        TRADE.replace(b'"s":"BTCUSDT"', b'"s":"BTC\xff"'),                 # invalid UTF-8
+        TRADE.replace(b'"e":"trade"', b'"\\u0065":"tr\\u0061de"'),         # escaped key and type
+        TRADE.replace(b'"1.00"', b'"1\\u002e00"'),                         # escaped decimal
+        b'{"stream":"btcusdt@trade","data":' + TRADE + b',"data":{}}',    # duplicate at the top
+    ]
+    buf = b"".join(b"%d %s\n" % (i + 1, f) for i, f in enumerate(frames))
+    ev, st = dec.decode_lines(buf)
+    ref, bad = _reference(dec, buf)
+    assert np.array_equal(ev, ref)
+    assert [n for n, _ in st["errors"]] == bad == [4, 5, 6, 7, 10]
+    assert st["messages"] == 5 and st["trade"] == 3 and st["depth"] == 1 and st["snapshot"] == 1
+    assert ev[ev["kind"] == EV_SNAPSHOT]["px"].tolist() == [100]
+
+
+def test_symbol_filter_reads_escaped_names():
+    dec = BinanceDecoder("0.01", "0.001")
+    buf = (b'1 {"stream":"btc\\u0075sdt@trade","data":' + TRADE + b'}\n'
+           b'2 ' + TRADE.replace(b'"s":"BTCUSDT"', b'"s":"BTC\\u0055SDT"') + b'\n'
+           b'3 ' + TRADE.replace(b'"s":"BTCUSDT"', b'"s":"BTCUSD{"') + b'\n'
+           b'4 ' + TRADE.replace(b'"s":"BTCUSDT"', b'"s":"btcusdt"') + b'\n')
+    ev, st = dec.decode_lines(buf, symbol="BTCUSDT")
+    assert st["skipped"] == 1 and st["messages"] == 3 and list(ev["local_ts"]) == [1, 2, 4]
+    # case folding is for ASCII letters only ("{" is not "[")
+    ev, st = dec.decode_lines(b"1 " + TRADE.replace(b'"s":"BTCUSDT"', b'"s":"AB{"') + b"\n", symbol="AB[")
+    assert st["skipped"] == 1 and len(ev) == 0

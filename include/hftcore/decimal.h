@@ -10,15 +10,21 @@
  * "10" -> {10, 0}, "0.00001000" -> {1, 5}. 0 <= exponent <= 18.
  *
  * Accepted number syntax (hft_parse_units): ASCII digits, at most one '.',
- * at least one digit overall ("5", "5.", ".5", "0005.50" are fine). Nothing
- * else: no sign, no exponent, no spaces. Error precedence, first match wins:
+ * at least one digit overall ("5", "5.", ".5", "0005.50" are fine, any number
+ * of leading and trailing zeros). Nothing else: no sign (not even "-0" or
+ * "+1"), no exponent ("1e5"), no spaces, no "_" -- a plain decimal, the form
+ * Binance sends. Every accepted text gives exactly decimal.Decimal(text) /
+ * scale, whatever its length; every value whose exact quotient is a whole
+ * number within int64 parses (the quotient, not value * 10^exponent, is what
+ * must fit: "2036854775808" in units of 0.00000025 is 8147419103232000000).
+ * Error precedence, first match wins:
  *   empty string                                   HFT_DEC_EMPTY
  *   leading '-' (also "-0")                        HFT_DEC_NEGATIVE
  *   any other char outside [0-9.], or a 2nd '.'    HFT_DEC_SYNTAX
  *   no digit at all (".")                          HFT_DEC_EMPTY
  *   a nonzero digit beyond the scale's decimals    HFT_DEC_NOT_MULTIPLE
- *   value * 10^exponent > INT64_MAX                HFT_DEC_OVERFLOW
- *   (value * 10^exponent) % mantissa != 0          HFT_DEC_NOT_MULTIPLE
+ *   floor(value / scale) > INT64_MAX               HFT_DEC_OVERFLOW
+ *   value / scale not a whole number               HFT_DEC_NOT_MULTIPLE
  * On error *out is left untouched.
  */
 #ifndef HFTCORE_DECIMAL_H
@@ -115,9 +121,48 @@ static inline uint64_t hft_dec__swar8(uint64_t v)
 /* Exact, simple reference path: defines every result. Kept out of line so */
 /* that the fast path inlines into hot loops.                              */
 /* ---------------------------------------------------------------------- */
+
+/* Digit i of N, the integer digits of s followed by exactly e fraction digits
+ * (missing ones are 0); dot is the index of the '.' (n when there is none). */
+static inline unsigned hft_dec__digit(const char* s, size_t n, size_t dot, size_t i)
+{
+    size_t j = i < dot ? i : i + 1;
+    return j < n ? (unsigned)(s[j] - '0') : 0u;
+}
+
+/* N / m digit by digit (long division, no N in a machine word), for the case
+ * where N itself is beyond INT64_MAX but its quotient by the mantissa m > 1
+ * may fit: the remainder r < m <= INT64_MAX, so r * 10 + d < 2^67 is kept as
+ * two words and the quotient digit (0..9) found by subtraction. */
+static HFT_DEC__NOINLINE int hft_dec__parse_div(const char* s, size_t n, size_t dot, size_t nd, uint64_t m,
+                                                int64_t* out)
+{
+    uint64_t q = 0, r = 0;
+    size_t i;
+    for (i = 0; i < nd; i++) {
+        unsigned d = hft_dec__digit(s, n, dot, i), qd = 0;
+        /* t = r * 10 + d = (r << 3) + (r << 1) + d, as hi:lo */
+        uint64_t a = r << 3, b = r << 1, lo = a + b, hi = (r >> 61) + (r >> 63);
+        hi += lo < a;
+        lo += d;
+        hi += lo < d;
+        while (hi != 0 || lo >= m) { /* at most 9 rounds: t < 10 * m */
+            hi -= lo < m;
+            lo -= m;
+            qd++;
+        }
+        r = lo;
+        if (q > ((uint64_t)INT64_MAX - qd) / 10) return HFT_DEC_OVERFLOW;
+        q = q * 10 + qd;
+    }
+    if (r) return HFT_DEC_NOT_MULTIPLE;
+    *out = (int64_t)q;
+    return HFT_DEC_OK;
+}
+
 static HFT_DEC__NOINLINE int hft_dec__parse_slow(const char* s, size_t n, const hft_scale_t* scale, int64_t* out)
 {
-    size_t i, dot = n, ndigits = 0;
+    size_t i, dot = n, ndigits = 0, nd;
     int32_t e = scale->exponent;
     uint64_t acc = 0;
     const uint64_t lim = (uint64_t)INT64_MAX;
@@ -136,16 +181,15 @@ static HFT_DEC__NOINLINE int hft_dec__parse_slow(const char* s, size_t n, const 
         for (i = dot + 1 + (size_t)e; i < n; i++)
             if (s[i] != '0') return HFT_DEC_NOT_MULTIPLE;
     }
-    /* N = integer digits followed by exactly e fractional digits */
-    for (i = 0; i < dot; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (acc > (lim - d) / 10) return HFT_DEC_OVERFLOW;
-        acc = acc * 10 + d;
-    }
-    for (i = 0; i < (size_t)e; i++) {
-        size_t j = dot + 1 + i;
-        unsigned d = (dot < n && j < n) ? (unsigned)(s[j] - '0') : 0u;
-        if (acc > (lim - d) / 10) return HFT_DEC_OVERFLOW;
+    /* N = integer digits followed by exactly e fractional digits; units = N / mantissa */
+    nd = dot + (size_t)e;
+    for (i = 0; i < nd; i++) {
+        unsigned d = hft_dec__digit(s, n, dot, i);
+        if (acc > (lim - d) / 10) {
+            /* N is beyond int64: only the quotient has to fit */
+            if (scale->mantissa == 1) return HFT_DEC_OVERFLOW;
+            return hft_dec__parse_div(s, n, dot, nd, (uint64_t)scale->mantissa, out);
+        }
         acc = acc * 10 + d;
     }
     if (scale->mantissa != 1) {

@@ -9,13 +9,37 @@ from libc.stdint cimport int64_t
 from hftcore.decimal cimport hft_scale_t
 
 
-# (private) decoder-owned growable scratch for the levels of the frame being
-# decoded: side 0 = bids, 1 = asks
+# (private) a key of an object the decoder reads, kept for the duplicate-key
+# check when the object holds many unknown (or escaped) keys
+cdef struct _KeySpan:
+    const char* s          # raw string content in the frame
+    Py_ssize_t n
+    bint esc               # holds escapes
+    const char* d          # decoded text (set by the check)
+    Py_ssize_t dn
+
+
+# (private) decoder-owned growable scratch for the frame being decoded: the
+# levels (side 0 = bids, 1 = asks), unescaped text, unknown keys
 cdef struct _Scratch:
     int64_t* px[2]
     int64_t* qty[2]
     Py_ssize_t n[2]
     Py_ssize_t cap[2]
+    char* text
+    Py_ssize_t text_cap
+    _KeySpan* keys
+    Py_ssize_t nkeys
+    Py_ssize_t keys_cap
+
+
+# (private) what the GIL-free decoding needs of a decoder
+cdef struct _DecCfg:
+    _Scratch* scr
+    hft_scale_t px_scale
+    hft_scale_t qty_scale
+    int64_t time_mult      # 1_000_000 for ms, 1_000 for us
+    int64_t time_max       # INT64_MAX // time_mult
 
 
 cdef class Message:
@@ -85,13 +109,11 @@ cdef class UnknownEvent(Message):
 
 
 cdef class BinanceDecoder:
-    cdef hft_scale_t _px_scale
-    cdef hft_scale_t _qty_scale
-    cdef int64_t _time_mult                 # 1_000_000 for ms, 1_000 for us
     cdef readonly object tick_size          # str, as given
     cdef readonly object lot_size           # str, as given
     cdef object decode_c(self, const char* data, Py_ssize_t n)
-    # (private) level scratch, unit of times, last symbol/stream bytes -> str caches
+    # (private) scales, time unit and scratch; last symbol/stream bytes -> str caches
+    cdef _DecCfg _cfg
     cdef _Scratch _scr
     cdef readonly object time_unit          # "ms" or "us"
     cdef bytes _sym_b

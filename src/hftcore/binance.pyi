@@ -1,13 +1,20 @@
 """Binance market-data decoder. Units everywhere: prices int64 *ticks* of the
-decoder's tick size, quantities int64 *lots* of its lot size, ids as sent,
-times int64 *nanoseconds* since the epoch (0 when absent; ``NO_ID`` for a
-missing update id)."""
+decoder's tick size, quantities int64 *lots* of its lot size, ids as sent
+(non-negative int64), times int64 *nanoseconds* since the epoch (0 when absent;
+``NO_ID`` for a missing update id).
+
+Every frame is decoded exactly as ``json.loads`` + ``decimal.Decimal`` read it,
+or refused with DecodeError (field and byte offset): invalid JSON or UTF-8,
+nesting beyond 128, a key twice in the top level or the "data" payload, and a
+bad value in a field the message reads. Each message kind reads only its
+documented keys; other keys are ignored."""
 import numpy as np
 import numpy.typing as npt
 
 class DecodeError(ValueError):
-    """Malformed frame. ``offset``: byte offset in the frame; ``field``: the JSON
-    key concerned, or None."""
+    """Malformed frame. ``offset``: byte offset in the frame (of its UTF-8 text
+    for a str frame); ``field``: the JSON key concerned (a duplicated key's
+    text), or None."""
     offset: int
     field: str | None
     def __init__(self, message: str, offset: int = ..., field: str | None = ...) -> None: ...
@@ -95,12 +102,14 @@ class BinanceDecoder:
     time_unit: str
     def __init__(self, tick_size: str, lot_size: str, time_unit: str = ...) -> None: ...
     def decode(self, frame: bytes | bytearray | memoryview | str) -> Message:
-        """One frame -> a new message; DecodeError if malformed."""
+        """One frame -> a new message; DecodeError if malformed (also invalid
+        UTF-8 bytes, or a str holding a lone surrogate)."""
     def decode_lines(self, buf: bytes | bytearray | memoryview, fmt: str = ..., out: npt.NDArray[np.void] | None = ...,
                      *, final: bool = ..., symbol: str | None = ..., line_offset: int = ...,
                      max_errors: int = ...) -> tuple[npt.NDArray[np.void], dict]:
         """``<ns> <json>`` lines -> EVENT_DTYPE records (as decode(json).to_events(ns)),
-        without message objects. Malformed lines are counted, never raised. stats:
+        without message objects. Malformed lines (also a receive time beyond
+        int64) are counted, never raised. stats:
         lines, messages, events, malformed, errors [(line, message)], skipped (other
         symbol), empty, consumed (bytes; carry buf[consumed:] over unless final),
         full (out was full), depth, snapshot, trade, book_ticker, other."""

@@ -8,37 +8,47 @@ from the decimal string to the integer); ids as sent; times int64 ns since the
 epoch. A malformed frame raises DecodeError (offset and field attached); nothing
 else escapes and nothing is half-built.
 
+The rule: every frame is either decoded exactly as ``json.loads`` (on its strict
+UTF-8 text) plus ``decimal.Decimal`` read it, or refused with a DecodeError. The
+refusals beyond invalid JSON are the decoder's documented policy: invalid UTF-8
+(also encoded surrogates, and lone surrogates in a str frame); nesting deeper
+than 128; a key twice in an object the message is read from (the top level and
+the "data" payload: json.loads would silently keep the last one); and, for the
+fields a message reads, a wrong JSON type, a negative or non-int64 id or time,
+or a price/quantity that is not a plain decimal (digits, one '.') on the
+instrument's grid within int64.
+
 The JSON scanner is hand-written C-level Cython over ``const char*``: it accepts
-any insignificant whitespace, keys in any order and unknown keys with any JSON
-value (skipped, fully validated). Known fields are dispatched on their JSON
-type ("a" is an array in depth, an integer in aggTrade and a string in
-bookTicker). Level arrays ("b", "a", "bids", "asks") are decoded straight into
-decoder-owned scratch during the scan, and validated whenever present; scalar
-fields are converted only when the detected message type uses them, so an
-unmodelled event ("kline", "markPriceUpdate", ...) never fails on a field it
-merely shares a name with.
+any insignificant whitespace, keys in any order and escaped keys (``"\\u0061"``
+is "a"), and skips unknown keys with any JSON value (fully validated). Each
+message kind reads exactly its documented keys (depthUpdate: e E T s U u pu b a;
+snapshot: lastUpdateId E T bids asks; trade: e E s t p q T m X; aggTrade: e E s
+a p q f l T m; bookTicker: e u E T s b B a A); every other key is ignored, so a
+stray "bids" in a depthUpdate or "b" in a snapshot changes nothing. Level arrays
+("b", "a", "bids", "asks") are decoded straight into decoder-owned scratch during
+the scan; one that is not [[price, qty], ...] is only an error for a message
+that reads it.
+
+Classification, field validation and the records of ``decode_lines`` are one
+GIL-free routine (``_read`` / ``_records``) shared by ``decode`` and
+``decode_lines``; only the Python objects and the error text need the GIL.
 """
 cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
-from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
 cimport numpy as cnp
 from hftcore.decimal cimport (
-    HFT_DEC_EMPTY,
-    HFT_DEC_NEGATIVE,
     HFT_DEC_NOT_MULTIPLE,
     HFT_DEC_OK,
     HFT_DEC_OVERFLOW,
-    HFT_DEC_SYNTAX,
     hft_dec_strerror,
-    hft_format_units,
     hft_parse_units,
-    hft_scale_from_str,
 )
 from hftcore.types cimport (
     hft_event_set,
@@ -50,7 +60,6 @@ from hftcore.types cimport (
     HFT_EV_SNAPSHOT,
     HFT_EV_TRADE,
     HFT_EVF_BEGIN,
-    HFT_EVF_EMPTY,
     HFT_EVF_END,
     HFT_NO_ID,
     hft_event_t,
@@ -124,6 +133,13 @@ cdef enum:
 FIELD_NAMES = ("e", "E", "T", "s", "U", "u", "pu", "b", "a", "B", "A", "t", "p", "q",
                "f", "l", "m", "X", "lastUpdateId", "bids", "asks", "stream", "data")
 
+# level arrays: one slot per key, so "b" and "bids" never share one
+cdef enum:
+    LK_b = 0        # bids of a depthUpdate (side 0)
+    LK_a = 1        # asks of a depthUpdate (side 1)
+    LK_bids = 2     # bids of a snapshot (side 0)
+    LK_asks = 3     # asks of a snapshot (side 1)
+
 cdef enum:
     E_NONE = 0
     E_TRUNC         # unexpected end of frame
@@ -131,17 +147,24 @@ cdef enum:
     E_TRAILING
     E_NOT_OBJECT
     E_DEPTH
-    E_TYPE          # wrong JSON type for a known field (msg: expected ...)
-    E_MISSING
+    E_UTF8          # invalid UTF-8 in a string
+    E_DUP           # a key twice in an object the message is read from
+    E_TYPE          # wrong JSON type for a field (msg: expected ...; err_tag: got)
+    E_MISSING       # (err_kind: the message kind)
     E_LEVEL         # bad level shape
     E_DECIMAL       # price/qty decimal error (dec_code, level, which)
-    E_INT           # not an int64 integer
-    E_TIME          # time beyond int64 ns
+    E_INT           # a number that is not an int64 integer
+    E_NEG           # a negative id or time
+    E_TIME          # time beyond int64 ns (err_ival)
     E_NOMEM
 
 cdef enum:
     MAX_DEPTH = 128
     SCRATCH_INIT = 64
+    UNK_INLINE = 8          # unknown keys checked for duplicates inline
+    FID_UNKNOWN = -1
+    FID_NOMEM = -2
+    DEC_NOMEM = -100        # _parse_dec: out of memory
 
 cdef struct Fld:
     const char* v        # first byte of the value
@@ -150,12 +173,24 @@ cdef struct Fld:
     int64_t i            # integer value (tag T_INT)
     int tag
     bint esc             # string holds escapes
+    bint bad             # an array that is not [[price, qty], ...] (error re-made when read)
 
 cdef struct Obj:
     uint32_t present     # bit per field id
     const char* start    # its '{'
-    Py_ssize_t lv_start[2]
-    Py_ssize_t lv_n[2]
+    Py_ssize_t lv_start[4]   # per LK_*: first level in the scratch side, count
+    Py_ssize_t lv_n[4]
+    # the first key that repeats (document order of its second occurrence)
+    const char* dup_at   # its opening quote, NULL if none
+    int dup_fid          # its field id, FID_UNKNOWN for other keys
+    const char* dup_s
+    Py_ssize_t dup_n
+    bint dup_esc
+    # unknown keys: the first UNK_INLINE (unescaped) inline, else all in scr.keys
+    int n_unk
+    Py_ssize_t spill_base    # -1, or the first of this object's keys in scr.keys
+    const char* unk_s[<int>UNK_INLINE]
+    Py_ssize_t unk_n[<int>UNK_INLINE]
     Fld f[<int>F_COUNT]
 
 cdef struct Ctx:
@@ -174,8 +209,12 @@ cdef struct Ctx:
     int err_dec
     Py_ssize_t err_level
     int err_which        # 0 price, 1 qty
-    const char* err_vs
+    const char* err_vs   # E_DECIMAL: the value; E_DUP: the key
     Py_ssize_t err_vn
+    bint err_vesc
+    int err_tag          # E_TYPE: the JSON type found
+    const char* err_kind # E_MISSING: the message kind
+    int64_t err_ival     # E_TIME: the value
 
 
 cdef inline const char* _fail(Ctx* c, int kind, const char* at, const char* msg, int field) noexcept nogil:
@@ -184,6 +223,12 @@ cdef inline const char* _fail(Ctx* c, int kind, const char* at, const char* msg,
     c.err_msg = msg
     c.err_field = field
     return NULL
+
+
+cdef inline void _clear_err(Ctx* c) noexcept nogil:
+    c.err = E_NONE
+    c.err_field = -1
+    c.err_level = -1
 
 
 cdef inline bint _is_ws(char ch) noexcept nogil:
@@ -207,16 +252,53 @@ cdef inline const char* _after(const char* p, const char* end, char ch) noexcept
 
 
 cdef inline uint64_t _special_mask(uint64_t v) noexcept nogil:
-    # per byte: '"', '\\' or a control char (< 0x20); exact for the lowest byte
+    # per byte: '"', '\\', a control char (< 0x20) or a non-ASCII byte (>= 0x80,
+    # checked as UTF-8); exact for the lowest byte
     cdef uint64_t ones = 0x0101010101010101ULL
     cdef uint64_t high = 0x8080808080808080ULL
     cdef uint64_t q = v ^ 0x2222222222222222ULL
     cdef uint64_t b = v ^ 0x5C5C5C5C5C5C5C5CULL
-    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v)) & high
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v) | v) & high
 
 
 cdef inline bint _is_hex(char ch) noexcept nogil:
     return (c'0' <= ch <= c'9') or (c'a' <= ch <= c'f') or (c'A' <= ch <= c'F')
+
+
+cdef inline Py_ssize_t _utf8_seq(const char* p, const char* end) noexcept nogil:
+    """Length of the well-formed UTF-8 sequence at p (p[0] >= 0x80), 0 if there
+    is none: no continuation byte first, no overlong form, no surrogate
+    (U+D800..DFFF), nothing above U+10FFFF, nothing cut by the end."""
+    cdef unsigned char c0 = <unsigned char>p[0], c1
+    cdef unsigned char lo = 0x80, hi = 0xBF
+    cdef Py_ssize_t n, k
+    if c0 < 0xC2:
+        return 0
+    if c0 < 0xE0:
+        n = 2
+    elif c0 < 0xF0:
+        n = 3
+        if c0 == 0xE0:
+            lo = 0xA0
+        elif c0 == 0xED:
+            hi = 0x9F
+    elif c0 < 0xF5:
+        n = 4
+        if c0 == 0xF0:
+            lo = 0x90
+        elif c0 == 0xF4:
+            hi = 0x8F
+    else:
+        return 0
+    if end - p < n:
+        return 0
+    c1 = <unsigned char>p[1]
+    if c1 < lo or c1 > hi:
+        return 0
+    for k in range(2, n):
+        if (<unsigned char>p[k] & 0xC0) != 0x80:
+            return 0
+    return n
 
 
 cdef const char* _str_end(Ctx* c, const char* p, bint* esc) noexcept nogil:
@@ -224,6 +306,7 @@ cdef const char* _str_end(Ctx* c, const char* p, bint* esc) noexcept nogil:
     cdef const char* end = c.end
     cdef uint64_t v, m
     cdef unsigned char ch
+    cdef Py_ssize_t k
     cdef bint le = hft_dec__little_endian()
     while True:
         if le and p + 8 <= end:
@@ -255,6 +338,12 @@ cdef const char* _str_end(Ctx* c, const char* p, bint* esc) noexcept nogil:
             else:
                 return _fail(c, E_SYNTAX, p, "invalid escape in string", -1)
             continue
+        if ch >= 0x80:
+            k = _utf8_seq(p, end)
+            if k == 0:
+                return _fail(c, E_UTF8, p, "invalid UTF-8 in a string", -1)
+            p += k
+            continue
         if ch < 0x20:
             return _fail(c, E_SYNTAX, p, "control character in string", -1)
         p += 1
@@ -278,10 +367,101 @@ cdef inline const char* _str_end_fast(Ctx* c, const char* p, bint* esc) noexcept
     return _str_end(c, p, esc)
 
 
+cdef inline unsigned _hex4(const char* p) noexcept nogil:
+    cdef unsigned v = 0, d
+    cdef int k
+    cdef char ch
+    for k in range(4):
+        ch = p[k]
+        if ch <= c'9':
+            d = <unsigned>(ch - c'0')
+        elif ch <= c'F':
+            d = <unsigned>(ch - c'A' + 10)
+        else:
+            d = <unsigned>(ch - c'a' + 10)
+        v = (v << 4) | d
+    return v
+
+
+cdef Py_ssize_t _unescape(const char* s, Py_ssize_t n, char* out) noexcept nogil:
+    """The text of a validated JSON string's content s[0..n) into out (room for
+    n bytes: never longer), as UTF-8 -- the str json.loads gives, encoded; a
+    lone escaped surrogate becomes its 3-byte form, so equal texts give equal
+    bytes. Returns the length."""
+    cdef Py_ssize_t i = 0, o = 0
+    cdef unsigned cp, lo
+    cdef char ch
+    while i < n:
+        ch = s[i]
+        if ch != c'\\':
+            out[o] = ch
+            o += 1
+            i += 1
+            continue
+        ch = s[i + 1]
+        if ch != c'u':
+            if ch == c'b':
+                ch = c'\b'
+            elif ch == c'f':
+                ch = c'\f'
+            elif ch == c'n':
+                ch = c'\n'
+            elif ch == c'r':
+                ch = c'\r'
+            elif ch == c't':
+                ch = c'\t'
+            out[o] = ch          # '"', '\\', '/' stand for themselves
+            o += 1
+            i += 2
+            continue
+        cp = _hex4(s + i + 2)
+        i += 6
+        if 0xD800 <= cp <= 0xDBFF and i + 6 <= n and s[i] == c'\\' and s[i + 1] == c'u':
+            lo = _hex4(s + i + 2)
+            if 0xDC00 <= lo <= 0xDFFF:
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+                i += 6
+        if cp < 0x80:
+            out[o] = <char>cp
+            o += 1
+        elif cp < 0x800:
+            out[o] = <char>(0xC0 | (cp >> 6))
+            out[o + 1] = <char>(0x80 | (cp & 0x3F))
+            o += 2
+        elif cp < 0x10000:
+            out[o] = <char>(0xE0 | (cp >> 12))
+            out[o + 1] = <char>(0x80 | ((cp >> 6) & 0x3F))
+            out[o + 2] = <char>(0x80 | (cp & 0x3F))
+            o += 3
+        else:
+            out[o] = <char>(0xF0 | (cp >> 18))
+            out[o + 1] = <char>(0x80 | ((cp >> 12) & 0x3F))
+            out[o + 2] = <char>(0x80 | ((cp >> 6) & 0x3F))
+            out[o + 3] = <char>(0x80 | (cp & 0x3F))
+            o += 4
+    return o
+
+
+cdef char* _text_room(_Scratch* s, Py_ssize_t n) noexcept nogil:
+    """The scratch text buffer with room for n bytes (NULL: out of memory)."""
+    cdef Py_ssize_t cap
+    cdef char* t
+    if n <= s.text_cap:
+        return s.text
+    cap = s.text_cap * 2 if s.text_cap else 256
+    while cap < n:
+        cap *= 2
+    t = <char*>realloc(s.text, <size_t>cap)
+    if t == NULL:
+        return NULL
+    s.text = t
+    s.text_cap = cap
+    return t
+
+
 cdef const char* _number(Ctx* c, const char* p, int64_t* ival, int* tag) noexcept nogil:
     """A JSON number at p; sets tag T_INT (value in ival) or T_NUM."""
     cdef const char* end = c.end
-    cdef const char* start = p
     cdef const char* digits
     cdef bint neg = False, over = False, is_int = True
     cdef uint64_t acc = 0, d
@@ -352,7 +532,8 @@ cdef inline const char* _literal(Ctx* c, const char* p, const char* word, Py_ssi
 
 
 cdef const char* _skip_container(Ctx* c, const char* p) noexcept nogil:
-    """p at '{' or '['; skips the whole container."""
+    """p at '{' or '['; skips the whole container (validated; its keys are not
+    read, so not checked for duplicates)."""
     cdef const char* end = c.end
     cdef bint obj = p[0] == c'{'
     cdef char close = c'}' if obj else c']'
@@ -441,21 +622,138 @@ cdef inline int _key_id(const char* k, Py_ssize_t n) noexcept nogil:
         if c0 == c'l': return F_l
         if c0 == c'm': return F_m
         if c0 == c'X': return F_X
-        return -1
+        return FID_UNKNOWN
     if n == 2:
-        return F_pu if (k[0] == c'p' and k[1] == c'u') else -1
+        return F_pu if (k[0] == c'p' and k[1] == c'u') else FID_UNKNOWN
     if n == 4:
         if memcmp(k, "bids", 4) == 0: return F_bids
         if memcmp(k, "asks", 4) == 0: return F_asks
         if memcmp(k, "data", 4) == 0: return F_data
-        return -1
+        return FID_UNKNOWN
     if n == 6:
-        return F_stream if memcmp(k, "stream", 6) == 0 else -1
+        return F_stream if memcmp(k, "stream", 6) == 0 else FID_UNKNOWN
     if n == 12:
-        return F_lastUpdateId if memcmp(k, "lastUpdateId", 12) == 0 else -1
+        return F_lastUpdateId if memcmp(k, "lastUpdateId", 12) == 0 else FID_UNKNOWN
+    return FID_UNKNOWN
+
+
+cdef int _key_id_esc(Ctx* c, const char* k, Py_ssize_t n) noexcept nogil:
+    """_key_id of an escaped key, by the text it spells ("\\u0061" is "a")."""
+    cdef char* buf
+    if n > 6 * 12:
+        return FID_UNKNOWN      # spells more than 12 bytes: no known key is longer
+    buf = _text_room(c.scr, n)
+    if buf == NULL:
+        return FID_NOMEM
+    return _key_id(buf, _unescape(k, n, buf))
+
+
+cdef inline int _level_key(int fid) noexcept nogil:
+    if fid == F_b:
+        return LK_b
+    if fid == F_a:
+        return LK_a
+    if fid == F_bids:
+        return LK_bids
+    if fid == F_asks:
+        return LK_asks
     return -1
 
 
+# ------------------------------------------------------------ duplicate keys
+cdef inline void _note_dup(Obj* o, const char* at, int fid, const char* s, Py_ssize_t n, bint esc) noexcept nogil:
+    if o.dup_at == NULL or at < o.dup_at:
+        o.dup_at = at
+        o.dup_fid = fid
+        o.dup_s = s
+        o.dup_n = n
+        o.dup_esc = esc
+
+
+cdef bint _push_key(_Scratch* s, const char* k, Py_ssize_t n, bint esc) noexcept nogil:
+    cdef Py_ssize_t cap
+    cdef _KeySpan* a
+    if s.nkeys == s.keys_cap:
+        cap = s.keys_cap * 2 if s.keys_cap else 64
+        a = <_KeySpan*>realloc(s.keys, <size_t>cap * sizeof(_KeySpan))
+        if a == NULL:
+            return False
+        s.keys = a
+        s.keys_cap = cap
+    s.keys[s.nkeys].s = k
+    s.keys[s.nkeys].n = n
+    s.keys[s.nkeys].esc = esc
+    s.nkeys += 1
+    return True
+
+
+cdef bint _unknown_key(Ctx* c, Obj* o, const char* s, Py_ssize_t n, bint esc) noexcept nogil:
+    """Remember an unknown key for the duplicate check (False: out of memory)."""
+    cdef int i
+    if o.spill_base < 0:
+        if not esc and o.n_unk < UNK_INLINE:
+            for i in range(o.n_unk):
+                if o.unk_n[i] == n and memcmp(o.unk_s[i], s, <size_t>n) == 0:
+                    _note_dup(o, s - 1, FID_UNKNOWN, s, n, False)
+                    return True
+            o.unk_s[o.n_unk] = s
+            o.unk_n[o.n_unk] = n
+            o.n_unk += 1
+            return True
+        # many or escaped keys: all go to the scratch list, sorted at the '}'
+        o.spill_base = c.scr.nkeys
+        for i in range(o.n_unk):
+            if not _push_key(c.scr, o.unk_s[i], o.unk_n[i], False):
+                return False
+    return _push_key(c.scr, s, n, esc)
+
+
+cdef int _key_cmp(const void* x, const void* y) noexcept nogil:
+    cdef const _KeySpan* a = <const _KeySpan*>x
+    cdef const _KeySpan* b = <const _KeySpan*>y
+    cdef Py_ssize_t n = a.dn if a.dn < b.dn else b.dn
+    cdef int r = memcmp(a.d, b.d, <size_t>n) if n else 0
+    if r:
+        return r
+    if a.dn != b.dn:
+        return -1 if a.dn < b.dn else 1
+    return -1 if a.s < b.s else (1 if a.s > b.s else 0)
+
+
+cdef bint _spill_check(Ctx* c, Obj* o) noexcept nogil:
+    """Duplicates among the object's spilled unknown keys, by their decoded
+    text (sort: O(n log n) for any number of keys). False: out of memory."""
+    cdef _Scratch* s = c.scr
+    cdef Py_ssize_t base = o.spill_base, n = s.nkeys - base, i, total = 0, off = 0
+    cdef _KeySpan* k = s.keys + base
+    cdef char* buf = NULL
+    for i in range(n):
+        if k[i].esc:
+            total += k[i].n
+    if total:
+        buf = _text_room(s, total)
+        if buf == NULL:
+            return False
+    for i in range(n):
+        if k[i].esc:
+            k[i].d = buf + off
+            k[i].dn = _unescape(k[i].s, k[i].n, buf + off)
+            off += k[i].dn
+        else:
+            k[i].d = k[i].s
+            k[i].dn = k[i].n
+    qsort(k, <size_t>n, sizeof(_KeySpan), _key_cmp)
+    for i in range(1, n):
+        # the second occurrence of each repeated text (sorted by position within it)
+        if (k[i].dn == k[i - 1].dn and memcmp(k[i].d, k[i - 1].d, <size_t>k[i].dn) == 0
+                and (i == 1 or k[i - 1].dn != k[i - 2].dn
+                     or memcmp(k[i - 1].d, k[i - 2].d, <size_t>k[i].dn) != 0)):
+            _note_dup(o, k[i].s - 1, FID_UNKNOWN, k[i].s, k[i].n, k[i].esc)
+    s.nkeys = base
+    return True
+
+
+# ------------------------------------------------------------ levels
 cdef bint _grow(_Scratch* s, int side) noexcept nogil:
     cdef Py_ssize_t cap = s.cap[side] * 2 if s.cap[side] else SCRATCH_INIT
     cdef int64_t* a = <int64_t*>realloc(s.px[side], <size_t>cap * sizeof(int64_t))
@@ -470,13 +768,29 @@ cdef bint _grow(_Scratch* s, int side) noexcept nogil:
     return True
 
 
-cdef inline const char* _dec_fail(Ctx* c, int rc, const char* s, const char* e, int field,
+cdef int _parse_dec(Ctx* c, const char* s, Py_ssize_t n, bint esc, const hft_scale_t* scale,
+                    int64_t* out) noexcept nogil:
+    """hft_parse_units of a JSON string's text (escapes decoded first; out of
+    line: the hot callers parse unescaped text themselves)."""
+    cdef char* buf
+    if not esc:
+        return hft_parse_units(s, <size_t>n, scale, out)
+    buf = _text_room(c.scr, n)
+    if buf == NULL:
+        return DEC_NOMEM
+    return hft_parse_units(buf, <size_t>_unescape(s, n, buf), scale, out)
+
+
+cdef inline const char* _dec_fail(Ctx* c, int rc, const char* s, const char* e, bint esc, int field,
                                   Py_ssize_t level, int which) noexcept nogil:
+    if rc == DEC_NOMEM:
+        return _fail(c, E_NOMEM, s, "out of memory", field)
     c.err_dec = rc
     c.err_level = level
     c.err_which = which
     c.err_vs = s
     c.err_vn = e - s
+    c.err_vesc = esc
     return _fail(c, E_DECIMAL, s - 1, "", field)
 
 
@@ -488,20 +802,22 @@ cdef inline const char* _level_fail(Ctx* c, const char* p, int field, Py_ssize_t
     return _fail(c, E_LEVEL, p, msg, field)
 
 
-cdef const char* _string_end(Ctx* c, const char* s, int field) noexcept nogil:
+cdef const char* _string_end(Ctx* c, const char* s, int field, bint* esc) noexcept nogil:
     """s: first byte of a string's content. Returns its closing quote, or NULL
     (error set, attributed to field). The out-of-line path of _levels."""
-    cdef bint esc = False
-    cdef const char* e = _str_end_fast(c, s, &esc)
+    cdef const char* e = _str_end_fast(c, s, esc)
     if e == NULL:
         c.err_field = field
     return e
 
 
-cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noexcept nogil:
-    """p at '[' of [[px, qty], ...]; appends the levels to the scratch side."""
+cdef const char* _levels(Ctx* c, const char* p, Obj* o, int lk, int field) noexcept nogil:
+    """p at '[' of [[px, qty], ...]; appends the levels to the scratch side of
+    level key lk and records them as o.lv_*[lk]. E_LEVEL / E_DECIMAL: valid JSON
+    maybe, but not levels (the caller decides); other errors: invalid JSON."""
     cdef const char* end = c.end
     cdef _Scratch* scr = c.scr
+    cdef int side = lk & 1
     cdef const char* s1
     cdef const char* e1
     cdef const char* s2
@@ -509,7 +825,7 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
     cdef const char* q
     cdef Py_ssize_t start = scr.n[side], k
     cdef int64_t px = 0, qty = 0
-    cdef bint px_ok, qty_ok
+    cdef bint px_ok, qty_ok, esc1 = False, esc2 = False
     cdef size_t n
     cdef int rc
     p = _ws(p + 1, end)
@@ -536,7 +852,8 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if px_ok:
                 e1 = s1 + n
             else:
-                e1 = _string_end(c, s1, field)
+                esc1 = False
+                e1 = _string_end(c, s1, field, &esc1)
                 if e1 == NULL:
                     return NULL
             if e1 + 2 < end and e1[1] == c',' and e1[2] == c'"':
@@ -555,7 +872,8 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if qty_ok:
                 e2 = s2 + n
             else:
-                e2 = _string_end(c, s2, field)
+                esc2 = False
+                e2 = _string_end(c, s2, field, &esc2)
                 if e2 == NULL:
                     return NULL
             q = _after(e2 + 1, end, c']')
@@ -566,13 +884,13 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
                 if not _grow(scr, side):
                     return _fail(c, E_NOMEM, q, "out of memory", field)
             if not px_ok:
-                rc = hft_parse_units(s1, <size_t>(e1 - s1), c.px_scale, &px)
+                rc = _parse_dec(c, s1, e1 - s1, esc1, c.px_scale, &px)
                 if rc != HFT_DEC_OK:
-                    return _dec_fail(c, rc, s1, e1, field, k - start, 0)
+                    return _dec_fail(c, rc, s1, e1, esc1, field, k - start, 0)
             if not qty_ok:
-                rc = hft_parse_units(s2, <size_t>(e2 - s2), c.qty_scale, &qty)
+                rc = _parse_dec(c, s2, e2 - s2, esc2, c.qty_scale, &qty)
                 if rc != HFT_DEC_OK:
-                    return _dec_fail(c, rc, s2, e2, field, k - start, 1)
+                    return _dec_fail(c, rc, s2, e2, esc2, field, k - start, 1)
             scr.px[side][k] = px
             scr.qty[side][k] = qty
             scr.n[side] = k + 1
@@ -591,25 +909,31 @@ cdef const char* _levels(Ctx* c, const char* p, Obj* o, int side, int field) noe
             if p[0] == c']':
                 break
             return _fail(c, E_SYNTAX, p, "expected ',' or ']'", field)
-    o.lv_start[side] = start
-    o.lv_n[side] = scr.n[side] - start
+    o.lv_start[lk] = start
+    o.lv_n[lk] = scr.n[side] - start
     return p + 1
 
 
+# ------------------------------------------------------------ objects
 cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nogil:
-    """p at '{'. Records the known fields into o; with inner != NULL (top level),
-    an object-valued "data" is scanned into inner."""
+    """p at '{'. Records the known fields into o (the first occurrence of a
+    repeated key; the repeat is noted in o.dup_*); with inner != NULL (top
+    level), an object-valued "data" is scanned into inner."""
     cdef const char* end = c.end
     cdef const char* ks
     cdef const char* q
+    cdef Py_ssize_t kn, s0
     cdef bint esc
-    cdef int fid, tag
+    cdef int fid, tag, lk, attr
     cdef char ch
     cdef Fld* f
     o.present = 0
     o.start = p
-    o.lv_n[0] = 0
-    o.lv_n[1] = 0
+    memset(o.lv_start, 0, sizeof(o.lv_start))
+    memset(o.lv_n, 0, sizeof(o.lv_n))
+    o.dup_at = NULL
+    o.n_unk = 0
+    o.spill_base = -1
     c.depth += 1
     p = _ws(p + 1, end)
     if p >= end:
@@ -625,17 +949,26 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
         q = _str_end_fast(c, ks, &esc)
         if q == NULL:
             return NULL
-        fid = -1 if esc else _key_id(ks, q - ks)
+        kn = q - ks
+        fid = _key_id_esc(c, ks, kn) if esc else _key_id(ks, kn)
+        if fid == FID_NOMEM:
+            return _fail(c, E_NOMEM, ks, "out of memory", -1)
+        attr = fid
         p = _ws(q + 1, end)
         if p >= end:
-            return _fail(c, E_TRUNC, end, "unexpected end of frame", fid)
+            return _fail(c, E_TRUNC, end, "unexpected end of frame", attr)
         if p[0] != c':':
-            return _fail(c, E_SYNTAX, p, "expected ':'", fid)
+            return _fail(c, E_SYNTAX, p, "expected ':'", attr)
         p = _ws(p + 1, end)
         if p >= end:
-            return _fail(c, E_TRUNC, end, "unexpected end of frame", fid)
+            return _fail(c, E_TRUNC, end, "unexpected end of frame", attr)
         ch = p[0]
-        if fid < 0:
+        if fid >= 0 and (o.present >> fid) & 1:
+            _note_dup(o, ks - 1, fid, ks, kn, esc)
+            q = _skip_value(c, p)
+        elif fid < 0:
+            if not _unknown_key(c, o, ks, kn, esc):
+                return _fail(c, E_NOMEM, ks, "out of memory", -1)
             q = _skip_value(c, p)
         else:
             f = &o.f[fid]
@@ -650,10 +983,18 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
                     f.esc = esc
                     q += 1
             elif ch == c'[':
-                if fid == F_b or fid == F_bids:
-                    q = _levels(c, p, o, 0, fid)
-                elif fid == F_a or fid == F_asks:
-                    q = _levels(c, p, o, 1, fid)
+                f.bad = False       # (read only for arrays)
+                lk = _level_key(fid)
+                if lk >= 0:
+                    s0 = c.scr.n[lk & 1]
+                    q = _levels(c, p, o, lk, fid)
+                    if q == NULL and (c.err == E_LEVEL or c.err == E_DECIMAL):
+                        # valid JSON, maybe, but not levels: only an error for a
+                        # message that reads this key (then made again)
+                        c.scr.n[lk & 1] = s0
+                        _clear_err(c)
+                        q = _skip_container(c, p)
+                        f.bad = q != NULL
                 else:
                     q = _skip_container(c, p)
                 f.tag = T_ARR
@@ -682,7 +1023,7 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
                 o.present |= (<uint32_t>1) << fid
         if q == NULL:
             if c.err_field < 0:
-                c.err_field = fid
+                c.err_field = attr
             return NULL
         p = _ws(q, end)
         if p >= end:
@@ -694,8 +1035,28 @@ cdef const char* _object(Ctx* c, const char* p, Obj* o, Obj* inner) noexcept nog
             continue
         if p[0] == c'}':
             c.depth -= 1
+            if o.spill_base >= 0 and not _spill_check(c, o):
+                return _fail(c, E_NOMEM, p, "out of memory", -1)
             return p + 1
         return _fail(c, E_SYNTAX, p, "expected ',' or '}'", -1)
+
+
+cdef inline void _ctx_init(Ctx* c, _DecCfg* d, const char* data, Py_ssize_t n) noexcept nogil:
+    c.base = data
+    c.end = data + n
+    c.px_scale = &d.px_scale
+    c.qty_scale = &d.qty_scale
+    c.scr = d.scr
+    c.depth = 0
+    c.has_inner = False
+    c.err = E_NONE
+    c.err_at = data
+    c.err_msg = ""
+    c.err_field = -1
+    c.err_level = -1
+    d.scr.n[0] = 0
+    d.scr.n[1] = 0
+    d.scr.nkeys = 0
 
 
 cdef bint _scan(Ctx* c, Obj* top, Obj* inner) noexcept nogil:
@@ -714,6 +1075,279 @@ cdef bint _scan(Ctx* c, Obj* top, Obj* inner) noexcept nogil:
         _fail(c, E_TRAILING, p, "trailing data after the JSON object", -1)
         return False
     return True
+
+
+# ----------------------------------------------------------------- reading a message
+# One GIL-free routine for both decode() and decode_lines(): which message the
+# payload is, and its fields, checked and converted, into a Msg.
+
+cdef enum:
+    K_DEPTH = 0
+    K_SNAPSHOT
+    K_TRADE
+    K_BBO
+    K_OTHER
+    K_COUNT
+
+cdef struct Msg:
+    Obj* o               # the payload: the frame, or its "data"
+    bint wrapped         # combined-stream {"stream": ..., "data": {...}}
+    int kind             # K_*
+    bint agg             # aggTrade
+    int lk_bid           # LK_* of the levels read
+    int lk_ask
+    int64_t U
+    int64_t u
+    int64_t pu
+    int64_t L
+    int64_t tid
+    int64_t first
+    int64_t last
+    int64_t px
+    int64_t qty
+    int64_t bp
+    int64_t bq
+    int64_t ap
+    int64_t aq
+    int64_t E
+    int64_t T
+    bint maker
+
+
+cdef inline bint _ferr(Ctx* c, Obj* o, int fid, int err, const char* msg) noexcept nogil:
+    c.err = err
+    c.err_field = fid
+    c.err_msg = msg
+    if (o.present >> fid) & 1:
+        c.err_at = o.f[fid].v
+        c.err_tag = o.f[fid].tag
+    else:
+        c.err_at = o.start
+        c.err_tag = T_NONE
+    return False
+
+
+cdef inline bint _need(Ctx* c, Obj* o, int fid, const char* kind) noexcept nogil:
+    if (o.present >> fid) & 1:
+        return True
+    c.err_kind = kind
+    return _ferr(c, o, fid, E_MISSING, "missing required field for ")
+
+
+cdef inline bint _g_id(Ctx* c, Obj* o, int fid, const char* kind, int64_t* out) noexcept nogil:
+    """A required non-negative int64 (an id, or a time before scaling)."""
+    cdef Fld* f = &o.f[fid]
+    if not _need(c, o, fid, kind):
+        return False
+    if f.tag == T_INT:
+        if f.i >= 0:
+            out[0] = f.i
+            return True
+        return _ferr(c, o, fid, E_NEG, "expected a non-negative integer")
+    if f.tag == T_NUM:
+        return _ferr(c, o, fid, E_INT, "expected an int64 integer")
+    return _ferr(c, o, fid, E_TYPE, "expected an integer")
+
+
+cdef inline bint _g_time(Ctx* c, const _DecCfg* d, Obj* o, int fid, const char* kind, int64_t* out) noexcept nogil:
+    cdef int64_t v
+    if not _g_id(c, o, fid, kind, &v):
+        return False
+    if v > d.time_max:
+        c.err_ival = v
+        return _ferr(c, o, fid, E_TIME, "")
+    out[0] = v * d.time_mult
+    return True
+
+
+cdef inline bint _g_opt_time(Ctx* c, const _DecCfg* d, Obj* o, int fid, const char* kind, int64_t* out) noexcept nogil:
+    if not (o.present >> fid) & 1:
+        out[0] = 0
+        return True
+    return _g_time(c, d, o, fid, kind, out)
+
+
+cdef bint _units_fail(Ctx* c, Obj* o, int fid, int which, int rc) noexcept nogil:
+    cdef Fld* f = &o.f[fid]
+    if rc == DEC_NOMEM:
+        return _ferr(c, o, fid, E_NOMEM, "out of memory")
+    c.err = E_DECIMAL
+    c.err_at = f.v
+    c.err_field = fid
+    c.err_dec = rc
+    c.err_level = -1
+    c.err_which = which
+    c.err_vs = f.s
+    c.err_vn = f.n
+    c.err_vesc = f.esc
+    return False
+
+
+cdef inline bint _g_units(Ctx* c, Obj* o, int fid, const hft_scale_t* scale, int which, const char* kind,
+                          int64_t* out) noexcept nogil:
+    """A required decimal string in ticks (scale c.px_scale, which 0) or lots
+    (c.qty_scale, which 1)."""
+    cdef Fld* f = &o.f[fid]
+    cdef int rc
+    if not (o.present >> fid) & 1 or f.tag != T_STR:
+        if not _need(c, o, fid, kind):
+            return False
+        return _ferr(c, o, fid, E_TYPE, "expected a decimal string")
+    if f.esc:
+        rc = _parse_dec(c, f.s, f.n, True, scale, out)
+    else:
+        rc = hft_parse_units(f.s, <size_t>f.n, scale, out)
+    if rc == HFT_DEC_OK:
+        return True
+    return _units_fail(c, o, fid, which, rc)
+
+
+cdef inline bint _g_bool(Ctx* c, Obj* o, int fid, const char* kind, bint* out) noexcept nogil:
+    if not _need(c, o, fid, kind):
+        return False
+    if o.f[fid].tag == T_TRUE:
+        out[0] = True
+        return True
+    if o.f[fid].tag == T_FALSE:
+        out[0] = False
+        return True
+    return _ferr(c, o, fid, E_TYPE, "expected a boolean")
+
+
+cdef inline bint _g_opt_str(Ctx* c, Obj* o, int fid) noexcept nogil:
+    if not (o.present >> fid) & 1 or o.f[fid].tag == T_STR:
+        return True
+    return _ferr(c, o, fid, E_TYPE, "expected a string")
+
+
+cdef bint _g_levels(Ctx* c, Obj* o, int fid, const char* kind) noexcept nogil:
+    cdef Fld* f = &o.f[fid]
+    if not _need(c, o, fid, kind):
+        return False
+    if f.tag != T_ARR:
+        return _ferr(c, o, fid, E_TYPE, "expected an array of [price, qty] levels")
+    if f.bad:
+        # not [[price, qty], ...]: scanned again for its error
+        if _levels(c, f.v, o, _level_key(fid), fid) == NULL:
+            return False
+        return _ferr(c, o, fid, E_LEVEL, "not an array of [price, qty] levels")
+    return True
+
+
+cdef int _payload(Ctx* c, Obj* top, Obj* inner, Msg* m) noexcept nogil:
+    """Which object holds the message; a key twice in an object read is an
+    error (the top level first, then the payload). 0, or -1 with c.err set."""
+    cdef Obj* o = top
+    m.o = top
+    m.wrapped = False
+    if top.dup_at == NULL:
+        if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
+                and top.f[F_data].tag == T_OBJ):
+            m.o = inner
+            m.wrapped = True
+            if inner.dup_at == NULL:
+                return 0
+            o = inner
+        else:
+            return 0
+    c.err = E_DUP
+    c.err_at = o.dup_at
+    c.err_field = o.dup_fid
+    c.err_msg = "duplicate key"
+    c.err_vs = o.dup_s
+    c.err_vn = o.dup_n
+    c.err_vesc = o.dup_esc
+    return -1
+
+
+cdef int _read(Ctx* c, const _DecCfg* d, Msg* m) noexcept nogil:
+    """Classify the payload and read exactly the fields of its kind into m.
+    0, or -1 with c.err set (the first failing field, in the order below)."""
+    cdef Obj* o = m.o
+    cdef Fld* fe
+    cdef const char* s
+    cdef const char* kind
+    cdef char* buf
+    cdef Py_ssize_t n
+    m.kind = K_OTHER
+    m.agg = False
+    if (o.present >> F_e) & 1:
+        fe = &o.f[F_e]
+        if fe.tag != T_STR:
+            _ferr(c, o, F_e, E_TYPE, "expected a string")
+            return -1
+        s = fe.s
+        n = fe.n
+        if fe.esc:
+            if n > 6 * 11:
+                return 0            # spells more than 11 bytes: no modelled type
+            buf = _text_room(c.scr, n)
+            if buf == NULL:
+                _ferr(c, o, F_e, E_NOMEM, "out of memory")
+                return -1
+            n = _unescape(s, n, buf)
+            s = buf
+        if n == 11 and memcmp(s, "depthUpdate", 11) == 0:
+            m.kind = K_DEPTH
+        elif n == 5 and memcmp(s, "trade", 5) == 0:
+            m.kind = K_TRADE
+        elif n == 8 and memcmp(s, "aggTrade", 8) == 0:
+            m.kind = K_TRADE
+            m.agg = True
+        elif n == 10 and memcmp(s, "bookTicker", 10) == 0:
+            m.kind = K_BBO
+        else:
+            return 0
+    elif (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
+        m.kind = K_SNAPSHOT
+    elif (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
+            == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
+        m.kind = K_BBO
+    else:
+        return 0
+    if m.kind == K_DEPTH:
+        # e E T s U u pu b a (spot: no T, pu)
+        kind = "depthUpdate"
+        m.pu = HFT_NO_ID
+        if not (_g_id(c, o, F_U, kind, &m.U) and _g_id(c, o, F_u, kind, &m.u)
+                and (not (o.present >> F_pu) & 1 or _g_id(c, o, F_pu, kind, &m.pu))
+                and _g_time(c, d, o, F_E, kind, &m.E) and _g_opt_time(c, d, o, F_T, kind, &m.T)
+                and _g_levels(c, o, F_b, kind) and _g_levels(c, o, F_a, kind) and _g_opt_str(c, o, F_s)):
+            return -1
+        m.lk_bid = LK_b
+        m.lk_ask = LK_a
+    elif m.kind == K_SNAPSHOT:
+        # lastUpdateId E T bids asks (REST; E, T on futures)
+        kind = "a depth snapshot"
+        if not (_g_id(c, o, F_lastUpdateId, kind, &m.L) and _g_opt_time(c, d, o, F_E, kind, &m.E)
+                and _g_opt_time(c, d, o, F_T, kind, &m.T)
+                and _g_levels(c, o, F_bids, kind) and _g_levels(c, o, F_asks, kind)):
+            return -1
+        m.lk_bid = LK_bids
+        m.lk_ask = LK_asks
+    elif m.kind == K_TRADE:
+        # trade: e E s t p q T m X; aggTrade: e E s a p q f l T m
+        kind = "aggTrade" if m.agg else "trade"
+        if not _g_id(c, o, F_a if m.agg else F_t, kind, &m.tid):
+            return -1
+        m.first = m.tid
+        m.last = m.tid
+        if m.agg and not (_g_id(c, o, F_f, kind, &m.first) and _g_id(c, o, F_l, kind, &m.last)):
+            return -1
+        if not (_g_units(c, o, F_p, c.px_scale, 0, kind, &m.px) and _g_units(c, o, F_q, c.qty_scale, 1, kind, &m.qty)
+                and _g_time(c, d, o, F_T, kind, &m.T) and _g_time(c, d, o, F_E, kind, &m.E)
+                and _g_bool(c, o, F_m, kind, &m.maker)
+                and (m.agg or _g_opt_str(c, o, F_X)) and _g_opt_str(c, o, F_s)):
+            return -1
+    else:
+        # bookTicker: e u E T s b B a A (spot: no e, E, T)
+        kind = "bookTicker"
+        if not (_g_id(c, o, F_u, kind, &m.u) and _g_units(c, o, F_b, c.px_scale, 0, kind, &m.bp)
+                and _g_units(c, o, F_B, c.qty_scale, 1, kind, &m.bq) and _g_units(c, o, F_a, c.px_scale, 0, kind, &m.ap)
+                and _g_units(c, o, F_A, c.qty_scale, 1, kind, &m.aq) and _g_opt_time(c, d, o, F_E, kind, &m.E)
+                and _g_opt_time(c, d, o, F_T, kind, &m.T) and _g_opt_str(c, o, F_s)):
+            return -1
+    return 0
 
 
 # ----------------------------------------------------------------- messages
@@ -936,7 +1570,8 @@ cdef class UnknownEvent(Message):
 
 # ----------------------------------------------------------------- decoder
 cdef str _span_text(const char* s, Py_ssize_t n, bint esc):
-    """Text of a JSON string's content (escapes decoded when present)."""
+    """Text of a JSON string's content (escapes decoded when present), exactly
+    as json.loads gives it (the content is validated: escapes, UTF-8)."""
     if not esc:
         return PyUnicode_DecodeUTF8(s, n, "replace")
     raw = PyBytes_FromStringAndSize(s - 1, n + 2)
@@ -944,6 +1579,20 @@ cdef str _span_text(const char* s, Py_ssize_t n, bint esc):
         return json.loads(raw)
     except ValueError:
         return PyUnicode_DecodeUTF8(s, n, "replace")
+
+
+cdef str _shown(str text, Py_ssize_t limit=64):
+    """text for an error message: at most `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _surrogate_error(str frame, exc):
+    """DecodeError for a str frame that is not encodable as UTF-8 (a lone
+    surrogate); the offset counts the UTF-8 bytes before it."""
+    start = exc.start
+    off = len(frame[:start].encode("utf-8"))
+    return DecodeError(f"invalid UTF-8: a str frame holding the lone surrogate U+{ord(frame[start]):04X} "
+                       f"(at byte {off})", off, None)
 
 
 cdef class BinanceDecoder:
@@ -956,21 +1605,24 @@ cdef class BinanceDecoder:
 
     def __cinit__(self):
         memset(&self._scr, 0, sizeof(_Scratch))
+        memset(&self._cfg, 0, sizeof(_DecCfg))
+        self._cfg.scr = &self._scr
 
     def __init__(self, tick_size, lot_size, time_unit="ms"):
         from hftcore.decimal import Scale
         px = Scale(tick_size)
         qty = Scale(lot_size)
         if time_unit == "ms":
-            self._time_mult = 1000000
+            self._cfg.time_mult = 1000000
         elif time_unit == "us":
-            self._time_mult = 1000
+            self._cfg.time_mult = 1000
         else:
             raise ValueError(f'time_unit must be "ms" or "us", not {time_unit!r}')
-        self._px_scale.mantissa = px.mantissa
-        self._px_scale.exponent = px.exponent
-        self._qty_scale.mantissa = qty.mantissa
-        self._qty_scale.exponent = qty.exponent
+        self._cfg.time_max = INT64_MAX // self._cfg.time_mult
+        self._cfg.px_scale.mantissa = px.mantissa
+        self._cfg.px_scale.exponent = px.exponent
+        self._cfg.qty_scale.mantissa = qty.mantissa
+        self._cfg.qty_scale.exponent = qty.exponent
         self.tick_size = tick_size if isinstance(tick_size, str) else str(px)
         self.lot_size = lot_size if isinstance(lot_size, str) else str(qty)
         self.time_unit = time_unit
@@ -978,6 +1630,8 @@ cdef class BinanceDecoder:
         for side in range(2):
             if self._scr.cap[side] == 0 and not _grow(&self._scr, side):
                 raise MemoryError()
+        if _text_room(&self._scr, 256) == NULL:
+            raise MemoryError()
 
     def __dealloc__(self):
         cdef int side
@@ -986,6 +1640,10 @@ cdef class BinanceDecoder:
             free(self._scr.qty[side])
             self._scr.px[side] = NULL
             self._scr.qty[side] = NULL
+        free(self._scr.text)
+        self._scr.text = NULL
+        free(self._scr.keys)
+        self._scr.keys = NULL
 
     def __repr__(self):
         return (f"BinanceDecoder(tick_size={self.tick_size!r}, lot_size={self.lot_size!r}, "
@@ -993,19 +1651,25 @@ cdef class BinanceDecoder:
 
     def decode(self, frame):
         """Decode one frame (bytes, bytearray, memoryview or str) into a Message.
-        Raises DecodeError on malformed input."""
-        cdef Py_ssize_t n
-        cdef const char* p
+        Raises DecodeError on malformed input (also invalid UTF-8 in bytes, or a
+        lone surrogate in a str)."""
+        cdef Py_ssize_t n = 0
+        cdef const char* p = NULL
         cdef Py_buffer view
         if type(frame) is bytes:
             return self.decode_c(PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame))
         if type(frame) is str:
-            p = PyUnicode_AsUTF8AndSize(frame, &n)
+            try:
+                p = PyUnicode_AsUTF8AndSize(frame, &n)
+            except UnicodeEncodeError as exc:
+                raise _surrogate_error(frame, exc) from None
             return self.decode_c(p, n)
         if type(frame) is bytearray:
             return self.decode_c(PyByteArray_AS_STRING(frame), PyByteArray_GET_SIZE(frame))
         if isinstance(frame, str):
             return self.decode(str(frame))
+        if isinstance(frame, memoryview) and not frame.c_contiguous:
+            return self.decode(frame.tobytes())     # a strided view: its bytes, in order
         PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
         try:
             return self.decode_c(<const char*>view.buf, view.len)
@@ -1020,22 +1684,21 @@ cdef class BinanceDecoder:
 
         Returns ``(events, stats)``. ``events`` is a new array, or a view of the
         start of ``out`` (an EVENT_DTYPE array to fill; decoding stops before the
-        first line whose records do not fit). Malformed lines are counted and
-        skipped, never raised: ``stats["errors"]`` holds ``(line number, message)``
-        of the first ``max_errors`` (line numbers count from ``line_offset + 1``).
-        A last line without its newline is left for the next call unless
-        ``final``; ``stats["consumed"]`` is the number of bytes used, so the
-        caller carries ``buf[consumed:]`` over. ``symbol`` (e.g. "BTCUSDT")
-        keeps only the lines of that symbol (by the combined-stream name, else
-        the "s" field; lines naming no symbol, such as REST snapshots, are
-        kept) and counts the others in ``stats["skipped"]``.
+        first line whose records do not fit). Malformed lines (also a receive
+        time beyond int64 ns) are counted and skipped, never raised:
+        ``stats["errors"]`` holds ``(line number, message)`` of the first
+        ``max_errors`` (line numbers count from ``line_offset + 1``; the message
+        is the DecodeError's). A last line without its newline is left for the
+        next call unless ``final``; ``stats["consumed"]`` is the number of bytes
+        used, so the caller carries ``buf[consumed:]`` over. ``symbol`` (e.g.
+        "BTCUSDT") keeps only the lines of that symbol (by the combined-stream
+        name, else the "s" field; lines naming no symbol, such as REST
+        snapshots, are kept) and counts the others in ``stats["skipped"]``.
 
         The scan runs without the GIL (other threads -- zlib, a Parquet writer
-        -- keep going): lines are decoded in C into the record buffer, format
-        errors collected in a C buffer; a line the C path does not accept (a
-        malformed frame, an escaped "e") is decoded with the GIL by the
-        message path, which gives its error. Do not use one decoder from two
-        threads at once (its level scratch is shared).
+        -- keep going), through the same reading routine as ``decode``; it
+        stops only at a malformed frame, whose message is made with the GIL.
+        Do not use one decoder from two threads at once (its scratch is shared).
         """
         if fmt != "collector":
             raise ValueError(f'unknown line format {fmt!r} (only "collector": <ns> <json>)')
@@ -1075,71 +1738,33 @@ cdef class BinanceDecoder:
         cdef Ctx c
         cdef Obj top
         cdef Obj inner
-        cdef Obj* o
-        cdef Fld* fe
-        cdef object stream = None
-        c.base = data
-        c.end = data + n
-        c.px_scale = &self._px_scale
-        c.qty_scale = &self._qty_scale
-        c.scr = &self._scr
-        c.depth = 0
-        c.has_inner = False
-        c.err = E_NONE
-        c.err_field = -1
-        c.err_level = -1
-        self._scr.n[0] = 0
-        self._scr.n[1] = 0
-        inner.present = 0
-        if not _scan(&c, &top, &inner):
-            return _error(self, &c)
-        o = &top
-        if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
-                and top.f[F_data].tag == T_OBJ):
-            o = &inner
-            stream = _stream(self, &top.f[F_stream])
-        if (o.present >> F_e) & 1:
-            fe = &o.f[F_e]
-            if fe.tag != T_STR:
-                _field_error(self, &c, o, F_e, "expected a string, got " + _type_name(fe.tag))
-            if not fe.esc:
-                if fe.n == 11 and memcmp(fe.s, "depthUpdate", 11) == 0:
-                    return _depth(self, &c, o, stream)
-                if fe.n == 5 and memcmp(fe.s, "trade", 5) == 0:
-                    return _trade(self, &c, o, stream, False)
-                if fe.n == 8 and memcmp(fe.s, "aggTrade", 8) == 0:
-                    return _trade(self, &c, o, stream, True)
-                if fe.n == 10 and memcmp(fe.s, "bookTicker", 10) == 0:
-                    return _bbo(self, &c, o, stream)
-                et = PyUnicode_DecodeUTF8(fe.s, fe.n, "replace")
-            else:
-                et = _span_text(fe.s, fe.n, True)
-                if et == "depthUpdate":
-                    return _depth(self, &c, o, stream)
-                if et == "trade":
-                    return _trade(self, &c, o, stream, False)
-                if et == "aggTrade":
-                    return _trade(self, &c, o, stream, True)
-                if et == "bookTicker":
-                    return _bbo(self, &c, o, stream)
-            return _unknown(self, &c, o, stream, et, False)
-        if (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
-            return _snapshot(self, &c, o, stream)
-        if (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
-                == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
-            return _bbo(self, &c, o, stream)
-        return _unknown(self, &c, o, stream, "", True)
+        cdef Msg m
+        _ctx_init(&c, &self._cfg, data, n)
+        if not _scan(&c, &top, &inner) or _payload(&c, &top, &inner, &m) < 0 or _read(&c, &self._cfg, &m) < 0:
+            return _raise(self, &c)
+        stream = _stream(self, &top.f[F_stream]) if m.wrapped else None
+        if m.kind == K_DEPTH:
+            return _depth(self, &m, stream)
+        if m.kind == K_SNAPSHOT:
+            return _snapshot(self, &m, stream)
+        if m.kind == K_TRADE:
+            return _trade(self, &m, stream)
+        if m.kind == K_BBO:
+            return _bbo(self, &m, stream)
+        return _unknown(self, &c, m.o, stream)
 
 
 # ----------------------------------------------------------------- decoder helpers
 # -------------------------------------------------------------- errors
-cdef object _error(BinanceDecoder self, Ctx* c):
+cdef tuple _error_info(BinanceDecoder self, Ctx* c):
+    """(message, offset, field) of the error in c; MemoryError for E_NOMEM."""
     cdef Py_ssize_t off = c.err_at - c.base
+    cdef int e = c.err
     field = FIELD_NAMES[c.err_field] if c.err_field >= 0 else None
-    if c.err == E_NOMEM:
+    if e == E_NOMEM:
         raise MemoryError("decoding a Binance frame")
-    if c.err == E_DECIMAL:
-        val = _span_text(c.err_vs, c.err_vn, False)
+    if e == E_DECIMAL:
+        val = _shown(_span_text(c.err_vs, c.err_vn, False))
         rc = c.err_dec
         if c.err_level >= 0 and c.err_field in (F_b, F_a, F_bids, F_asks):
             what = f'field "{field}" level {c.err_level} {"price" if c.err_which == 0 else "qty"}'
@@ -1154,94 +1779,49 @@ cdef object _error(BinanceDecoder self, Ctx* c):
         else:
             cause = hft_dec_strerror(rc).decode("ascii")
         msg = f'{what} "{val}": {cause}'
+    elif e == E_DUP:
+        key = _span_text(c.err_vs, c.err_vn, c.err_vesc)
+        if field is None:
+            field = key
+        msg = f"duplicate key {_shown(json.dumps(key))}: a key may appear only once in an object"
+    elif e == E_MISSING:
+        msg = f'field "{field}": missing required field for {c.err_kind.decode()}'
+    elif e == E_TYPE:
+        msg = f'field "{field}": {c.err_msg.decode()}, got {_type_name(c.err_tag)}'
+    elif e == E_INT or e == E_NEG:
+        num = _shown(_span_text(c.err_at, _num_len(c.err_at, c.end), False), 40)
+        msg = f'field "{field}": {c.err_msg.decode()}, got {num}'
+    elif e == E_TIME:
+        msg = f'field "{field}": time {c.err_ival} is out of the int64 nanosecond range'
     else:
         msg = c.err_msg.decode("utf-8")
-        if c.err == E_LEVEL or (c.err == E_TRUNC and c.err_field in (F_b, F_a, F_bids, F_asks)
-                                and c.err_level >= 0):
+        if e == E_LEVEL or (e == E_TRUNC and c.err_field in (F_b, F_a, F_bids, F_asks)
+                            and c.err_level >= 0):
             msg = f'field "{field}" level {c.err_level}: {msg}'
         elif field is not None:
             msg = f'field "{field}": {msg}'
-    raise DecodeError(f"{msg} (at byte {off})", off, field)
+    return (f"{msg} (at byte {off})", off, field)
 
-cdef object _field_error(BinanceDecoder self, Ctx* c, Obj* o, int fid, str msg):
-    cdef const char* at = o.f[fid].v if (o.present >> fid) & 1 else o.start
-    cdef Py_ssize_t off = at - c.base
-    field = FIELD_NAMES[fid]
-    raise DecodeError(f'field "{field}": {msg} (at byte {off})', off, field)
 
-cdef inline bint _has(BinanceDecoder self, Obj* o, int fid):
-    return (o.present >> fid) & 1
+cdef object _raise(BinanceDecoder self, Ctx* c):
+    msg, off, field = _error_info(self, c)
+    raise DecodeError(msg, off, field)
 
-cdef int64_t _int(BinanceDecoder self, Ctx* c, Obj* o, int fid, const char* kind) except? -1:
-    cdef Fld* f = &o.f[fid]
-    if not (o.present >> fid) & 1:
-        _field_error(self, c, o, fid, f"missing required field for {kind.decode()}")
-    if f.tag == T_INT:
-        return f.i
-    if f.tag == T_NUM:
-        _field_error(self, c, o, fid, "expected an int64 integer, got " +
-                          _span_text(f.v, _num_len(f.v, c.end), False))
-    _field_error(self, c, o, fid, "expected an integer, got " + _type_name(f.tag))
 
-cdef int64_t _time(BinanceDecoder self, Ctx* c, Obj* o, int fid, const char* kind) except? -1:
-    cdef int64_t v = _int(self, c, o, fid, kind)
-    cdef int64_t m = self._time_mult
-    if v > INT64_MAX // m or v < INT64_MIN // m:
-        _field_error(self, c, o, fid, f"time {v} is out of the int64 nanosecond range")
-    return v * m
+cdef Py_ssize_t _num_len(const char* p, const char* end) noexcept nogil:
+    cdef const char* q = p
+    while q < end and (c'0' <= q[0] <= c'9' or q[0] == c'-' or q[0] == c'+' or q[0] == c'.'
+                       or q[0] == c'e' or q[0] == c'E'):
+        q += 1
+    return q - p
 
-cdef int64_t _opt_time(BinanceDecoder self, Ctx* c, Obj* o, int fid, const char* kind) except? -1:
-    if not (o.present >> fid) & 1:
-        return 0
-    return _time(self, c, o, fid, kind)
 
-cdef int64_t _units(BinanceDecoder self, Ctx* c, Obj* o, int fid, bint is_px, const char* kind) except? -1:
-    cdef Fld* f = &o.f[fid]
-    cdef int64_t out = 0
-    cdef int rc
-    if not (o.present >> fid) & 1:
-        _field_error(self, c, o, fid, f"missing required field for {kind.decode()}")
-    if f.tag != T_STR:
-        _field_error(self, c, o, fid, "expected a decimal string, got " + _type_name(f.tag))
-    rc = hft_parse_units(f.s, <size_t>f.n, &self._px_scale if is_px else &self._qty_scale, &out)
-    if rc != HFT_DEC_OK:
-        c.err = E_DECIMAL
-        c.err_at = f.v
-        c.err_field = fid
-        c.err_dec = rc
-        c.err_level = -1
-        c.err_which = 0 if is_px else 1
-        c.err_vs = f.s
-        c.err_vn = f.n
-        _error(self, c)
-    return out
-
-cdef bint _bool(BinanceDecoder self, Ctx* c, Obj* o, int fid, const char* kind) except -1:
-    cdef Fld* f = &o.f[fid]
-    if not (o.present >> fid) & 1:
-        _field_error(self, c, o, fid, f"missing required field for {kind.decode()}")
-    if f.tag == T_TRUE:
-        return 1
-    if f.tag == T_FALSE:
-        return 0
-    _field_error(self, c, o, fid, "expected a boolean, got " + _type_name(f.tag))
-
-cdef object _opt_str(BinanceDecoder self, Ctx* c, Obj* o, int fid):
-    cdef Fld* f = &o.f[fid]
-    if not (o.present >> fid) & 1:
-        return None
-    if f.tag != T_STR:
-        _field_error(self, c, o, fid, "expected a string, got " + _type_name(f.tag))
-    return _span_text(f.s, f.n, f.esc)
-
-cdef object _symbol(BinanceDecoder self, Ctx* c, Obj* o, bint strict):
+# -------------------------------------------------------------- objects
+cdef object _symbol(BinanceDecoder self, Obj* o):
+    """The "s" string (checked by _read), cached by its bytes; None if absent."""
     cdef Fld* f = &o.f[F_s]
     cdef bytes b
-    if not (o.present >> F_s) & 1:
-        return None
-    if f.tag != T_STR:
-        if strict:
-            _field_error(self, c, o, F_s, "expected a string, got " + _type_name(f.tag))
+    if not (o.present >> F_s) & 1 or f.tag != T_STR:
         return None
     if f.esc:
         return _span_text(f.s, f.n, True)
@@ -1263,8 +1843,8 @@ cdef object _stream(BinanceDecoder self, Fld* f):
     self._stream_s = PyUnicode_DecodeUTF8(f.s, f.n, "replace")
     return self._stream_s
 
-cdef tuple _keys(BinanceDecoder self, Ctx* c, Obj* o):
-    """Top-level keys of the (already validated) object at o.start."""
+cdef tuple _keys(Ctx* c, Obj* o):
+    """Top-level keys of the (already validated, duplicate-free) object at o.start."""
     cdef const char* p = _ws(o.start + 1, c.end)
     cdef const char* q
     cdef bint esc
@@ -1286,28 +1866,25 @@ cdef tuple _keys(BinanceDecoder self, Ctx* c, Obj* o):
         if p >= c.end or p[0] != c',':
             break
         p = _ws(p + 1, c.end)
-    return tuple(dict.fromkeys(keys))
+    return tuple(keys)
 
-cdef object _unknown(BinanceDecoder self, Ctx* c, Obj* o, object stream, str event_type, bint keys):
+cdef object _unknown(BinanceDecoder self, Ctx* c, Obj* o, object stream):
     cdef UnknownEvent m = UnknownEvent.__new__(UnknownEvent)
+    cdef Fld* fe = &o.f[F_e]
     m.stream = stream
-    m.symbol = _symbol(self, c, o, False)
-    m.event_type = event_type
-    m.payload_keys = _keys(self, c, o) if keys else ()
+    m.symbol = _symbol(self, o)
+    if (o.present >> F_e) & 1:
+        m.event_type = _span_text(fe.s, fe.n, fe.esc)   # a string (checked by _read)
+        m.payload_keys = ()
+    else:
+        m.event_type = ""
+        m.payload_keys = _keys(c, o)
     return m
 
-cdef int _levels_field(BinanceDecoder self, Ctx* c, Obj* o, int fid, int side, const char* kind) except -1:
-    cdef Fld* f = &o.f[fid]
-    if not (o.present >> fid) & 1:
-        _field_error(self, c, o, fid, f"missing required field for {kind.decode()}")
-    if f.tag != T_ARR:
-        _field_error(self, c, o, fid, "expected an array of [price, qty] levels, got " +
-                          _type_name(f.tag))
-    return 0
-
-cdef int _fill(BinanceDecoder self, _Levels m, Obj* o) except -1:
-    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1]
-    cdef Py_ssize_t sb = o.lv_start[0], sa = o.lv_start[1]
+cdef int _fill(BinanceDecoder self, _Levels m, Msg* g) except -1:
+    cdef Obj* o = g.o
+    cdef Py_ssize_t nb = o.lv_n[g.lk_bid], na = o.lv_n[g.lk_ask]
+    cdef Py_ssize_t sb = o.lv_start[g.lk_bid], sa = o.lv_start[g.lk_ask]
     cdef int64_t* blk
     cdef _Scratch* s = &self._scr
     m.n_bids = nb
@@ -1330,109 +1907,67 @@ cdef int _fill(BinanceDecoder self, _Levels m, Obj* o) except -1:
         memcpy(m.ask_qty, s.qty[1] + sa, <size_t>na * sizeof(int64_t))
     return 0
 
-cdef object _depth(BinanceDecoder self, Ctx* c, Obj* o, object stream):
-    cdef const char* kind = "depthUpdate"
-    cdef int64_t U = _int(self, c, o, F_U, kind)
-    cdef int64_t u = _int(self, c, o, F_u, kind)
-    cdef int64_t pu = _int(self, c, o, F_pu, kind) if (o.present >> F_pu) & 1 else HFT_NO_ID
-    cdef int64_t E = _time(self, c, o, F_E, kind)
-    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
-    _levels_field(self, c, o, F_b, 0, kind)
-    _levels_field(self, c, o, F_a, 1, kind)
-    sym = _symbol(self, c, o, True)
+cdef object _depth(BinanceDecoder self, Msg* g, object stream):
     cdef DepthUpdate m = DepthUpdate.__new__(DepthUpdate)
-    _fill(self, m, o)
+    _fill(self, m, g)
     m.stream = stream
-    m.symbol = sym
-    m.first_id = U
-    m.last_id = u
-    m.prev_id = pu
-    m.event_time_ns = E
-    m.transaction_time_ns = T
+    m.symbol = _symbol(self, g.o)
+    m.first_id = g.U
+    m.last_id = g.u
+    m.prev_id = g.pu
+    m.event_time_ns = g.E
+    m.transaction_time_ns = g.T
     return m
 
-cdef object _snapshot(BinanceDecoder self, Ctx* c, Obj* o, object stream):
-    cdef const char* kind = "a depth snapshot"
-    cdef int64_t L = _int(self, c, o, F_lastUpdateId, kind)
-    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
-    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
-    _levels_field(self, c, o, F_bids, 0, kind)
-    _levels_field(self, c, o, F_asks, 1, kind)
-    sym = _symbol(self, c, o, True)
+cdef object _snapshot(BinanceDecoder self, Msg* g, object stream):
+    # a snapshot has no "s" (REST, spot partial depth): symbol None
     cdef DepthSnapshot m = DepthSnapshot.__new__(DepthSnapshot)
-    _fill(self, m, o)
+    _fill(self, m, g)
     m.stream = stream
-    m.symbol = sym
-    m.last_update_id = L
-    m.event_time_ns = E
-    m.transaction_time_ns = T
+    m.symbol = None
+    m.last_update_id = g.L
+    m.event_time_ns = g.E
+    m.transaction_time_ns = g.T
     return m
 
-cdef object _trade(BinanceDecoder self, Ctx* c, Obj* o, object stream, bint agg):
-    cdef const char* kind = "aggTrade" if agg else "trade"
-    cdef int64_t tid = _int(self, c, o, F_a if agg else F_t, kind)
-    cdef int64_t first = _int(self, c, o, F_f, kind) if agg else tid
-    cdef int64_t last = _int(self, c, o, F_l, kind) if agg else tid
-    cdef int64_t px = _units(self, c, o, F_p, True, kind)
-    cdef int64_t qty = _units(self, c, o, F_q, False, kind)
-    cdef int64_t T = _time(self, c, o, F_T, kind)
-    cdef int64_t E = _time(self, c, o, F_E, kind)
-    cdef bint maker = _bool(self, c, o, F_m, kind)
-    X = _opt_str(self, c, o, F_X)
-    sym = _symbol(self, c, o, True)
+cdef object _trade(BinanceDecoder self, Msg* g, object stream):
     cdef Trade m = Trade.__new__(Trade)
+    cdef Fld* fx = &g.o.f[F_X]
     m.stream = stream
-    m.symbol = sym
-    m.is_aggregate = agg
-    m.trade_id = tid
-    m.first_trade_id = first
-    m.last_trade_id = last
-    m.price = px
-    m.qty = qty
-    m.trade_time_ns = T
-    m.event_time_ns = E
-    m.buyer_is_maker = maker
-    m.side = HFT_BID if maker else HFT_ASK
-    m.trade_type = X
+    m.symbol = _symbol(self, g.o)
+    m.is_aggregate = g.agg
+    m.trade_id = g.tid
+    m.first_trade_id = g.first
+    m.last_trade_id = g.last
+    m.price = g.px
+    m.qty = g.qty
+    m.trade_time_ns = g.T
+    m.event_time_ns = g.E
+    m.buyer_is_maker = g.maker
+    m.side = HFT_BID if g.maker else HFT_ASK
+    m.trade_type = (_span_text(fx.s, fx.n, fx.esc)
+                    if not g.agg and (g.o.present >> F_X) & 1 else None)
     return m
 
-cdef object _bbo(BinanceDecoder self, Ctx* c, Obj* o, object stream):
-    cdef const char* kind = "bookTicker"
-    cdef int64_t u = _int(self, c, o, F_u, kind)
-    cdef int64_t bp = _units(self, c, o, F_b, True, kind)
-    cdef int64_t bq = _units(self, c, o, F_B, False, kind)
-    cdef int64_t ap = _units(self, c, o, F_a, True, kind)
-    cdef int64_t aq = _units(self, c, o, F_A, False, kind)
-    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
-    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
-    sym = _symbol(self, c, o, True)
+cdef object _bbo(BinanceDecoder self, Msg* g, object stream):
     cdef BookTicker m = BookTicker.__new__(BookTicker)
     m.stream = stream
-    m.symbol = sym
-    m.update_id = u
-    m.bid_px = bp
-    m.bid_qty = bq
-    m.ask_px = ap
-    m.ask_qty = aq
-    m.event_time_ns = E
-    m.transaction_time_ns = T
+    m.symbol = _symbol(self, g.o)
+    m.update_id = g.u
+    m.bid_px = g.bp
+    m.bid_qty = g.bq
+    m.ask_px = g.ap
+    m.ask_qty = g.aq
+    m.event_time_ns = g.E
+    m.transaction_time_ns = g.T
     return m
-
-
-cdef Py_ssize_t _num_len(const char* p, const char* end) noexcept nogil:
-    cdef const char* q = p
-    while q < end and (c'0' <= q[0] <= c'9' or q[0] == c'-' or q[0] == c'+' or q[0] == c'.'
-                       or q[0] == c'e' or q[0] == c'E'):
-        q += 1
-    return q - p
-
 
 
 # ----------------------------------------------------------------- batch decoding
-# decode_lines: lines -> event records without message objects. The emitters
-# below mirror _depth/_snapshot/_trade/_bbo + to_events field by field (same
-# validation through the same helpers, same records); tests/test_decode_lines.py
-# checks them against decode(...).to_events(...) on real captures and fuzz.
+# decode_lines: lines -> event records without message objects or the GIL,
+# through the same _scan / _payload / _read as decode(); the records are those
+# of to_events (_records), which tests/test_decode_lines.py checks on real
+# captures and the fuzz suite (tests/fuzz) on mutated ones.
 
 cdef struct _EvBuf:
     hft_event_t* ev
@@ -1460,398 +1995,124 @@ cdef bint _reserve(_EvBuf* b, Py_ssize_t k) noexcept nogil:
     return True
 
 
-cdef inline Py_ssize_t _level_records(BinanceDecoder self, Obj* o, int64_t local_ts, int64_t exch_ts,
-                                      int kind, int64_t first_id, int64_t last_id, int64_t prev_id,
-                                      _EvBuf* b) except -1:
-    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], n = nb + na
-    cdef const int64_t* bpx = self._scr.px[0] + o.lv_start[0]
-    cdef const int64_t* bqty = self._scr.qty[0] + o.lv_start[0]
-    cdef const int64_t* apx = self._scr.px[1] + o.lv_start[1]
-    cdef const int64_t* aqty = self._scr.qty[1] + o.lv_start[1]
-    if not _reserve(b, n if n else 1):
-        if b.fixed:
-            return -2
-        raise MemoryError()
-    n = hft_message_events(b.ev + b.n, local_ts, exch_ts, kind, first_id, last_id, prev_id,
-                           bpx, bqty, nb, apx, aqty, na)
-    b.n += n
-    return n
-
-
-cdef int _check_symbol(BinanceDecoder self, Ctx* c, Obj* o) except -1:
-    # what _symbol(..., strict=True) validates
-    if (o.present >> F_s) & 1 and o.f[F_s].tag != T_STR:
-        _field_error(self, c, o, F_s, "expected a string, got " + _type_name(o.f[F_s].tag))
-    return 0
-
-
-cdef Py_ssize_t _emit_depth(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
-    cdef const char* kind = "depthUpdate"
-    cdef int64_t U = _int(self, c, o, F_U, kind)
-    cdef int64_t u = _int(self, c, o, F_u, kind)
-    cdef int64_t pu = _int(self, c, o, F_pu, kind) if (o.present >> F_pu) & 1 else HFT_NO_ID
-    cdef int64_t E = _time(self, c, o, F_E, kind)
-    _opt_time(self, c, o, F_T, kind)
-    _levels_field(self, c, o, F_b, 0, kind)
-    _levels_field(self, c, o, F_a, 1, kind)
-    _check_symbol(self, c, o)
-    return _level_records(self, o, ts, E, HFT_EV_DEPTH, U, u, pu, b)
-
-
-cdef Py_ssize_t _emit_snapshot(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
-    cdef const char* kind = "a depth snapshot"
-    cdef int64_t L = _int(self, c, o, F_lastUpdateId, kind)
-    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
-    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
-    _levels_field(self, c, o, F_bids, 0, kind)
-    _levels_field(self, c, o, F_asks, 1, kind)
-    _check_symbol(self, c, o)
-    return _level_records(self, o, ts, E if E else T, HFT_EV_SNAPSHOT, L, L, HFT_NO_ID, b)
-
-
-cdef Py_ssize_t _emit_trade(BinanceDecoder self, Ctx* c, Obj* o, bint agg, int64_t ts,
-                            _EvBuf* b) except -1:
-    cdef const char* kind = "aggTrade" if agg else "trade"
-    cdef int64_t tid = _int(self, c, o, F_a if agg else F_t, kind)
-    cdef int64_t first = _int(self, c, o, F_f, kind) if agg else tid
-    cdef int64_t last = _int(self, c, o, F_l, kind) if agg else tid
-    cdef int64_t px = _units(self, c, o, F_p, True, kind)
-    cdef int64_t qty = _units(self, c, o, F_q, False, kind)
-    cdef int64_t T = _time(self, c, o, F_T, kind)
-    _time(self, c, o, F_E, kind)
-    cdef bint maker = _bool(self, c, o, F_m, kind)
-    if (o.present >> F_X) & 1 and o.f[F_X].tag != T_STR:
-        _field_error(self, c, o, F_X, "expected a string, got " + _type_name(o.f[F_X].tag))
-    _check_symbol(self, c, o)
-    if not _reserve(b, 1):
-        if b.fixed:
-            return -2
-        raise MemoryError()
-    hft_event_set(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
-        HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
-    b.n += 1
-    return 1
-
-
-cdef Py_ssize_t _emit_bbo(BinanceDecoder self, Ctx* c, Obj* o, int64_t ts, _EvBuf* b) except -1:
-    cdef const char* kind = "bookTicker"
-    cdef int64_t u = _int(self, c, o, F_u, kind)
-    cdef int64_t bp = _units(self, c, o, F_b, True, kind)
-    cdef int64_t bq = _units(self, c, o, F_B, False, kind)
-    cdef int64_t ap = _units(self, c, o, F_a, True, kind)
-    cdef int64_t aq = _units(self, c, o, F_A, False, kind)
-    cdef int64_t E = _opt_time(self, c, o, F_E, kind)
-    cdef int64_t T = _opt_time(self, c, o, F_T, kind)
-    cdef int64_t xt = E if E else T
-    _check_symbol(self, c, o)
-    if not _reserve(b, 2):
-        if b.fixed:
-            return -2
-        raise MemoryError()
-    hft_event_set(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
-    hft_event_set(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
-    b.n += 2
-    return 2
-
-
-cdef enum:
-    K_DEPTH = 0
-    K_SNAPSHOT
-    K_TRADE
-    K_BBO
-    K_OTHER
-    K_COUNT
-
-
-cdef Py_ssize_t _emit_frame(BinanceDecoder self, const char* data, Py_ssize_t n, int64_t ts,
-                            _EvBuf* b, const char* sym, Py_ssize_t sym_n, int* kind) except -1:
-    """One frame -> records appended to b (the dispatch of decode_c). Returns
-    the number of records, -2 when a fixed buffer is full, -3 when the frame is
-    of another symbol; raises DecodeError when malformed."""
-    cdef Ctx c
-    cdef Obj top
-    cdef Obj inner
-    cdef Obj* o
-    cdef Fld* fe
-    cdef Fld* fs
-    cdef Py_ssize_t i, k
-    c.base = data
-    c.end = data + n
-    c.px_scale = &self._px_scale
-    c.qty_scale = &self._qty_scale
-    c.scr = &self._scr
-    c.depth = 0
-    c.has_inner = False
-    c.err = E_NONE
-    c.err_field = -1
-    c.err_level = -1
-    self._scr.n[0] = 0
-    self._scr.n[1] = 0
-    inner.present = 0
-    if not _scan(&c, &top, &inner):
-        _error(self, &c)
-    o = &top
-    if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
-            and top.f[F_data].tag == T_OBJ):
-        o = &inner
-    if sym != NULL:
-        # the combined-stream name "<sym>@...", else "s"
-        fs = NULL
-        if o == &inner:
-            fs = &top.f[F_stream]
-            k = 0
-            while k < fs.n and fs.s[k] != c'@':
-                k += 1
-        elif (o.present >> F_s) & 1 and o.f[F_s].tag == T_STR:
-            fs = &o.f[F_s]
-            k = fs.n
-        if fs != NULL:
-            if k != sym_n:
-                return -3
-            for i in range(k):
-                if (fs.s[i] & ~0x20) != (sym[i] & ~0x20):
-                    return -3
-    if (o.present >> F_e) & 1:
-        fe = &o.f[F_e]
-        if fe.tag != T_STR:
-            _field_error(self, &c, o, F_e, "expected a string, got " + _type_name(fe.tag))
-        if not fe.esc:
-            if fe.n == 11 and memcmp(fe.s, "depthUpdate", 11) == 0:
-                kind[0] = K_DEPTH
-                return _emit_depth(self, &c, o, ts, b)
-            if fe.n == 5 and memcmp(fe.s, "trade", 5) == 0:
-                kind[0] = K_TRADE
-                return _emit_trade(self, &c, o, False, ts, b)
-            if fe.n == 8 and memcmp(fe.s, "aggTrade", 8) == 0:
-                kind[0] = K_TRADE
-                return _emit_trade(self, &c, o, True, ts, b)
-            if fe.n == 10 and memcmp(fe.s, "bookTicker", 10) == 0:
-                kind[0] = K_BBO
-                return _emit_bbo(self, &c, o, ts, b)
-        else:
-            et = _span_text(fe.s, fe.n, True)
-            if et == "depthUpdate":
-                kind[0] = K_DEPTH
-                return _emit_depth(self, &c, o, ts, b)
-            if et == "trade" or et == "aggTrade":
-                kind[0] = K_TRADE
-                return _emit_trade(self, &c, o, et == "aggTrade", ts, b)
-            if et == "bookTicker":
-                kind[0] = K_BBO
-                return _emit_bbo(self, &c, o, ts, b)
-        kind[0] = K_OTHER
-        return 0
-    if (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
-        kind[0] = K_SNAPSHOT
-        return _emit_snapshot(self, &c, o, ts, b)
-    if (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
-            == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
-        kind[0] = K_BBO
-        return _emit_bbo(self, &c, o, ts, b)
-    kind[0] = K_OTHER
-    return 0
-
-
-# ---------------------------------------------------------- the GIL-free fast path
-# decode_lines scans lines and emits records without the GIL through the
-# helpers below: the same checks as the emitters above, answering "ok" or "let
-# the slow path decide". A line the fast path does not accept (any malformed
-# frame, an escaped "e") stops the scan; it is decoded with the GIL by
-# _emit_frame, which raises the DecodeError with its message, and the scan
-# resumes. So the records and the errors are the slow path's, byte for byte.
-
-cdef struct _DecCfg:
-    _Scratch* scr
-    const hft_scale_t* px_scale
-    const hft_scale_t* qty_scale
-    int64_t time_mult
-    int64_t time_max        # INT64_MAX // time_mult
-    int64_t time_min        # INT64_MIN // time_mult (floor)
-
 cdef enum:
     R_FULL = -2             # the caller's fixed array is full
     R_OTHER_SYMBOL = -3
-    R_SLOW = -4             # decode this line with the GIL
+    R_ERROR = -4            # malformed frame (the Ctx tells)
     R_NOMEM = -5
 
 
-cdef inline bint _f_int(Obj* o, int fid, int64_t* out) noexcept nogil:
-    if not (o.present >> fid) & 1 or o.f[fid].tag != T_INT:
-        return False
-    out[0] = o.f[fid].i
-    return True
-
-cdef inline bint _f_time(_DecCfg* d, Obj* o, int fid, int64_t* out) noexcept nogil:
-    cdef int64_t v
-    if not _f_int(o, fid, &v) or v > d.time_max or v < d.time_min:
-        return False
-    out[0] = v * d.time_mult
-    return True
-
-cdef inline bint _f_opt_time(_DecCfg* d, Obj* o, int fid, int64_t* out) noexcept nogil:
-    if not (o.present >> fid) & 1:
-        out[0] = 0
-        return True
-    return _f_time(d, o, fid, out)
-
-cdef inline bint _f_units(Obj* o, int fid, const hft_scale_t* scale, int64_t* out) noexcept nogil:
-    cdef Fld* f = &o.f[fid]
-    if not (o.present >> fid) & 1 or f.tag != T_STR:
-        return False
-    return hft_parse_units(f.s, <size_t>f.n, scale, out) == HFT_DEC_OK
-
-cdef inline bint _f_bool(Obj* o, int fid, bint* out) noexcept nogil:
-    if not (o.present >> fid) & 1:
-        return False
-    if o.f[fid].tag == T_TRUE:
-        out[0] = True
-        return True
-    if o.f[fid].tag == T_FALSE:
-        out[0] = False
-        return True
-    return False
-
-cdef inline bint _f_array(Obj* o, int fid) noexcept nogil:
-    return (o.present >> fid) & 1 and o.f[fid].tag == T_ARR
-
-cdef inline bint _f_opt_str(Obj* o, int fid) noexcept nogil:
-    return not (o.present >> fid) & 1 or o.f[fid].tag == T_STR
-
-
-cdef Py_ssize_t _records_c(_DecCfg* d, Obj* o, int64_t local_ts, int64_t exch_ts, int kind,
-                           int64_t first_id, int64_t last_id, int64_t prev_id, _EvBuf* b) noexcept nogil:
-    """_level_records without the GIL."""
-    cdef Py_ssize_t nb = o.lv_n[0], na = o.lv_n[1], n = nb + na
-    cdef const int64_t* bpx = d.scr.px[0] + o.lv_start[0]
-    cdef const int64_t* bqty = d.scr.qty[0] + o.lv_start[0]
-    cdef const int64_t* apx = d.scr.px[1] + o.lv_start[1]
-    cdef const int64_t* aqty = d.scr.qty[1] + o.lv_start[1]
-    if not _reserve(b, n if n else 1):
-        return R_FULL if b.fixed else R_NOMEM
-    n = hft_message_events(b.ev + b.n, local_ts, exch_ts, kind, first_id, last_id, prev_id,
-                           bpx, bqty, nb, apx, aqty, na)
-    b.n += n
-    return n
-
-
-cdef Py_ssize_t _emit_frame_c(_DecCfg* d, const char* data, Py_ssize_t n, int64_t ts, _EvBuf* b,
-                              const char* sym, Py_ssize_t sym_n, int* kind) noexcept nogil:
-    """_emit_frame without the GIL: records appended, or R_* (R_SLOW when the
-    frame is not accepted here: the slow path decides and reports)."""
-    cdef Ctx c
-    cdef Obj top
-    cdef Obj inner
-    cdef Obj* o
-    cdef Fld* fe
-    cdef Fld* fs
-    cdef Py_ssize_t i, k
-    cdef int64_t U, u, pu, E, T, L, tid, first, last, px, qty, bp, bq, ap, aq
-    cdef bint maker, agg
-    c.base = data
-    c.end = data + n
-    c.px_scale = d.px_scale
-    c.qty_scale = d.qty_scale
-    c.scr = d.scr
-    c.depth = 0
-    c.has_inner = False
-    c.err = E_NONE
-    c.err_field = -1
-    c.err_level = -1
-    d.scr.n[0] = 0
-    d.scr.n[1] = 0
-    inner.present = 0
-    if not _scan(&c, &top, &inner):
-        return R_SLOW
-    o = &top
-    if (c.has_inner and (top.present >> F_stream) & 1 and top.f[F_stream].tag == T_STR
-            and top.f[F_data].tag == T_OBJ):
-        o = &inner
-    if sym != NULL:
-        fs = NULL
-        if o == &inner:
-            fs = &top.f[F_stream]
-            k = 0
-            while k < fs.n and fs.s[k] != c'@':
-                k += 1
-        elif (o.present >> F_s) & 1 and o.f[F_s].tag == T_STR:
-            fs = &o.f[F_s]
-            k = fs.n
-        if fs != NULL:
-            if k != sym_n:
-                return R_OTHER_SYMBOL
-            for i in range(k):
-                if (fs.s[i] & ~0x20) != (sym[i] & ~0x20):
-                    return R_OTHER_SYMBOL
-    if (o.present >> F_e) & 1:
-        fe = &o.f[F_e]
-        if fe.tag != T_STR or fe.esc:
-            return R_SLOW
-        if fe.n == 11 and memcmp(fe.s, "depthUpdate", 11) == 0:
-            kind[0] = K_DEPTH
-            pu = HFT_NO_ID
-            if not (_f_int(o, F_U, &U) and _f_int(o, F_u, &u)
-                    and (not (o.present >> F_pu) & 1 or _f_int(o, F_pu, &pu))
-                    and _f_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T)
-                    and _f_array(o, F_b) and _f_array(o, F_a) and _f_opt_str(o, F_s)):
-                return R_SLOW
-            return _records_c(d, o, ts, E, HFT_EV_DEPTH, U, u, pu, b)
-        agg = fe.n == 8 and memcmp(fe.s, "aggTrade", 8) == 0
-        if agg or (fe.n == 5 and memcmp(fe.s, "trade", 5) == 0):
-            kind[0] = K_TRADE
-            if not _f_int(o, F_a if agg else F_t, &tid):
-                return R_SLOW
-            first = last = tid
-            if agg and not (_f_int(o, F_f, &first) and _f_int(o, F_l, &last)):
-                return R_SLOW
-            if not (_f_units(o, F_p, d.px_scale, &px) and _f_units(o, F_q, d.qty_scale, &qty)
-                    and _f_time(d, o, F_T, &T) and _f_time(d, o, F_E, &E) and _f_bool(o, F_m, &maker)
-                    and _f_opt_str(o, F_X) and _f_opt_str(o, F_s)):
-                return R_SLOW
-            if not _reserve(b, 1):
-                return R_FULL if b.fixed else R_NOMEM
-            hft_event_set(b.ev + b.n, ts, T, px, qty, first, last, HFT_NO_ID, HFT_EV_TRADE,
-                HFT_BID if maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
-            b.n += 1
-            return 1
-        if fe.n == 10 and memcmp(fe.s, "bookTicker", 10) == 0:
-            kind[0] = K_BBO
-            return _bbo_c(d, o, ts, b)
-        kind[0] = K_OTHER
-        return 0
-    if (o.present >> F_lastUpdateId) & 1 and (o.present & ((1 << F_bids) | (1 << F_asks))):
-        kind[0] = K_SNAPSHOT
-        if not (_f_int(o, F_lastUpdateId, &L) and _f_opt_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T)
-                and _f_array(o, F_bids) and _f_array(o, F_asks) and _f_opt_str(o, F_s)):
-            return R_SLOW
-        return _records_c(d, o, ts, E if E else T, HFT_EV_SNAPSHOT, L, L, HFT_NO_ID, b)
-    if (o.present & ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))
-            == ((1 << F_u) | (1 << F_b) | (1 << F_B) | (1 << F_a) | (1 << F_A))):
-        kind[0] = K_BBO
-        return _bbo_c(d, o, ts, b)
-    kind[0] = K_OTHER
+cdef Py_ssize_t _records(const _DecCfg* d, Msg* m, int64_t ts, _EvBuf* b) noexcept nogil:
+    """The records of a read message (as its to_events(ts)), appended to b:
+    their number, or R_FULL / R_NOMEM."""
+    cdef Obj* o = m.o
+    cdef Py_ssize_t nb, na, n
+    cdef int64_t ts2
+    if m.kind == K_DEPTH or m.kind == K_SNAPSHOT:
+        nb = o.lv_n[m.lk_bid]
+        na = o.lv_n[m.lk_ask]
+        n = nb + na
+        if not _reserve(b, n if n else 1):
+            return R_FULL if b.fixed else R_NOMEM
+        if m.kind == K_DEPTH:
+            n = hft_message_events(b.ev + b.n, ts, m.E, HFT_EV_DEPTH, m.U, m.u, m.pu,
+                                   d.scr.px[0] + o.lv_start[m.lk_bid], d.scr.qty[0] + o.lv_start[m.lk_bid], nb,
+                                   d.scr.px[1] + o.lv_start[m.lk_ask], d.scr.qty[1] + o.lv_start[m.lk_ask], na)
+        else:
+            n = hft_message_events(b.ev + b.n, ts, m.E if m.E else m.T, HFT_EV_SNAPSHOT, m.L, m.L, HFT_NO_ID,
+                                   d.scr.px[0] + o.lv_start[m.lk_bid], d.scr.qty[0] + o.lv_start[m.lk_bid], nb,
+                                   d.scr.px[1] + o.lv_start[m.lk_ask], d.scr.qty[1] + o.lv_start[m.lk_ask], na)
+        b.n += n
+        return n
+    if m.kind == K_TRADE:
+        if not _reserve(b, 1):
+            return R_FULL if b.fixed else R_NOMEM
+        hft_event_set(b.ev + b.n, ts, m.T, m.px, m.qty, m.first, m.last, HFT_NO_ID, HFT_EV_TRADE,
+            HFT_BID if m.maker else HFT_ASK, HFT_EVF_BEGIN | HFT_EVF_END)
+        b.n += 1
+        return 1
+    if m.kind == K_BBO:
+        if not _reserve(b, 2):
+            return R_FULL if b.fixed else R_NOMEM
+        ts2 = m.E if m.E else m.T
+        hft_event_set(b.ev + b.n, ts, ts2, m.bp, m.bq, m.u, m.u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
+        hft_event_set(b.ev + b.n + 1, ts, ts2, m.ap, m.aq, m.u, m.u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
+        b.n += 2
+        return 2
     return 0
 
 
-cdef Py_ssize_t _bbo_c(_DecCfg* d, Obj* o, int64_t ts, _EvBuf* b) noexcept nogil:
-    cdef int64_t u, bp, bq, ap, aq, E, T, xt
-    if not (_f_int(o, F_u, &u) and _f_units(o, F_b, d.px_scale, &bp) and _f_units(o, F_B, d.qty_scale, &bq)
-            and _f_units(o, F_a, d.px_scale, &ap) and _f_units(o, F_A, d.qty_scale, &aq)
-            and _f_opt_time(d, o, F_E, &E) and _f_opt_time(d, o, F_T, &T) and _f_opt_str(o, F_s)):
-        return R_SLOW
-    xt = E if E else T
-    if not _reserve(b, 2):
-        return R_FULL if b.fixed else R_NOMEM
-    hft_event_set(b.ev + b.n, ts, xt, bp, bq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
-    hft_event_set(b.ev + b.n + 1, ts, xt, ap, aq, u, u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
-    b.n += 2
-    return 2
+cdef inline char _lower(char ch) noexcept nogil:
+    return <char>(ch + 32) if c'A' <= ch <= c'Z' else ch
+
+
+cdef int _sym_match(Ctx* c, Obj* top, Msg* m, const char* sym, Py_ssize_t sym_n) noexcept nogil:
+    """Is the line of symbol sym (ASCII, any case)? By the stream name before
+    '@' when wrapped, else by a string "s"; 1 also when it names none. 1 yes,
+    0 no, -1 out of memory."""
+    cdef Fld* fs
+    cdef const char* s
+    cdef char* buf
+    cdef Py_ssize_t n, k
+    if m.wrapped:
+        fs = &top.f[F_stream]
+    elif (m.o.present >> F_s) & 1 and m.o.f[F_s].tag == T_STR:
+        fs = &m.o.f[F_s]
+    else:
+        return 1
+    s = fs.s
+    n = fs.n
+    if fs.esc:
+        buf = _text_room(c.scr, n)
+        if buf == NULL:
+            return -1
+        n = _unescape(s, n, buf)
+        s = buf
+    if m.wrapped:
+        k = 0
+        while k < n and s[k] != c'@':
+            k += 1
+        n = k
+    if n != sym_n:
+        return 0
+    for k in range(n):
+        if _lower(s[k]) != _lower(sym[k]):
+            return 0
+    return 1
+
+
+cdef Py_ssize_t _line_frame(_DecCfg* d, const char* data, Py_ssize_t n, int64_t ts, _EvBuf* b,
+                            const char* sym, Py_ssize_t sym_n, int* kind, Ctx* c) noexcept nogil:
+    """One frame -> records appended to b: their number, or R_* (R_ERROR: c
+    holds the error)."""
+    cdef Obj top
+    cdef Obj inner
+    cdef Msg m
+    cdef int r
+    _ctx_init(c, d, data, n)
+    if not _scan(c, &top, &inner) or _payload(c, &top, &inner, &m) < 0:
+        return R_ERROR
+    if sym != NULL:
+        r = _sym_match(c, &top, &m, sym, sym_n)
+        if r == 0:
+            return R_OTHER_SYMBOL
+        if r < 0:
+            return R_NOMEM
+    if _read(c, d, &m) < 0:
+        return R_ERROR
+    kind[0] = m.kind
+    return _records(d, &m, ts, b)
 
 
 cdef enum:
     S_DONE = 0              # end of the buffer (or an unfinished last line)
-    S_SLOW = 1              # the line at .p needs the slow path (frame/fend/ts/eol set)
+    S_ERROR = 1             # the line ending at .eol is malformed (.ctx tells)
     S_FULL = 2
     S_NOMEM = 3
+
+cdef enum:
+    LINE_FORMAT = 0         # not "<ns> <json>"
+    LINE_TS_RANGE = 1       # receive time beyond int64 ns
 
 cdef struct _LineScan:
     const char* p           # next line
@@ -1862,11 +2123,10 @@ cdef struct _LineScan:
     Py_ssize_t empty
     Py_ssize_t counts[<int>K_COUNT]
     int stop
-    const char* frame       # S_SLOW: the line's frame, its end, receive time, end of line
-    const char* fend
-    const char* eol
-    int64_t ts
-    Py_ssize_t* err_line    # line numbers of "not <ns> <json>" lines, in order
+    const char* eol         # S_ERROR: end of the malformed line
+    Ctx ctx                 # S_ERROR: its error
+    Py_ssize_t* err_line    # line numbers of lines that are not "<ns> <json>", in order
+    int* err_code           # their LINE_* reason
     Py_ssize_t err_n
     Py_ssize_t err_cap
 
@@ -1880,7 +2140,7 @@ cdef void _scan_lines(_DecCfg* d, _LineScan* st, const char* end, _EvBuf* b, bin
     cdef const char* fend
     cdef Py_ssize_t nrec
     cdef uint64_t ts
-    cdef int kind
+    cdef int kind, bad
     st.stop = S_DONE
     while p < end:
         eol = <const char*>memchr(p, c'\n', <size_t>(end - p))
@@ -1896,33 +2156,36 @@ cdef void _scan_lines(_DecCfg* d, _LineScan* st, const char* end, _EvBuf* b, bin
             st.empty += 1
             p = eol + 1 if eol < end else end
             continue
-        # "<ns> <json>"
+        # "<ns> <json>": at most 19 digits (they fit uint64), then <= INT64_MAX
         q = p
         ts = 0
         while q < fend and c'0' <= q[0] <= c'9' and q - p < 19:
             ts = ts * 10 + <uint64_t>(q[0] - c'0')
             q += 1
+        bad = -1
         if q == p or q >= fend or q[0] != c' ':
+            bad = LINE_FORMAT
+        elif ts > <uint64_t>INT64_MAX:
+            bad = LINE_TS_RANGE
+        if bad >= 0:
             st.malformed += 1
             if st.err_n < st.err_cap:
                 st.err_line[st.err_n] = st.lineno
+                st.err_code[st.err_n] = bad
                 st.err_n += 1
             p = eol + 1 if eol < end else end
             continue
         frame = q + 1
         kind = K_OTHER
-        nrec = _emit_frame_c(d, frame, fend - frame, <int64_t>ts, b, sym, sym_n, &kind)
+        nrec = _line_frame(d, frame, fend - frame, <int64_t>ts, b, sym, sym_n, &kind, &st.ctx)
         if nrec >= 0:
             st.messages += 1
             st.counts[kind] += 1
         elif nrec == R_OTHER_SYMBOL:
             st.skipped += 1
-        elif nrec == R_SLOW:
-            st.stop = S_SLOW
-            st.frame = frame
-            st.fend = fend
+        elif nrec == R_ERROR:
+            st.stop = S_ERROR
             st.eol = eol
-            st.ts = <int64_t>ts
             break
         elif nrec == R_FULL:
             st.lineno -= 1          # stop before this line
@@ -1938,68 +2201,52 @@ cdef void _scan_lines(_DecCfg* d, _LineScan* st, const char* end, _EvBuf* b, bin
 
 cdef dict _decode_lines(BinanceDecoder self, const char* data, Py_ssize_t size, _EvBuf* b,
                         bint final, bytes sym_b, Py_ssize_t line_offset, Py_ssize_t max_errors):
-    """The line loop runs without the GIL (_scan_lines); it stops at a line
-    only the slow path handles, which is decoded here with the GIL."""
+    """The line loop runs without the GIL (_scan_lines); it stops at a malformed
+    frame, whose message is made here with the GIL, and goes on."""
     cdef const char* end = data + size
     cdef const char* sym = NULL
-    cdef Py_ssize_t sym_n = 0, nrec, i
-    cdef _DecCfg d
+    cdef Py_ssize_t sym_n = 0, i
     cdef _LineScan st
-    cdef int kind
     cdef bint full = False
     errors = []
     if sym_b is not None:
         sym = PyBytes_AS_STRING(sym_b)
         sym_n = PyBytes_GET_SIZE(sym_b)
-    d.scr = &self._scr
-    d.px_scale = &self._px_scale
-    d.qty_scale = &self._qty_scale
-    d.time_mult = self._time_mult
-    d.time_max = INT64_MAX // self._time_mult
-    d.time_min = INT64_MIN // self._time_mult
     memset(&st, 0, sizeof(_LineScan))
     st.p = data
     st.lineno = line_offset
     if max_errors > 0:
         st.err_line = <Py_ssize_t*>malloc(<size_t>max_errors * sizeof(Py_ssize_t))
-        if st.err_line == NULL:
+        st.err_code = <int*>malloc(<size_t>max_errors * sizeof(int))
+        if st.err_line == NULL or st.err_code == NULL:
+            free(st.err_line)
+            free(st.err_code)
             raise MemoryError()
     try:
         while True:
             st.err_cap = max(0, max_errors - len(errors))
             with nogil:
-                _scan_lines(&d, &st, end, b, final, sym, sym_n)
+                _scan_lines(&self._cfg, &st, end, b, final, sym, sym_n)
             # format errors found by the scan come before the line it stopped at
             for i in range(st.err_n):
-                errors.append((st.err_line[i], "not '<ns> <json>'"))
+                errors.append((st.err_line[i], "not '<ns> <json>'" if st.err_code[i] == LINE_FORMAT
+                               else "receive time beyond the int64 nanosecond range"))
             st.err_n = 0
             if st.stop == S_NOMEM:
                 raise MemoryError()
             if st.stop == S_FULL:
                 full = True
                 break
-            if st.stop != S_SLOW:
+            if st.stop != S_ERROR:
                 break
-            nrec = -1
-            kind = K_OTHER
-            try:
-                nrec = _emit_frame(self, st.frame, st.fend - st.frame, st.ts, b, sym, sym_n, &kind)
-            except DecodeError as exc:
-                st.malformed += 1
-                if len(errors) < max_errors:
-                    errors.append((st.lineno, str(exc)))
-            if nrec == -2:          # the caller's array is full: stop before this line
-                st.lineno -= 1
-                full = True
-                break
-            if nrec == -3:
-                st.skipped += 1
-            elif nrec >= 0:
-                st.messages += 1
-                st.counts[kind] += 1
+            msg = _error_info(self, &st.ctx)[0]      # MemoryError for E_NOMEM
+            st.malformed += 1
+            if len(errors) < max_errors:
+                errors.append((st.lineno, msg))
             st.p = st.eol + 1 if st.eol < end else end
     finally:
         free(st.err_line)
+        free(st.err_code)
     return {"lines": st.lineno - line_offset, "messages": st.messages, "events": b.n,
             "malformed": st.malformed, "errors": errors, "skipped": st.skipped, "empty": st.empty,
             "consumed": st.p - data, "full": full,

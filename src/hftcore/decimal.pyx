@@ -81,12 +81,23 @@ def describe_error(int code, str text, str scale_text=None):
     return f"{q}: {strerror(code)}"
 
 
+cdef object _unencodable(str text):
+    """DecimalError for a str that is not UTF-8 (a lone surrogate): not a plain
+    decimal (or negative, by the error precedence, when it starts with '-')."""
+    code = HFT_DEC_NEGATIVE if text.startswith("-") else HFT_DEC_SYNTAX
+    shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+    return DecimalError(describe_error(code, shown), code, text)
+
+
 cdef inline int _text_ptr(object text, const char** p, Py_ssize_t* n) except -1:
     if type(text) is bytes:
         p[0] = PyBytes_AS_STRING(text)
         n[0] = PyBytes_GET_SIZE(text)
     elif type(text) is str:
-        p[0] = PyUnicode_AsUTF8AndSize(text, n)
+        try:
+            p[0] = PyUnicode_AsUTF8AndSize(text, n)
+        except UnicodeEncodeError:
+            raise _unencodable(text) from None
     elif isinstance(text, (bytes, str)):
         return _text_ptr(bytes(text) if isinstance(text, bytes) else str(text), p, n)
     else:
@@ -124,7 +135,10 @@ cdef class Scale:
         cdef int rc
         cdef char buf[64]
         s = _scale_source_text(source)
-        b = s.encode("utf-8")
+        try:
+            b = s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _unencodable(s) from None
         p = PyBytes_AS_STRING(b)
         n = PyBytes_GET_SIZE(b)
         rc = hft_scale_from_str(p, <size_t>n, &self._s)

@@ -1,17 +1,24 @@
 """Reference twin of hftcore.binance: a ``json.loads``-based Binance decoder
 producing plain dataclasses with the same field names and units (prices in
-ticks, quantities in lots, times in ns, ids as sent). Slow, obviously right.
+ticks, quantities in lots, times in ns, ids as sent). Slow, obviously right:
+the JSON is json.loads's and the decimals are decimal.Decimal's (through
+hftmm.reference.decimal), so it serves as the oracle of the fuzz suite.
 
-The rules mirror the compiled decoder:
+The rules are the compiled decoder's:
 
+* the text is strict UTF-8 (bytes that are not, or a str holding a lone
+  surrogate, are refused); json.loads reads it, with NaN/Infinity refused and
+  the nesting depth at most 128 (top-level object = 1);
+* a key twice in the top-level object, or in the "data" payload of a
+  combined-stream frame, is refused (json.loads would keep the last);
 * combined-stream wrapper ``{"stream": str, "data": {...}}`` -> the payload is
   ``data`` and ``stream`` is set; otherwise the frame itself is the payload;
-* level arrays ("b", "a", "bids", "asks" holding a list) are validated wherever
-  they appear, in document order; scalar fields only when the detected type
-  uses them (so an unmodelled event never fails on a field it does not use);
 * classification: "e" == depthUpdate / trade / aggTrade / bookTicker, any other
   "e" -> UnknownEvent(e); no "e": lastUpdateId with bids or asks -> snapshot;
-  u, b, B, a, A -> book ticker; otherwise UnknownEvent("") with the keys.
+  u, b, B, a, A -> book ticker; otherwise UnknownEvent("") with the keys;
+* each kind reads exactly its documented keys, in a fixed order (the first
+  failing one is reported); every other key is ignored (also "bids" in a
+  depthUpdate, "b" in a snapshot); ids and times are non-negative int64.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 BID, ASK = 0, 1
 
-LEVEL_KEYS = ("b", "a", "bids", "asks")
+MAX_DEPTH = 128
 
 
 class DecodeError(ValueError):
@@ -104,7 +111,7 @@ class UnknownEvent:
 def _type_name(v: Any) -> str:
     if isinstance(v, bool):
         return "a boolean"
-    if isinstance(v, (int, float)):
+    if isinstance(v, (int, float, _BigNumber)):
         return "a number"
     if isinstance(v, str):
         return "a string"
@@ -117,6 +124,83 @@ def _type_name(v: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid JSON literal {name}")
+
+
+class _BigNumber:
+    """A JSON integer too long for int() (Python's digit limit); never an int64."""
+
+
+def _parse_int(text: str) -> Any:
+    return int(text) if len(text) <= 40 else _BigNumber()
+
+
+class _Obj(dict):
+    """A JSON object as json.loads builds it (the last value of a repeated key,
+    as json.loads; only an object the decoder does not read may repeat one),
+    with ``dup``: the first key seen twice (document order), or None."""
+
+    __slots__ = ("dup",)
+
+
+def _pairs(pairs: list) -> _Obj:
+    o = _Obj(pairs)
+    o.dup = None
+    if len(o) != len(pairs):
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                o.dup = k
+                break
+            seen.add(k)
+    return o
+
+
+def _too_deep(text: str) -> bool:
+    """Does the (valid JSON) text nest containers deeper than MAX_DEPTH?"""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_reject_constant, parse_int=_parse_int)
+
+
+def loads_strict(frame: bytes | bytearray | memoryview | str) -> Any:
+    """json.loads of the frame's strict UTF-8 text (objects as _Obj); DecodeError
+    (field None) for anything json.loads or the UTF-8 codec refuses, and for
+    nesting beyond MAX_DEPTH."""
+    try:
+        if isinstance(frame, str):
+            frame.encode("utf-8")        # a lone surrogate is not UTF-8
+            text = frame
+        else:
+            text = bytes(frame).decode("utf-8")
+    except UnicodeError as e:
+        raise DecodeError(f"invalid UTF-8: {e}") from None
+    try:
+        top = _JSON.decode(text)
+    except (ValueError, RecursionError) as e:
+        raise DecodeError(f"invalid JSON: {e}") from None
+    if _too_deep(text):
+        raise DecodeError("nesting too deep")
+    return top
 
 
 class BinanceDecoder:
@@ -157,11 +241,14 @@ class BinanceDecoder:
         return obj[key]
 
     def _int(self, obj: dict, key: str, kind: str) -> int:
+        """A required non-negative int64 (an id, or a time before scaling)."""
         v = self._req(obj, key, kind)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, _BigNumber)):
             raise DecodeError(f'field "{key}": expected an integer, got {_type_name(v)}', key)
-        if isinstance(v, float) or not (INT64_MIN <= v <= INT64_MAX):
+        if not isinstance(v, int) or not (INT64_MIN <= v <= INT64_MAX):
             raise DecodeError(f'field "{key}": expected an int64 integer', key)
+        if v < 0:
+            raise DecodeError(f'field "{key}": expected a non-negative integer, got {v}', key)
         return v
 
     def _time(self, obj: dict, key: str, kind: str) -> int:
@@ -184,74 +271,65 @@ class BinanceDecoder:
             return None
         return s
 
-    def _level_field(self, obj: dict, levels: dict, key: str, kind: str) -> list:
+    def _level_field(self, obj: dict, key: str, kind: str) -> list:
         v = self._req(obj, key, kind)
         if not isinstance(v, list):
             raise DecodeError(
                 f'field "{key}": expected an array of [price, qty] levels, got {_type_name(v)}', key)
-        return levels[key]
+        return self._levels(key, v)
 
     # ------------------------------------------------------------ decode
     def decode(self, frame: bytes | bytearray | memoryview | str):
-        if isinstance(frame, (bytearray, memoryview)):
-            frame = bytes(frame)
-        try:
-            top = json.loads(frame, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise DecodeError(f"invalid JSON: {e}") from None
+        top = loads_strict(frame)
         if not isinstance(top, dict):
             raise DecodeError("top level is not a JSON object")
-        # levels are validated wherever they appear, in document order
-        top_levels: dict = {}
-        data_levels: dict = {}
-        for k, v in top.items():
-            if k in LEVEL_KEYS and isinstance(v, list):
-                top_levels[k] = self._levels(k, v)
-            elif k == "data" and isinstance(v, dict):
-                for k2, v2 in v.items():
-                    if k2 in LEVEL_KEYS and isinstance(v2, list):
-                        data_levels[k2] = self._levels(k2, v2)
+        if top.dup is not None:
+            raise DecodeError(f"duplicate key {json.dumps(top.dup)}", top.dup)
         stream = None
-        obj, levels = top, top_levels
+        obj = top
         if isinstance(top.get("stream"), str) and isinstance(top.get("data"), dict):
-            obj, levels, stream = top["data"], data_levels, top["stream"]
+            obj, stream = top["data"], top["stream"]
+            if obj.dup is not None:
+                raise DecodeError(f"duplicate key {json.dumps(obj.dup)}", obj.dup)
 
         if "e" in obj:
             e = obj["e"]
             if not isinstance(e, str):
                 raise DecodeError(f'field "e": expected a string, got {_type_name(e)}', "e")
             if e == "depthUpdate":
-                return self._depth(obj, levels, stream)
+                return self._depth(obj, stream)
             if e in ("trade", "aggTrade"):
                 return self._trade(obj, stream, e == "aggTrade")
             if e == "bookTicker":
                 return self._bbo(obj, stream)
             return UnknownEvent(stream, self._symbol(obj, False), e, ())
         if "lastUpdateId" in obj and ("bids" in obj or "asks" in obj):
-            return self._snapshot(obj, levels, stream)
+            return self._snapshot(obj, stream)
         if all(k in obj for k in ("u", "b", "B", "a", "A")):
             return self._bbo(obj, stream)
         return UnknownEvent(stream, self._symbol(obj, False), "", tuple(obj.keys()))
 
-    def _depth(self, obj: dict, levels: dict, stream: str | None) -> DepthUpdate:
+    def _depth(self, obj: dict, stream: str | None) -> DepthUpdate:
+        # e E T s U u pu b a
         kind = "depthUpdate"
         U = self._int(obj, "U", kind)
         u = self._int(obj, "u", kind)
         pu = self._int(obj, "pu", kind) if "pu" in obj else NO_ID
         E = self._time(obj, "E", kind)
         T = self._opt_time(obj, "T", kind)
-        bids = self._level_field(obj, levels, "b", kind)
-        asks = self._level_field(obj, levels, "a", kind)
+        bids = self._level_field(obj, "b", kind)
+        asks = self._level_field(obj, "a", kind)
         return DepthUpdate(stream, self._symbol(obj, True), U, u, pu, E, T, bids, asks)
 
-    def _snapshot(self, obj: dict, levels: dict, stream: str | None) -> DepthSnapshot:
+    def _snapshot(self, obj: dict, stream: str | None) -> DepthSnapshot:
+        # lastUpdateId E T bids asks (no "s": symbol None)
         kind = "a depth snapshot"
         L = self._int(obj, "lastUpdateId", kind)
         E = self._opt_time(obj, "E", kind)
         T = self._opt_time(obj, "T", kind)
-        bids = self._level_field(obj, levels, "bids", kind)
-        asks = self._level_field(obj, levels, "asks", kind)
-        return DepthSnapshot(stream, self._symbol(obj, True), L, E, T, bids, asks)
+        bids = self._level_field(obj, "bids", kind)
+        asks = self._level_field(obj, "asks", kind)
+        return DepthSnapshot(stream, None, L, E, T, bids, asks)
 
     def _trade(self, obj: dict, stream: str | None, agg: bool) -> Trade:
         kind = "aggTrade" if agg else "trade"
@@ -265,8 +343,8 @@ class BinanceDecoder:
         m = self._req(obj, "m", kind)
         if not isinstance(m, bool):
             raise DecodeError(f'field "m": expected a boolean, got {_type_name(m)}', "m")
-        X = obj.get("X")
-        if "X" in obj and not isinstance(X, str):
+        X = obj.get("X") if not agg else None    # trade only
+        if not agg and "X" in obj and not isinstance(X, str):
             raise DecodeError(f'field "X": expected a string, got {_type_name(X)}', "X")
         sym = self._symbol(obj, True)
         return Trade(stream, sym, agg, tid, first, last, px, qty, T, E, m,

@@ -1,21 +1,23 @@
 """Reference twin of hftcore.decimal: exact decimal text <-> integer units with
 ``decimal.Decimal`` and plain ints. Slow, obviously right.
 
-Same rules and the same error precedence as include/hftcore/decimal.h:
+Same rules and the same error precedence as include/hftcore/decimal.h. The
+accepted syntax is the plain decimal (ASCII digits with at most one '.', no
+sign, no exponent); an accepted text gives exactly ``Decimal(text) / scale``:
 
   empty string                                   EMPTY
   leading '-' (also "-0")                        NEGATIVE
   any other char outside [0-9.], or a 2nd '.'    SYNTAX
   no digit at all (".")                          EMPTY
   a nonzero digit beyond the scale's decimals    NOT_MULTIPLE
-  value * 10**exponent > 2**63 - 1               OVERFLOW
-  (value * 10**exponent) % mantissa != 0         NOT_MULTIPLE
+  floor(value / scale) > 2**63 - 1               OVERFLOW
+  value / scale not a whole number               NOT_MULTIPLE
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import Decimal, Inexact, localcontext
 
 INT64_MAX = 2**63 - 1
 MAX_EXPONENT = 18
@@ -106,17 +108,22 @@ def parse_units(text: str | bytes, scale: "Scale | str | bytes") -> int:
     text = _as_str(text)
     _check_syntax(text)
     with localcontext() as ctx:
-        ctx.prec = 200
+        # exact at any length: enough digits for the whole text, and Inexact trapped
+        ctx.prec = len(text) + MAX_EXPONENT + 2
+        ctx.Emax = ctx.prec + 10
+        ctx.Emin = -ctx.Emax
+        ctx.traps[Inexact] = True
         value = Decimal(text if text != "." else "0")
         scaled = value.scaleb(sc.exponent)  # value * 10**exponent, exact
         if scaled != scaled.to_integral_value():
             raise DecimalError(f'"{text}" is not a whole multiple of {sc}', NOT_MULTIPLE, text)
         n = int(scaled)
-    if n > INT64_MAX:
+    q, r = divmod(n, sc.mantissa)
+    if q > INT64_MAX:
         raise DecimalError(f'"{text}" is out of the int64 range in units of {sc}', OVERFLOW, text)
-    if n % sc.mantissa:
+    if r:
         raise DecimalError(f'"{text}" is not a whole multiple of {sc}', NOT_MULTIPLE, text)
-    return n // sc.mantissa
+    return q
 
 
 def format_units(units: int, scale: "Scale | str | bytes") -> str:

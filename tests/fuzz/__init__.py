@@ -1,0 +1,1 @@
+"""Fuzz suite of the Binance decoder and the decimal parser (see README.md)."""
