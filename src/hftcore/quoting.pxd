@@ -79,6 +79,8 @@ cdef int quote_params_set_intensity(quote_params_t* p, double A, double k) noexc
 cdef int compute_quote(const quote_params_t* p, int64_t best_bid, int64_t best_ask,
                        int64_t bid_qty_lots, int64_t ask_qty_lots, double sigma, double q,
                        int64_t t_ns, quote_out_t* out) noexcept nogil
+cdef int compute_quote_fv(const quote_params_t* p, int64_t best_bid, int64_t best_ask, double fair_ticks,
+                          double sigma, double q, int64_t t_ns, quote_out_t* out) noexcept nogil
 cdef Py_ssize_t quote_batch_kernel(const quote_params_t* p, Py_ssize_t n,
                                    const int64_t* best_bid, const int64_t* best_ask,
                                    const int64_t* bid_qty, const int64_t* ask_qty,

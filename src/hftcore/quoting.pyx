@@ -216,12 +216,10 @@ cdef inline int _quote_at(const quote_params_t* p, int64_t best_bid, int64_t bes
     """
     cdef bint has_bid = best_bid != QUOTE_NO_BID
     cdef bint has_ask = best_ask != QUOTE_NO_ASK
-    cdef double s, var, tau, skew, r, spread, half, bid_f, ask_f, sc2, db, da, c, band
-    cdef int64_t rem, bt, at, tot
+    cdef double s
+    cdef int64_t tot
     out.bid_ok = 0
     out.ask_ok = 0
-    if not (sigma >= 0.0 and sigma < INFINITY) or not (q > -INFINITY and q < INFINITY):
-        return -1
     # fair value s, in ticks
     if has_bid and has_ask:
         if best_bid >= best_ask:
@@ -239,6 +237,35 @@ cdef inline int _quote_at(const quote_params_t* p, int64_t best_bid, int64_t bes
     elif has_ask:
         s = <double>best_ask
     else:
+        return -1
+    return _quote_from(p, best_bid, best_ask, s, sigma, q, t_ns, rem_known, out)
+
+
+cdef int compute_quote_fv(const quote_params_t* p, int64_t best_bid, int64_t best_ask, double fair_ticks,
+                          double sigma, double q, int64_t t_ns, quote_out_t* out) noexcept nogil:
+    """One quote around a fair value the caller chose (``fair_ticks``, ticks; e.g. a
+    strategy's own estimate), with the book top for the post-only clamps. Returns
+    0, or -1 as :func:`compute_quote` (and for a fair value that is not finite)."""
+    out.bid_ok = 0
+    out.ask_ok = 0
+    if best_bid != QUOTE_NO_BID and best_ask != QUOTE_NO_ASK and best_bid >= best_ask:
+        return -1
+    if not (fair_ticks > -TICK_LIMIT and fair_ticks < TICK_LIMIT):
+        return -1
+    return _quote_from(p, best_bid, best_ask, fair_ticks, sigma, q, t_ns, -1, out)
+
+
+cdef inline int _quote_from(const quote_params_t* p, int64_t best_bid, int64_t best_ask, double s,
+                            double sigma, double q, int64_t t_ns, int64_t rem_known,
+                            quote_out_t* out) noexcept nogil:
+    """The quote around fair value s [ticks] (the model, the minimum spread, tick
+    rounding, the post-only clamps against the book top, the price band, the
+    inventory limit)."""
+    cdef bint has_bid = best_bid != QUOTE_NO_BID
+    cdef bint has_ask = best_ask != QUOTE_NO_ASK
+    cdef double var, tau, skew, r, spread, half, bid_f, ask_f, sc2, db, da, c, band
+    cdef int64_t rem, bt, at
+    if not (sigma >= 0.0 and sigma < INFINITY) or not (q > -INFINITY and q < INFINITY):
         return -1
 
     var = sigma * sigma  # price units**2 per second

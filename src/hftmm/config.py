@@ -76,125 +76,229 @@ def _decimal_step(obj: Any, name: str) -> None:
         raise ConfigError(f"{type(obj).__name__}.{name}", f"must be > 0, got {value!r}")
 
 
-@dataclass(frozen=True)
-class TradingConfig:
-    """What to quote and how.
+def _check(obj: Any, rules: Mapping[str, tuple]) -> None:
+    """Validate ``obj``'s fields by ``rules``: name -> ("num", lo, lo_open[, hi]) |
+    ("optnum", lo, lo_open[, hi]) (None allowed) | ("int", lo) | ("bool",) |
+    ("choice", values). Refusals are ConfigErrors naming ``Class.field``."""
+    owner = type(obj).__name__
+    for name, rule in rules.items():
+        v = getattr(obj, name)
+        kind = rule[0]
+        if kind == "bool":
+            check_bool(owner, name, v)
+        elif kind == "int":
+            check_int(owner, name, v, rule[1])
+        elif kind == "choice":
+            if not isinstance(v, str) or v not in rule[1]:
+                raise ConfigError(f"{owner}.{name}", f"must be one of {', '.join(map(repr, rule[1]))}, got {v!r}")
+        elif kind in ("num", "optnum"):
+            if v is None and kind == "optnum":
+                continue
+            lo, lo_open = rule[1], rule[2]
+            hi = rule[3] if len(rule) > 3 else math.inf
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{owner}.{name}", f"must be a finite number, got {v!r}")
+            if v < lo or (lo_open and v == lo) or v > hi:
+                rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi != math.inf else "")
+                raise ConfigError(f"{owner}.{name}", f"must be {rng}, got {v!r}")
 
-    symbol: Binance symbol, e.g. ``"BTCUSDT"``.
-    tick_size: PRICE_FILTER tickSize, price units.
-    lot_size: LOT_SIZE stepSize, base-asset units.
-    gamma: risk aversion (1 / (price unit x base unit)).
-    time_horizon: T, seconds.
-    min_spread: minimum quoted spread, price units.
-    order_size: quote size, base-asset units.
-    model: ``"as"`` (Avellaneda-Stoikov) or ``"glft"``.
-    fair_value: ``"mid"`` or ``"micro"``.
-    ewma_half_life: volatility EWMA half-life, seconds.
-    market: ``"spot"`` (order entry is spot) or ``"usdm"`` (market data only).
-    k, A: fill intensity lambda(delta) = A exp(-k delta): k per price unit, A per
-      second; fitted online from trades when ``estimate_intensity`` (over
-      ``intensity_window`` seconds, refitted every ``intensity_refit`` seconds).
-    xi: GLFT xi (None = gamma). rolling_horizon: tau = T always (else T - t mod T).
-    quote_refresh_interval: seconds between quote computations (on book changes).
-    requote_threshold: ticks a working order may be off the new quote before it
-      is replaced. min_order_lifetime: seconds an order rests before it may be
-      replaced (0 = none). inventory_sizing: shrink the side that adds to the
-      position in proportion to the inventory. post_only: LIMIT_MAKER quotes.
-    inventory_baseline: testnet/live: the base-asset holding [base units] that counts
-      as a flat position; the position is the account's base balance minus it,
-      read from the exchange before the first quote. None: the baseline of this
-      symbol's earlier session in the --state-db, else the balance at the start.
+
+#: Binance's regular-tier (VIP 0) commissions without BNB discount, maker / taker,
+#: as fractions of the notional (spot 0.1 % / 0.1 %; USD-M 0.02 % / 0.05 %)
+BINANCE_FEES = {"spot": (0.001, 0.001), "usdm": (0.0002, 0.0005)}
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """The market maker's knobs -- the same names, defaults and meaning in
+    backtests, paper and live trading. Units in brackets.
+
+    model: ``"as"`` (Avellaneda-Stoikov) or ``"glft"``; gamma: risk aversion
+    [1/(price x base)]; time_horizon: T [s] (rolling_horizon: tau = T always, else
+    T - t mod T); xi: GLFT xi (None = gamma); fair_value: ``"mid"`` or ``"micro"``;
+    ewma_half_life [s] of the volatility; k [1/price] and A [1/s] of the fill
+    intensity A exp(-k delta), fitted online from trades when estimate_intensity
+    (over intensity_window [s], refitted every intensity_refit [s]); order_size
+    [base]; min_spread [price]; quote_refresh_interval [s] between quote
+    computations; requote_threshold [ticks] a working order may be off its quote
+    before it moves; min_order_lifetime [s] an order rests before it may move;
+    inventory_sizing: shrink the side that adds to the position in proportion to
+    it; post_only: post-only (LIMIT_MAKER / GTX) quotes; price_band [fraction]: a
+    side further than this from the fair value (or priced <= 0) is not posted.
     """
 
-    symbol: str = "BTCUSDT"
-    tick_size: float = 0.01
-    lot_size: float = 0.00001
+    model: str = "as"
     gamma: float = 0.1
     time_horizon: float = 30.0
-    min_spread: float = 0.0
-    order_size: float = 0.001
-    model: str = "as"
+    rolling_horizon: bool = False
+    xi: Optional[float] = None
     fair_value: str = "mid"
     ewma_half_life: float = 60.0
-    market: str = "spot"
     k: float = 10.0
     A: float = 5.0
     estimate_intensity: bool = True
     intensity_window: float = 600.0
     intensity_refit: float = 10.0
-    xi: float | None = None
-    rolling_horizon: bool = False
+    order_size: float = 0.001
+    min_spread: float = 0.0
     quote_refresh_interval: float = 0.1
     requote_threshold: int = 1
     min_order_lifetime: float = 0.0
     inventory_sizing: bool = False
     post_only: bool = True
+    price_band: float = 0.2
+
+    _RULES = {
+        "model": ("choice", ("as", "glft")), "gamma": ("num", 0.0, True), "time_horizon": ("num", 0.0, True),
+        "rolling_horizon": ("bool",), "xi": ("optnum", 0.0, False), "fair_value": ("choice", ("mid", "micro")),
+        "ewma_half_life": ("num", 0.0, True), "k": ("num", 0.0, True), "A": ("num", 0.0, True),
+        "estimate_intensity": ("bool",), "intensity_window": ("num", 0.0, True),
+        "intensity_refit": ("num", 0.0, True), "order_size": ("num", 0.0, True), "min_spread": ("num", 0.0, False),
+        "quote_refresh_interval": ("num", 0.0, True), "requote_threshold": ("int", 0),
+        "min_order_lifetime": ("num", 0.0, False), "inventory_sizing": ("bool",), "post_only": ("bool",),
+        "price_band": ("num", 0.0, True),
+    }
+
+    def __post_init__(self) -> None:
+        _check(self, StrategyConfig._RULES)
+
+
+@dataclass(frozen=True)
+class TradingConfig(StrategyConfig):
+    """A live or paper session: the strategy's knobs (:class:`StrategyConfig`) and
+    what to trade.
+
+    symbol: Binance symbol, e.g. ``"BTCUSDT"``; market: ``"spot"`` or ``"usdm"``;
+    tick_size / lot_size [price / base units] (the exchange's from exchangeInfo
+    win when they differ); inventory_baseline [base units]: testnet/live: the
+    base-asset holding that counts as a flat position; the position is the
+    account's base balance minus it, read from the exchange before the first
+    quote. None: the baseline of this symbol's earlier session in the
+    --state-db, else the balance at the start.
+    """
+
+    symbol: str = "BTCUSDT"
+    market: str = "spot"
+    tick_size: float = 0.01
+    lot_size: float = 0.00001
     inventory_baseline: Optional[float] = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.symbol, str) or not self.symbol.isalnum():
             raise ConfigError("TradingConfig.symbol", f"must be an alphanumeric symbol, got {self.symbol!r}")
         object.__setattr__(self, "symbol", self.symbol.upper())
         _decimal_step(self, "tick_size")
         _decimal_step(self, "lot_size")
-        _positive(self, "gamma")
-        _positive(self, "time_horizon")
-        _positive(self, "min_spread", allow_zero=True)
-        _positive(self, "order_size")
-        _positive(self, "ewma_half_life")
-        if self.model not in ("as", "glft"):
-            raise ConfigError("TradingConfig.model", f"must be 'as' or 'glft', got {self.model!r}")
-        if self.fair_value not in ("mid", "micro"):
-            raise ConfigError("TradingConfig.fair_value", f"must be 'mid' or 'micro', got {self.fair_value!r}")
-        if self.market not in ("spot", "usdm"):
-            raise ConfigError("TradingConfig.market", f"must be 'spot' or 'usdm', got {self.market!r}")
-        for name in ("k", "A", "intensity_window", "intensity_refit", "quote_refresh_interval"):
-            _positive(self, name)
-        _positive(self, "min_order_lifetime", allow_zero=True)
-        if self.xi is not None:
-            _positive(self, "xi", allow_zero=True)
-        if self.inventory_baseline is not None:
-            _positive(self, "inventory_baseline", allow_zero=True)
-        for name in ("estimate_intensity", "rolling_horizon", "inventory_sizing", "post_only"):
-            check_bool("TradingConfig", name, getattr(self, name))
-        check_int("TradingConfig", "requote_threshold", self.requote_threshold)
+        _check(self, {"market": ("choice", ("spot", "usdm")), "inventory_baseline": ("optnum", 0.0, False)})
+
+    @property
+    def strategy(self) -> StrategyConfig:
+        """The strategy's knobs alone."""
+        return StrategyConfig(**{f.name: getattr(self, f.name) for f in fields(StrategyConfig)})
+
+
+@dataclass(frozen=True)
+class ExchangeModelConfig:
+    """The exchange model of backtests and paper trading. Units in brackets.
+
+    feed_latency [s]: exchange event to visibility (None: each message's receive
+    time); clock_correction: when the receive clock ran behind the exchange's
+    (some local_ts < exch_ts), shift it so the fastest message took
+    min_feed_latency [s]; order_latency (entry), cancel_latency,
+    response_latency [s]; queue_model ``"risk_averse"`` | ``"power"`` | ``"log"``
+    with queue_power; fill_model ``"queue"`` (fills from the data's trades) or
+    ``"intensity"`` (A exp(-k delta) draws: fill_A [1/s], fill_k [1/price]);
+    maker_fee / taker_fee [fraction of notional; negative: a rebate; None:
+    Binance's regular tier for the market -- spot 0.1 % / 0.1 %, USD-M 0.02 % /
+    0.05 %]; seed of the random fill draws.
+    """
+
+    feed_latency: Optional[float] = None
+    clock_correction: bool = True
+    min_feed_latency: float = 0.001
+    order_latency: float = 0.005
+    cancel_latency: float = 0.005
+    response_latency: float = 0.005
+    queue_model: str = "risk_averse"
+    queue_power: float = 2.0
+    fill_model: str = "queue"
+    fill_A: float = 5.0
+    fill_k: float = 10.0
+    maker_fee: Optional[float] = None
+    taker_fee: Optional[float] = None
+    seed: int = 1
+
+    _RULES = {
+        "feed_latency": ("optnum", 0.0, False), "clock_correction": ("bool",), "min_feed_latency": ("num", 0.0, False),
+        "order_latency": ("num", 0.0, False), "cancel_latency": ("num", 0.0, False),
+        "response_latency": ("num", 0.0, False), "queue_model": ("choice", ("risk_averse", "power", "log")),
+        "queue_power": ("num", 0.0, True), "fill_model": ("choice", ("queue", "intensity")),
+        "fill_A": ("num", 0.0, True), "fill_k": ("num", 0.0, True), "maker_fee": ("optnum", -0.01, False, 0.01),
+        "taker_fee": ("optnum", -0.01, False, 0.01), "seed": ("int", 0),
+    }
+
+    def __post_init__(self) -> None:
+        _check(self, ExchangeModelConfig._RULES)
+
+    def fees(self, market: str = "spot") -> tuple[float, float]:
+        """(maker, taker) fractions: the configured ones, else Binance's regular tier."""
+        d_maker, d_taker = BINANCE_FEES.get(market or "spot", BINANCE_FEES["spot"])
+        return (d_maker if self.maker_fee is None else float(self.maker_fee),
+                d_taker if self.taker_fee is None else float(self.taker_fee))
+
+
+#: paper trading's exchange model is the backtester's (the old name)
+PaperConfig = ExchangeModelConfig
 
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Risk limits.
+    """Risk limits, the same in backtests, paper and live trading. Units in brackets.
 
-    max_position: absolute inventory limit, base-asset units.
-    max_daily_loss: loss that stops trading for the day, quote currency.
-    max_drawdown: peak-to-trough equity loss that stops trading, a fraction of the
-      peak equity (0.05 = 5 %); equity = ``capital`` + PnL.
-    max_drawdown_abs: the same limit in quote currency (None: off); both apply.
-    capital: the equity the session starts with, quote currency (the base of the
-      drawdown fraction).
-    latency_threshold_ms: order round trip / feed age above which quoting pauses, ms.
-    max_orders_per_second: our own order-rate ceiling.
+    max_position [base]: |inventory| limit, held with every open and in-flight
+    order filled (0: none); max_orders_per_second: new orders (a replace counts
+    one, a cancel none) per sliding second (None: no limit); max_daily_loss [quote]: the loss that
+    stops trading for the UTC day (0: none); max_drawdown [fraction of the peak
+    equity, initial_capital + PnL: 0.05 = 5 %] and max_drawdown_abs [quote; None:
+    off]: both trip the kill switch; flatten_on_kill: a kill also closes the
+    position with a market order; initial_capital [quote]; latency_threshold_ms
+    [ms]: live only -- order round trip or feed age above which quoting pauses.
     """
 
     max_position: float = 0.01
+    max_orders_per_second: Optional[float] = 10.0
     max_daily_loss: float = 100.0
     max_drawdown: float = 0.05
     max_drawdown_abs: Optional[float] = None
-    capital: float = 10_000.0
+    initial_capital: float = 10_000.0
+    flatten_on_kill: bool = True
     latency_threshold_ms: float = 500.0
-    max_orders_per_second: float = 10.0
+
+    _RULES = {
+        "max_position": ("num", 0.0, False), "max_orders_per_second": ("optnum", 1.0, False, 1e6),
+        "max_daily_loss": ("num", 0.0, False), "max_drawdown": ("num", 0.0, False),
+        "max_drawdown_abs": ("optnum", 0.0, True), "initial_capital": ("num", 0.0, True),
+        "flatten_on_kill": ("bool",),
+        "latency_threshold_ms": ("num", 0.0, True),
+    }
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name != "max_drawdown_abs" or self.max_drawdown_abs is not None:
-                _positive(self, f.name)
+        _check(self, RiskConfig._RULES)
         if self.max_drawdown > 1:
             raise ConfigError("RiskConfig.max_drawdown",
                               f"is a fraction of the peak equity (0.05 = 5 %), got {self.max_drawdown!r}; "
                               f"for a limit in quote currency use max_drawdown_abs")
-        if self.max_orders_per_second < 1:
-            # "no order while the last second holds max": below 1 no order could ever go
-            raise ConfigError("RiskConfig.max_orders_per_second",
-                              f"must be >= 1 (orders per second), got {self.max_orders_per_second!r}")
+
+
+def field_names(*classes: type) -> tuple[str, ...]:
+    """The dataclass fields of ``classes``, in order (their one set of names)."""
+    return tuple(f.name for cls in classes for f in fields(cls))
+
+
+def subset(cls: type, source: Any, **overrides: Any) -> Any:
+    """An instance of ``cls`` from the same-named attributes of ``source``."""
+    return cls(**{f.name: overrides.get(f.name, getattr(source, f.name)) for f in fields(cls)})
 
 
 _ENV_BOOLS = {"true": True, "1": True, "false": False, "0": False}

@@ -1,153 +1,129 @@
-"""BacktestConfig: every knob of a backtest, validated when the config is built."""
+"""BacktestConfig: a backtest's data and output, plus the strategy, exchange model
+and risk limits -- the fields of :class:`hftmm.config.StrategyConfig`,
+:class:`~hftmm.config.ExchangeModelConfig` and :class:`~hftmm.config.RiskConfig`
+under their own names and defaults (defined there, once), so every knob of a
+live session is backtestable and sweepable."""
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
-from hftmm.config import ConfigError, check_bool, check_date, check_int
+from hftmm.config import (ConfigError, ExchangeModelConfig, RiskConfig, StrategyConfig, TradingConfig, _check,
+                          check_date, subset)
 
-_MODELS = ("as", "glft")
-_FAIR = ("mid", "micro")
-_QUEUE = ("risk_averse", "power", "log")
-_FILL = ("queue", "intensity")
+_COMPONENTS = (StrategyConfig, ExchangeModelConfig, RiskConfig)
 
 
-def _num(name: str, v: Any, lo: float = -math.inf, lo_open: bool = False, hi: float = math.inf) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"BacktestConfig.{name}", f"must be a finite number, got {v!r}")
-    if v < lo or (lo_open and v == lo) or v > hi:
-        rng = f"{'>' if lo_open else '>='} {lo}" + (f" and <= {hi}" if hi != math.inf else "")
-        raise ConfigError(f"BacktestConfig.{name}", f"must be {rng}, got {v!r}")
+def _data_fields() -> list[tuple[str, Any, Any]]:
+    return [
+        ("start_date", "str", dataclasses.field(default="2024-08-08")),
+        ("end_date", "str", dataclasses.field(default="2024-08-08")),
+        ("symbol", "str", dataclasses.field(default="BTCUSDT")),
+        ("data_path", "Optional[str]", dataclasses.field(default=None)),
+        ("market", "Optional[str]", dataclasses.field(default=None)),
+        ("tick_size", "Optional[str]", dataclasses.field(default=None)),
+        ("lot_size", "Optional[str]", dataclasses.field(default=None)),
+        ("sample_interval", "float", dataclasses.field(default=1.0)),
+    ]
 
 
-@dataclass(frozen=True)
-class BacktestConfig:
-    """A backtest: data, strategy and exchange model. Units in brackets.
+def _component_fields() -> list[tuple[str, Any, Any]]:
+    out = []
+    for cls in _COMPONENTS:
+        for f in fields(cls):
+            out.append((f.name, f.type, dataclasses.field(default=f.default)))
+    return out
+
+
+class _BacktestConfigMethods:
+    """A backtest: data, strategy, exchange model and risk. Units in brackets.
 
     Data: ``start_date``/``end_date`` (UTC "YYYY-MM-DD", inclusive), ``symbol``;
     ``data_path`` an event store (``hftmm data convert`` output) or None for the
-    bundled synthetic market on those dates; ``tick_size``/``lot_size`` [price /
-    base units per tick / lot] (taken from the store or the synthetic market when
-    None).
+    bundled synthetic market on those dates; ``market`` "spot" or "usdm" (None:
+    the store's; the synthetic market is spot) -- it decides the default fees;
+    ``tick_size``/``lot_size`` [price / base units per tick / lot] (the store's or
+    the synthetic market's when None); ``sample_interval`` [s] of the equity curve.
 
-    Strategy: ``model`` "as" (Avellaneda-Stoikov) or "glft"; ``gamma`` [1/(price x
-    base)]; ``time_horizon`` T [s] (``rolling_horizon``: tau = T always, else
-    tau = T - t mod T); ``fair_value`` "mid" or "micro"; ``ewma_half_life`` [s];
-    ``k`` [1/price] and ``A`` [1/s] fixed, or fitted online from trades when
-    ``estimate_intensity``; ``order_size`` [base]; ``max_position`` [base] (held even if every open or
-    in-flight order filled, as the live RiskManager holds it; 0: none);
-    ``min_spread`` [price]; ``quote_refresh_interval`` [s]; ``requote_threshold``
-    [ticks]; ``max_orders_per_second`` refuses a new order while the last second
-    already holds that many, as the live RiskManager does (same default, 10;
-    None: no limit).
+    Strategy (:class:`hftmm.config.StrategyConfig`): model, gamma, time_horizon,
+    rolling_horizon, xi, fair_value, ewma_half_life, k, A, estimate_intensity,
+    intensity_window, intensity_refit, order_size, min_spread,
+    quote_refresh_interval, requote_threshold, min_order_lifetime,
+    inventory_sizing, post_only, price_band.
 
-    Exchange: ``feed_latency``, ``order_latency`` (entry), ``cancel_latency``,
-    ``response_latency`` [s] (feed_latency None: the data's own receive times);
-    ``clock_correction``: when the data's receive clock was behind the
-    exchange's (some ``local_ts - exch_ts`` < 0, which would let the strategy see
-    events before they happen), shift ``local_ts`` so the smallest feed latency
-    becomes ``min_feed_latency`` [s];
-    ``queue_model`` "risk_averse" | "power" | "log" with ``queue_power``;
-    ``fill_model`` "queue" or "intensity" (with ``fill_A``, ``fill_k``, for data
-    without trades); ``maker_fee``/``taker_fee`` [fraction of notional; negative =
-    rebate]; ``post_only`` (crossing orders rejected).
+    Exchange model (:class:`hftmm.config.ExchangeModelConfig`): feed_latency,
+    clock_correction, min_feed_latency, order_latency, cancel_latency,
+    response_latency, queue_model, queue_power, fill_model, fill_A, fill_k,
+    maker_fee, taker_fee (None: Binance's regular tier for the market), seed.
 
-    Output: ``initial_capital`` [quote]; ``sample_interval`` [s] of the equity
-    curve; ``seed`` of the random fill draws.
+    Risk (:class:`hftmm.config.RiskConfig`): max_position, max_orders_per_second,
+    max_daily_loss, max_drawdown, max_drawdown_abs, initial_capital (the live
+    limits, applied to the backtest as they would be live).
     """
-
-    start_date: str = "2024-08-08"
-    end_date: str = "2024-08-08"
-    symbol: str = "BTCUSDT"
-    gamma: float = 0.1
-    time_horizon: float = 30.0
-    initial_capital: float = 10_000.0
-    model: str = "as"
-    fair_value: str = "mid"
-    rolling_horizon: bool = False
-    ewma_half_life: float = 60.0
-    k: float = 10.0
-    A: float = 5.0
-    estimate_intensity: bool = True
-    intensity_window: float = 600.0
-    intensity_refit: float = 10.0
-    xi: Optional[float] = None
-    order_size: float = 0.001
-    max_position: float = 0.01
-    min_spread: float = 0.0
-    quote_refresh_interval: float = 0.1
-    requote_threshold: int = 1
-    max_orders_per_second: Optional[float] = 10.0
-    feed_latency: Optional[float] = None
-    clock_correction: bool = True
-    min_feed_latency: float = 0.001
-    order_latency: float = 0.005
-    cancel_latency: float = 0.005
-    response_latency: float = 0.005
-    queue_model: str = "risk_averse"
-    queue_power: float = 2.0
-    fill_model: str = "queue"
-    fill_A: float = 5.0
-    fill_k: float = 10.0
-    maker_fee: float = 0.0
-    taker_fee: float = 0.0004
-    post_only: bool = True
-    data_path: Optional[str] = None
-    tick_size: Optional[str] = None
-    lot_size: Optional[str] = None
-    sample_interval: float = 1.0
-    seed: int = 1
 
     def __post_init__(self) -> None:
         d0 = check_date("BacktestConfig", "start_date", self.start_date)
         d1 = check_date("BacktestConfig", "end_date", self.end_date)
-        for name in ("rolling_horizon", "estimate_intensity", "clock_correction", "post_only"):
-            check_bool("BacktestConfig", name, getattr(self, name))
-        for name in ("symbol", "model", "fair_value", "queue_model", "fill_model"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"BacktestConfig.{name}", f"must be a string, got {getattr(self, name)!r}")
-        if self.data_path is not None and not isinstance(self.data_path, str):
-            raise ConfigError("BacktestConfig.data_path", f"must be a folder path string or None, got {self.data_path!r}")
         if d1 < d0:
             raise ConfigError("BacktestConfig.end_date", f"{self.end_date} is before start_date {self.start_date}")
         if not isinstance(self.symbol, str) or not self.symbol.isalnum():
             raise ConfigError("BacktestConfig.symbol", f"must be alphanumeric, got {self.symbol!r}")
-        for name, allowed in (("model", _MODELS), ("fair_value", _FAIR), ("queue_model", _QUEUE),
-                              ("fill_model", _FILL)):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"BacktestConfig.{name}", f"must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("gamma", "time_horizon", "ewma_half_life", "k", "A", "intensity_window", "intensity_refit",
-                     "order_size", "quote_refresh_interval", "sample_interval", "queue_power", "fill_A", "fill_k"):
-            _num(name, getattr(self, name), 0.0, lo_open=True)
-        for name in ("initial_capital", "max_position", "min_spread", "order_latency", "cancel_latency",
-                     "response_latency", "min_feed_latency"):
-            _num(name, getattr(self, name), 0.0)
-        for name in ("maker_fee", "taker_fee"):
-            _num(name, getattr(self, name), -0.01, hi=0.01)
-        if self.feed_latency is not None:
-            _num("feed_latency", self.feed_latency, 0.0)
-        if self.max_orders_per_second is not None:
-            _num("max_orders_per_second", self.max_orders_per_second, 1.0, hi=1e6)
-        if self.xi is not None:
-            _num("xi", self.xi, 0.0)
-        check_int("BacktestConfig", "requote_threshold", self.requote_threshold)
-        check_int("BacktestConfig", "seed", self.seed)
+        if self.data_path is not None and not isinstance(self.data_path, str):
+            raise ConfigError("BacktestConfig.data_path", f"must be a folder path string or None, got {self.data_path!r}")
+        if self.market is not None:
+            _check(self, {"market": ("choice", ("spot", "usdm"))})
+        _check(self, {"sample_interval": ("num", 0.0, True)})
         for name in ("tick_size", "lot_size"):
             v = getattr(self, name)
             if v is not None:
                 try:
-                    ok = Decimal(str(v)) > 0
+                    ok = not isinstance(v, bool) and Decimal(str(v)) > 0
                 except InvalidOperation:
                     ok = False
                 if not ok:
                     raise ConfigError(f"BacktestConfig.{name}", f"must be a positive decimal, got {v!r}")
-        if self.max_position < self.order_size and self.max_position != 0:
+        # the components validate their own fields; errors name the backtest's field
+        for cls in _COMPONENTS:
+            try:
+                subset(cls, self)
+            except ConfigError as exc:
+                name = exc.field.split(".", 1)[-1]
+                raise ConfigError(f"BacktestConfig.{name}", str(exc).split(": ", 1)[-1]) from None
+        if self.max_position and self.max_position < self.order_size:
             raise ConfigError("BacktestConfig.max_position",
                               f"{self.max_position} is below order_size {self.order_size}: no quote could be posted")
+
+    # -- the parts
+    @property
+    def strategy(self) -> StrategyConfig:
+        return subset(StrategyConfig, self)
+
+    @property
+    def exchange(self) -> ExchangeModelConfig:
+        return subset(ExchangeModelConfig, self)
+
+    @property
+    def risk(self) -> RiskConfig:
+        return subset(RiskConfig, self)
+
+    @classmethod
+    def compose(cls, strategy: Optional[StrategyConfig] = None, exchange: Optional[ExchangeModelConfig] = None,
+                risk: Optional[RiskConfig] = None, **data: Any) -> "BacktestConfig":
+        """The backtest of a strategy (a StrategyConfig or a live TradingConfig, whose
+        symbol and market are taken too), an exchange model and risk limits; ``data``:
+        the data fields (dates, data_path, ...)."""
+        d: dict[str, Any] = {}
+        for part, kind in ((strategy, StrategyConfig), (exchange, ExchangeModelConfig), (risk, RiskConfig)):
+            if part is not None:
+                d.update({f.name: getattr(part, f.name) for f in fields(kind)})
+        if isinstance(strategy, TradingConfig):
+            d.setdefault("symbol", strategy.symbol)
+            d.setdefault("market", strategy.market)
+        d.update(data)
+        return cls(**d)
 
     def replace(self, **changes: Any) -> "BacktestConfig":
         """A copy with some fields changed (validated again)."""
@@ -168,3 +144,16 @@ class BacktestConfig:
         d0 = _dt.date.fromisoformat(self.start_date)
         d1 = _dt.date.fromisoformat(self.end_date)
         return [(d0 + _dt.timedelta(days=i)).isoformat() for i in range((d1 - d0).days + 1)]
+
+    def fees(self) -> tuple[float, float]:
+        """(maker, taker) fractions in use (the configured ones, else the market's)."""
+        return self.exchange.fees(self.market or "spot")
+
+
+BacktestConfig = dataclass(frozen=True)(type("BacktestConfig", (_BacktestConfigMethods,), {
+    "__annotations__": {name: typ for name, typ, _ in _data_fields() + _component_fields()},
+    **{name: fld for name, _, fld in _data_fields() + _component_fields()},
+    "__module__": __name__,
+    "__doc__": _BacktestConfigMethods.__doc__,
+}))
+BacktestConfig.__qualname__ = "BacktestConfig"

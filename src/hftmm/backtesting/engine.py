@@ -20,11 +20,14 @@ import pandas as pd
 
 from hftcore import EVENT_DTYPE
 from hftcore.backtest import ReplayKernel
+from hftcore.book import L2Book
+from hftcore.exchange import ExchangeModel
 
 from hftmm.backtesting.config import BacktestConfig
 from hftmm.backtesting.metrics import PerformanceMetrics, compute_metrics
 from hftmm.errors import DataError
 from hftmm.progress import Progress
+from hftmm.strategy import core
 from hftmm.threads import read_ahead
 from hftmm.synthetic import DAY_S, SyntheticConfig, day_start_ns, generate_day
 
@@ -48,6 +51,8 @@ class EventSource:
     description: str
     #: added to every local_ts (the receive clock's correction; see BacktestConfig.clock_correction)
     clock_shift_ns: int = 0
+    #: "spot" or "usdm" (the data's; decides the default fees)
+    market: str = "spot"
 
 
 def synthetic_source(config: BacktestConfig, day_seconds: Optional[float] = None) -> EventSource:
@@ -100,7 +105,7 @@ def store_source(config: BacktestConfig) -> EventSource:
     if shift:
         events = _shifted(events, shift)
     return EventSource(read_ahead(events), str(tick), str(lot), (start, end), f"{config.data_path} {config.symbol}",
-                       shift)
+                       shift, meta.get("market") or "spot")
 
 
 def _date_ranges(days: list[str]) -> str:
@@ -250,13 +255,11 @@ class BacktestEngine:
         if len(keys) > 1:
             raise ValueError(f"configs of one pass must share {SHARED_FIELDS}; got {len(keys)} distinct")
         src = source or self._source(configs[0])
-        tick, lot = float(src.tick_size), float(src.lot_size)
-        kps = [kernel_params(c, tick, lot) for c in configs]
+        market = configs[0].market or src.market
+        kernel = build_kernel(configs, src.tick_size, src.lot_size, market)
+        lot = float(src.lot_size)
+        tick = float(src.tick_size)
         n = len(configs)
-        if n == 1:
-            kernel = ReplayKernel(kps[0][0], kps[0][1], configs[0].seed)
-        else:
-            kernel = ReplayKernel.multi([(p, q, c.seed) for (p, q), c in zip(kps, configs)])
         bar = Progress(1.0, "backtest", "events", enabled=progress is True)
         t_start, t_end = src.span_ns
         span = max(t_end - t_start, 1)
@@ -268,16 +271,13 @@ class BacktestEngine:
                 fills[j].append(kernel.take_fills(j))
                 samples[j].append(kernel.take_samples(j))
 
-        tail = np.zeros(0, dtype=EVENT_DTYPE)
         events = 0
         last_ts = t_start
         t0 = time.perf_counter()
         for chunk in src.chunks:
             if not len(chunk):
                 continue
-            arr = _concat(tail, chunk)
-            i = kernel.run(arr, len(tail), False)
-            tail = arr[i:].copy()
+            kernel.run(chunk)
             events += len(chunk)
             last_ts = int(chunk["exch_ts"][-1])
             drain()
@@ -286,7 +286,6 @@ class BacktestEngine:
             bar.update(0.0, count=len(chunk), count_unit="events")
             if callable(progress):
                 progress(frac, events)
-        kernel.run(tail, len(tail), True)
         kernel.finish(last_ts)
         drain()
         elapsed = time.perf_counter() - t0
@@ -297,8 +296,12 @@ class BacktestEngine:
             trades = fills_frame(np.concatenate(fills[j]), tick, lot)
             ts = samples_frame(np.concatenate(samples[j]), tick, lot, config.initial_capital)
             counters = kernel.counters(j)
-            counters["submitted_qty"] = counters["submitted_lots"] * lot
+            counters["orders_submitted"] = counters["sent"]
+            counters["rate_blocked"] = counters["refused_rate"]
+            counters["submitted_qty"] = counters["sent_lots"] * lot
             counters["clock_shift_ns"] = src.clock_shift_ns
+            counters["maker_fee"], counters["taker_fee"] = config.exchange.fees(market)
+            counters["market"] = market
             perf = compute_metrics(trades, ts, counters, config.initial_capital)
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
@@ -320,9 +323,9 @@ class BacktestEngine:
 
 
 #: BacktestConfig fields strategies of one replay pass must share: the data, and
-#: the exchange model's parts that decide the shared clocks and books.
-SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "tick_size", "lot_size", "feed_latency",
-                 "clock_correction", "min_feed_latency")
+#: what decides the shared clocks and the equity samples.
+SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "market", "tick_size", "lot_size", "feed_latency",
+                 "clock_correction", "min_feed_latency", "sample_interval")
 
 
 def shared_key(config: BacktestConfig) -> tuple:
@@ -330,31 +333,30 @@ def shared_key(config: BacktestConfig) -> tuple:
     return tuple(getattr(config, f) for f in SHARED_FIELDS)
 
 
-def kernel_params(config: BacktestConfig, tick: float, lot: float) -> tuple[dict, dict]:
-    """The kernel's parameter dicts (ns, ticks, lots) from a config."""
-    order_lots = max(int(round(config.order_size / lot)), 1)
-    ns = lambda s: int(round(s * 1e9))  # noqa: E731
-    params = dict(
-        tick_size=tick, lot_size=lot, order_lots=order_lots,
-        max_lots=int(math.floor(config.max_position / lot + 1e-9)) if config.max_position > 0 else 0,
-        max_orders_per_s=int(math.floor(config.max_orders_per_second))
-        if config.max_orders_per_second is not None else 0,
-        entry_latency_ns=ns(config.order_latency), cancel_latency_ns=ns(config.cancel_latency),
-        response_latency_ns=ns(config.response_latency),
-        feed_latency_ns=-1 if config.feed_latency is None else ns(config.feed_latency),
-        queue_model=config.queue_model, queue_power=config.queue_power, fill_model=config.fill_model,
-        maker_fee=config.maker_fee, taker_fee=config.taker_fee, post_only=config.post_only,
-        requote_interval_ns=ns(config.quote_refresh_interval), requote_threshold=config.requote_threshold,
-        sample_interval_ns=ns(config.sample_interval), vol_half_life_s=config.ewma_half_life,
-        estimate_intensity=config.estimate_intensity, intensity_window_s=config.intensity_window,
-        intensity_fit_ns=ns(config.intensity_refit), fill_A=config.fill_A, fill_k=config.fill_k,
-    )
-    quote = dict(model=config.model, gamma=config.gamma, xi=config.gamma if config.xi is None else config.xi,
-                 order_qty=order_lots * lot, k=config.k, A=config.A, horizon_s=config.time_horizon,
-                 rolling=config.rolling_horizon, fair_value=config.fair_value, tick_size=tick,
-                 min_spread=config.min_spread,
-                 max_inventory=config.max_position if config.max_position > 0 else float("inf"))
-    return params, quote
+def build_kernel(configs: list[BacktestConfig], tick_size: str, lot_size: str, market: Optional[str] = "spot",
+                 record_intents: bool = False) -> ReplayKernel:
+    """The driver loop with one agent per config -- the built-in market maker, its
+    trader and its exchange account -- over one book in ``tick_size``/``lot_size``
+    units (decimal strings). Estimators equal across configs are shared (a
+    sweep's strategies see the same events). The configs must share
+    :data:`SHARED_FIELDS`."""
+    if not configs:
+        raise ValueError("at least one config")
+    if len({shared_key(c) for c in configs}) > 1:
+        raise ValueError(f"configs of one pass must share {SHARED_FIELDS}")
+    tick, lot = float(tick_size), float(lot_size)
+    book = L2Book(tick_size, lot_size)
+    strategies = [core.market_maker(c.strategy, c.risk, tick, lot) for c in configs]
+    for i, s in enumerate(strategies):
+        for j in range(i):
+            s.share_estimators(strategies[j])
+    traders = [core.trader(c.risk, tick, lot) for c in configs]
+    xm = ExchangeModel(book, [core.exchange_params(c.exchange, tick, lot, market) for c in configs],
+                       [c.seed for c in configs])
+    c0 = configs[0]
+    return ReplayKernel(book, list(zip(strategies, traders)), xm,
+                        -1 if c0.feed_latency is None else core.ns(c0.feed_latency), core.ns(c0.sample_interval),
+                        record_intents)
 
 
 def fills_frame(f: np.ndarray, tick: float, lot: float) -> pd.DataFrame:

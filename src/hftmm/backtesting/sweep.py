@@ -38,9 +38,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from hftcore.backtest import ReplayKernel
 from hftmm.backtesting.config import BacktestConfig
-from hftmm.backtesting.engine import BacktestEngine, kernel_params, shared_key
+from hftmm.backtesting.engine import BacktestEngine, build_kernel, shared_key
 from hftmm.backtesting.metrics import PerformanceMetrics
 from hftmm.progress import Progress
 
@@ -147,9 +146,7 @@ def run_job(job: dict) -> list[dict]:
             cfg = BacktestConfig.from_dict(c["config"])
             # fail early and alone on what the kernel would refuse (units: the
             # config's or the synthetic market's; a store's are checked in the pass)
-            params, quote = kernel_params(cfg, 0.1 if cfg.tick_size is None else float(cfg.tick_size),
-                                          0.001 if cfg.lot_size is None else float(cfg.lot_size))
-            ReplayKernel(params, quote, cfg.seed)
+            build_kernel([cfg], cfg.tick_size or "0.1", cfg.lot_size or "0.001", cfg.market)
             configs.append(cfg)
             idx.append(j)
         except Exception as e:  # noqa: BLE001 - recorded in the row
