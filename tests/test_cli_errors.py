@@ -108,12 +108,10 @@ def test_date_without_data_fails_at_once_in_bounded_memory(store, tmp_path):
 
 
 def test_kernel_without_events_samples_nothing():
-    from hftcore.backtest import ReplayKernel
-
     from hftmm.backtesting import BacktestConfig
-    from hftmm.backtesting.engine import kernel_params
+    from hftmm.backtesting.engine import build_kernel
 
-    k = ReplayKernel(*kernel_params(BacktestConfig(), 0.01, 0.00001), 1)
+    k = build_kernel([BacktestConfig()], "0.01", "0.00001")
     k.finish(1_723_075_200_000_000_000)         # 2024-08-08, 54 years of seconds after 1970
     assert len(k.take_samples()) == 0
 

@@ -1,7 +1,6 @@
 """Config dataclasses: validated at construction, errors name the field; TOML and
 environment overrides; the console script runs."""
 import json
-from decimal import Decimal
 
 import pytest
 
@@ -92,26 +91,31 @@ def test_backtest_dates_are_iso_strings(value):
 
 
 def test_risk_max_drawdown_is_a_fraction_with_an_absolute_variant():
-    from hftmm.strategy import RiskManager
+    from hftmm.strategy import core
 
     assert RiskConfig().max_drawdown == 0.05 and RiskConfig().max_drawdown_abs is None
     with pytest.raises(ConfigError, match="max_drawdown_abs"):
         RiskConfig(max_drawdown=200.0)              # an amount where a fraction is meant
-    t = [0]
-    kills = []
-    rm = RiskManager(RiskConfig(capital=10_000.0, max_drawdown=0.05, max_daily_loss=1e9),
-                     clock=lambda: t[0], on_kill=lambda reason, flat: kills.append(reason))
-    rm.on_equity(100.0)                             # peak equity 10,100
-    rm.on_equity(100.0 - 0.049 * 10_100)
-    assert not kills
-    rm.on_equity(100.0 - 0.0501 * 10_100)
-    assert kills and "max_drawdown 5 %" in kills[0]
-    kills.clear()
-    rm = RiskManager(RiskConfig(max_drawdown_abs=50.0, max_daily_loss=1e9), clock=lambda: 0,
-                     on_kill=lambda reason, flat: kills.append(reason))
-    rm.on_equity(0.0)
-    rm.on_equity(-50.0)
-    assert kills and "max_drawdown_abs 50" in kills[0]
+    # the trader (the one copy of the limits) takes the fraction of the peak equity
+    risk = RiskConfig(initial_capital=10_000.0, max_drawdown=0.05, max_daily_loss=1e9, max_position=10.0)
+    tr = core.trader(risk, 0.01, 0.001)
+    b = tr.new(0, 1000_00, 10_000, now=0)           # 10 BTC at 1,000.00
+    tr.on_report(0, b, 2, 1000_00, 10_000, 0)
+    tr.mark(0, 1000.0)
+    tr.mark(1, 1010.0)                              # +100: peak equity 10,100
+    tr.mark(2, 1010.0 - 0.049 * 10_100 / 10)
+    assert not tr.killed
+    tr.mark(3, 1010.0 - 0.0501 * 10_100 / 10)
+    assert tr.killed and tr.kill_reason_name == "max_drawdown"
+    risk = RiskConfig(max_drawdown_abs=50.0, max_daily_loss=1e9, max_drawdown=1.0, max_position=10.0)
+    tr = core.trader(risk, 0.01, 0.001)
+    b = tr.new(0, 1000_00, 10_000, now=0)
+    tr.on_report(0, b, 2, 1000_00, 10_000, 0)
+    tr.mark(0, 1000.0)
+    tr.mark(1, 995.1)
+    assert not tr.killed
+    tr.mark(2, 995.0)
+    assert tr.killed and tr.kill_reason_name == "max_drawdown_abs"
 
 
 def test_seed_api_defaults():
@@ -119,7 +123,6 @@ def test_seed_api_defaults():
 
     rm = RiskManager()                              # default RiskConfig
     assert rm.config == RiskConfig() and rm.state in ("ok", "paused")
-    assert rm.allowed_qty("BUY", 0.001, 0, 0, 0) == Decimal("0.001")
     p = AvellanedaStoikovPricer(tick_size=0.01, ewma_alpha=0.2, max_inventory=10.0)
     p.update_market(midprice=50000.0)
     q = p.compute_quotes(QuoteParameters(gamma=0.1, T=30.0))

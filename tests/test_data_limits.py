@@ -129,7 +129,7 @@ def test_csv_gzip_bomb_refused_with_bounded_memory(tmp_path):
     rc, out, err, peak = run_peak(["data", "convert", str(p), "--out", str(tmp_path / "s"), "--format",
                                    "binance-trades", *UNITS], tmp_path)
     assert peak < RSS_LIMIT_MB, f"peak RSS {peak:.0f} MB"
-    msg = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    msg = [ln for ln in err.splitlines() if ln.startswith("hftmm data:")]
     assert rc == 2 and len(msg) == 1, err[-2000:]
     assert str(p) in msg[0] and "longer than 16 MiB" in msg[0]
     assert not os.path.exists(tmp_path / "s" / "BTCUSDT") or os.listdir(tmp_path / "s" / "BTCUSDT") == []

@@ -75,7 +75,7 @@ def test_convert_on_a_full_disk_leaves_no_partial_file(tmp_path, existing):
         before = day.read_bytes()
     r = subprocess.run([sys.executable, "-c", FULL.format(path=sys.path, limit=300_000, capture=CAPTURE, out=str(out))],
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("hftmm data:")]
     assert r.returncode == 2 and len(errors) == 1, r.stderr[-3000:]
     assert str(day) in errors[0] and "cannot write" in errors[0] and "File too large" in errors[0]
     if existing:

@@ -1,155 +1,123 @@
-"""Paper trading = backtest: the live strategy with the PaperGateway makes the same
-quote decisions and fills as the backtester on the same events."""
+"""Paper trading = backtest, offline, on a real capture: the kernel a paper session
+runs (:func:`hftmm.live.engine.paper_kernel`), fed one message at a time as the
+connector does, makes byte for byte the decisions and fills of
+:meth:`BacktestEngine.run_backtest` over the same events (the store ``data
+convert`` makes of the capture), for random strategy / exchange / risk configs.
+(The live end-to-end version, over the network and a recording, is in
+test_live_engine.py.)"""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hftcore import EVENT_DTYPE
-from hftcore.backtest import ReplayKernel
-from hftmm.backtesting.engine import _concat, kernel_params
-from hftmm.backtesting.reference import ReferenceReplay
-from hftmm.config import RiskConfig, TradingConfig
-from hftmm.live.paper import PaperConfig
-from hftmm.live.replay import equivalent_backtest, paper_replay
-from hftmm.synthetic import SyntheticConfig, generate_day
+from hftcore import EVENT_DTYPE, EVF_END
+from hftmm.backtesting import BacktestConfig, BacktestEngine
+from hftmm.backtesting.engine import build_kernel
+from hftmm.config import ExchangeModelConfig, RiskConfig, TradingConfig
+from hftmm.data import store
+from hftmm.data.convert import convert
+from hftmm.live.engine import paper_kernel
 
-TICK, LOT = SyntheticConfig().tick_size, SyntheticConfig().lot_size
-
-
-class LoggedReference(ReferenceReplay):
-    """The backtester's reference twin, logging its quote decisions."""
-
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.log = []
-
-    def _submit(self, side, px, now):
-        before = self.orders_submitted
-        super()._submit(side, px, now)
-        if self.orders_submitted != before:
-            self.log.append((now, "new", "BUY" if side == 0 else "SELL", px))
-
-    def _cancel(self, o, now):
-        if o.local != 2:
-            self.log.append((now, "cancel", "BUY" if o.side == 0 else "SELL", o.px))
-        super()._cancel(o, now)
+HERE = os.path.dirname(os.path.abspath(__file__))
+CAPTURE = os.path.join(HERE, "data", "hftbacktest-collector", "spot_btcusdt_20240808.gz")
 
 
-def _events(seconds: float, seed: int = 7) -> np.ndarray:
-    syn = SyntheticConfig(seed=seed)
-    return np.concatenate(list(generate_day("2024-08-08", syn, seconds))).astype(EVENT_DTYPE)
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("paper") / "store")
+    convert([CAPTURE], out)
+    meta = store.store_metadata(out, "BTCUSDT")
+    ev = np.ascontiguousarray(np.concatenate(list(store.read_events(out, "BTCUSDT"))).astype(EVENT_DTYPE))
+    # the messages as they arrived: a message's records end with the END flag
+    ends = np.flatnonzero(ev["flags"] & EVF_END) + 1
+    frames = np.split(ev, ends[:-1] if len(ends) and ends[-1] == len(ev) else ends)
+    return out, meta, ev, frames
 
 
-def _run_backtests(events, bt):
-    params, quote = kernel_params(bt, float(TICK), float(LOT))
-    ref = LoggedReference(params, quote, bt.seed)
-    ker = ReplayKernel(params, quote, bt.seed)
-    out = {}
-    for name, k in (("ref", ref), ("kernel", ker)):
-        fills, carry, applied = [], events[:0], 0
-        for i in range(0, len(events), 5000):
-            arr = _concat(carry, events[i:i + 5000])
-            j = k.run(arr, applied, False)
-            carry, applied = arr[j:], len(arr) - j
-            fills.append(k.take_fills())
-        k.run(carry, applied, True)
-        fills.append(k.take_fills())
-        out[name] = (np.concatenate(fills), k.counters())
-    return ref.log, out
+CONFIGS = st.fixed_dictionaries({
+    "model": st.sampled_from(["as", "glft"]),
+    "fair_value": st.sampled_from(["mid", "micro"]),
+    "gamma": st.sampled_from([0.001, 0.01, 0.1]),
+    "time_horizon": st.sampled_from([1.0, 30.0]),
+    "k": st.sampled_from([5.0, 50.0]),
+    "estimate_intensity": st.booleans(),
+    "order_size": st.sampled_from([0.0005, 0.002]),
+    "quote_refresh_interval": st.sampled_from([0.01, 0.1]),
+    "requote_threshold": st.sampled_from([0, 2]),
+    "post_only": st.booleans(),
+    "max_position": st.sampled_from([0.002, 0.01]),
+    "max_orders_per_second": st.sampled_from([None, 10.0]),
+    "order_latency": st.sampled_from([0.0, 0.003, 0.02]),
+    "cancel_latency": st.sampled_from([0.001, 0.01]),
+    "response_latency": st.sampled_from([0.0, 0.004]),
+    "queue_model": st.sampled_from(["risk_averse", "power", "log"]),
+    "fill_model": st.sampled_from(["queue", "intensity"]),
+    "maker_fee": st.sampled_from([None, -0.0001]),
+    "seed": st.integers(1, 1000),
+})
+
+_T = {f for f in TradingConfig.__dataclass_fields__}
+_R = {f for f in RiskConfig.__dataclass_fields__}
+_X = {f for f in ExchangeModelConfig.__dataclass_fields__}
 
 
-@pytest.mark.parametrize("variant", [
-    dict(),
-    dict(trading=dict(model="glft", fair_value="micro", requote_threshold=2),
-         paper=dict(queue_model="power", order_latency=0.02, response_latency=0.01)),
-    dict(trading=dict(post_only=True, estimate_intensity=False, min_spread=0.0),
-         paper=dict(feed_latency=0.003, fill_model="intensity", fill_A=2.0, fill_k=0.5)),
-    dict(max_position=0.004, trading=dict(gamma=0.001, k=2.0, estimate_intensity=False),
-         paper=dict(fill_model="intensity", fill_A=5.0, fill_k=0.5)),
-    # gaps in the data (BOOK_INVALID ... SNAPSHOT): both cancel at the mark and wait for the snapshot
-    dict(gaps=5, paper=dict(queue_model="power", order_latency=0.01)),
-    # a binding order-rate limit: the backtest refuses the same new orders
-    dict(rate=4.0, trading=dict(quote_refresh_interval=0.02, requote_threshold=0)),
-])
-def test_paper_makes_the_backtests_decisions(variant):
-    events = _events(240.0)
-    if variant.get("gaps"):
-        from tests.test_backtest_reference import _with_gaps
-        events, _ = _with_gaps(events, variant["gaps"], 3)
-    trading = TradingConfig(**{"tick_size": float(TICK), "lot_size": float(LOT), "gamma": 0.05,
-                               "time_horizon": 30.0, "order_size": 0.002, **variant.get("trading", {})})
-    # the live risk manager runs too; its position limit (which counts orders in
-    # flight) binds in the last variant, where the backtest applies the same rule
-    risk = RiskConfig(max_position=variant.get("max_position", 0.02),
-                      max_orders_per_second=variant.get("rate", 1000.0),
-                      latency_threshold_ms=2000.0, max_daily_loss=1e6, max_drawdown=1.0)
-    paper = PaperConfig(**variant.get("paper", {}))
-    bt = equivalent_backtest(trading, risk, paper)
-    ref_log, bts = _run_backtests(events, bt)
-    # message-sized chunks, as the live feed delivers them
-    ends = np.flatnonzero(events["flags"] & 0x02) + 1
-    chunks = np.split(events, ends)
-    res = paper_replay(chunks, trading, risk, TICK, LOT, paper)
-    paper_log = [(d.ts_ns, d.action, d.side, d.px) for d in res.decisions]
-    assert len(ref_log) > 50
-    assert paper_log == ref_log
-    kfills, kcount = bts["kernel"]
-    assert len(kfills) > 5
-    np.testing.assert_array_equal(res.fills, kfills)
-    for key in ("orders_submitted", "orders_rejected", "orders_cancelled", "cancels_sent", "fills",
-                "maker_lots", "taker_lots", "submitted_lots"):
-        assert res.counters[key] == kcount[key], key
-    assert res.core.qm.counters.risk_blocked == kcount["risk_blocked"]
-    if "max_position" in variant:
-        assert kcount["risk_blocked"] > 0               # the limit did bind
-    if "rate" in variant:
-        assert kcount["rate_blocked"] > 10 and res.core.qm.risk.refusals["rate"] == kcount["rate_blocked"]
-    if variant.get("gaps"):
-        assert kcount["book_invalid"] == res.core.book_invalid == variant["gaps"]
-    # the limit holds with every order in flight: never past max_position
-    max_lots = round(risk.max_position / float(LOT))
-    assert np.abs(kfills["position"]).max() <= max_lots
-    # the live side's own accounting agrees with the exchange side's
-    qm = res.core.qm
-    assert qm.position_lots * 1 == int(kfills["position"][-1]) if len(kfills) else True
+def _parts(c: dict):
+    trading = TradingConfig(symbol="BTCUSDT", **{k: v for k, v in c.items() if k in _T})
+    risk = RiskConfig(max_daily_loss=1e6, max_drawdown=1.0, **{k: v for k, v in c.items() if k in _R})
+    exchange = ExchangeModelConfig(fill_A=20.0, fill_k=0.5, clock_correction=False,
+                                   **{k: v for k, v in c.items() if k in _X})
+    return trading, risk, exchange
 
 
-def test_quote_manager_forgets_old_final_orders():
-    events = _events(60.0)
-    trading = TradingConfig(tick_size=float(TICK), lot_size=float(LOT), gamma=0.05, order_size=0.002)
-    risk = RiskConfig(max_position=0.02, max_orders_per_second=1000.0, latency_threshold_ms=2000.0)
-    res = paper_replay(np.split(events, np.flatnonzero(events["flags"] & 0x02) + 1), trading, risk, TICK, LOT)
-    qm = res.core.qm
-    final = [o for o in qm.tracker.orders.values() if o.is_terminal]
-    assert len(final) > 20
-    live = {o.client_order_id for o in qm.tracker.active_orders()}
-    n = qm.prune(keep_ns=10_000_000_000)
-    assert n > 0 and all(o.updated_ns >= qm.now - 10_000_000_000 for o in qm.tracker.orders.values()
-                         if o.is_terminal)
-    assert live <= set(qm.tracker.orders)             # live orders are never forgotten
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(c=CONFIGS)
+def test_paper_frame_by_frame_makes_the_backtests_decisions_and_fills(capture, c):
+    path, meta, ev, frames = capture
+    trading, risk, exchange = _parts(c)
+    tick, lot = meta["tick_size"], meta["lot_size"]
+    paper = paper_kernel(trading, risk, exchange, tick, lot, "spot")
+    intents, fills = [], []
+    for fr in frames:                      # what LiveEngine does for each frame
+        paper.run(fr)
+        intents.append(paper.take_intents(0))
+        fills.append(paper.take_fills(0))
+    p_intents, p_fills = np.concatenate(intents), np.concatenate(fills)
+    # the backtest of the same configs over the store
+    bt = BacktestConfig.compose(trading, exchange, risk, data_path=path, start_date="2024-08-08",
+                                end_date="2024-08-08", feed_latency=None)
+    res = BacktestEngine().run_backtest(bt)
+    t = res.trades
+    assert len(t) == len(p_fills)
+    for col, name in (("exch_ts", "exch_ts"), ("report_ts", "report_ts"), ("order_id", "order_id"),
+                      ("px_ticks", "px"), ("side", "side"), ("taker", "taker"), ("submit_ts", "submit_ts")):
+        np.testing.assert_array_equal(t[col].to_numpy(), p_fills[name], err_msg=col)
+    np.testing.assert_array_equal(t["fee"].to_numpy(), p_fills["fee"])
+    # every decision, at the same times (the backtest's own kernel, recording)
+    k = build_kernel([bt], tick, lot, "spot", record_intents=True)
+    k.run(ev)
+    assert k.take_intents(0).tobytes() == p_intents.tobytes()
+    assert res.counters["quotes"] == paper.counters(0)["quotes"]
+    assert res.counters["sent"] >= 1
 
 
-def test_realized_pnl_is_average_cost():
-    from decimal import Decimal
-
-    from hftmm.execution.orders import Fill
-    from hftmm.strategy import AvellanedaStoikovPricer, QuoteManager
-
-    qm = QuoteManager("BTCUSDT", AvellanedaStoikovPricer(tick_size=0.01, lot_size=0.001), None,
-                      tick_size="0.01", lot_size="0.001")
-
-    def fill(side, px, qty):
-        q, p = Decimal(qty), Decimal(px)
-        qm._apply_fill(Fill("x", None, p, q, p * q, Decimal(0), "USDT", True, 0, side))
-
-    fill("BUY", "100", "0.002")
-    fill("BUY", "103", "0.001")        # avg 101
-    fill("SELL", "105", "0.002")       # +4 x 0.002
-    assert abs(qm.realized_pnl - 0.008) < 1e-12 and qm.position_lots == 1
-    fill("SELL", "99", "0.003")        # closes 0.001 at -2, opens short 0.002 at 99
-    assert abs(qm.realized_pnl - 0.006) < 1e-12 and qm.avg_entry == 99.0 and qm.position_lots == -2
-    fill("BUY", "98", "0.002")         # +1 x 0.002
-    assert abs(qm.realized_pnl - 0.008) < 1e-12 and qm.position_lots == 0
-    # realised + unrealised = cash + position x mid (no fees here)
-    assert abs(qm.equity(100.0) - qm.realized_pnl) < 1e-12
+def test_the_parity_is_not_vacuous(capture):
+    """A config with fills and every kind of decision, on the real capture."""
+    path, meta, ev, frames = capture
+    trading, risk, exchange = _parts(dict(gamma=0.001, k=50.0, estimate_intensity=False, order_size=0.001,
+                                          max_position=0.01, quote_refresh_interval=0.01,
+                                          max_orders_per_second=20.0, fill_model="queue"))
+    paper = paper_kernel(trading, risk, exchange, meta["tick_size"], meta["lot_size"], "spot")
+    for fr in frames:
+        paper.run(fr)
+    it, f = paper.take_intents(0), paper.take_fills(0)
+    kinds = set(int(x) for x in it["kind"])
+    assert len(f) >= 5 and kinds >= {1, 2} and len(it) > 100, (len(f), kinds, len(it))
+    # the rate limit held in every one-second window (new orders and replaces)
+    sends = np.sort(it["ts"][it["kind"] != 2])
+    j = np.searchsorted(sends, sends - 1_000_000_000, side="right")
+    assert int(np.max(np.arange(len(sends)) - j + 1)) <= 20
+    # and the position limit with every order in flight
+    assert np.abs(f["position"]).max() * float(meta["lot_size"]) <= 0.01 + 1e-12

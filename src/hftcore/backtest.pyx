@@ -8,20 +8,21 @@ with x its exchange time (``exch_ts``, or ``local_ts`` when unknown; a running
 maximum) and l its visible time (``local_ts``, or x + ``feed_latency``; a
 running maximum, never before x):
 
-0. each agent's local items with time < x, in time order: equity samples,
-   reports from the exchange model (the trader applies them, then the strategy
-   hears of them), timers;
+0. each agent's items with time < x, in time order: its orders and cancels
+   reaching the exchange, equity samples, reports from the exchange model (the
+   trader applies them, then the strategy hears of them), timers;
 1. the exchange model processes our orders and cancels that reach it at <= x;
 2. e is applied to the one book (depth, snapshot);
 3. the exchange model matches e against the resting orders (fills, queues);
-4. local items with time < l;
+4. reports and timers with time < l (arrivals and samples wait for a newer
+   exchange time: a sample at t has every fill before t);
 5. every strategy sees e at l -- after a complete book change ``on_book``, a
    trade ``on_trade``, a BOOK_INVALID record ``on_book_invalid`` (its trader
    cancels everything and sends nothing until the next snapshot) -- and what it
    decides goes to the exchange model at l (new orders arrive at l + the entry
    latency, cancels at l + the cancel latency).
 
-Ties at equal times: samples, then reports, then timers. The exchange side never
+Ties at equal times: arrivals, samples, reports, timers. The exchange side never
 runs ahead of the newest exchange time received, so nothing needs the next
 event: a chunk of any size -- one frame in a live paper session -- gives the
 same result, and a paper session, deciding in the frame that triggered it,
@@ -46,12 +47,13 @@ from hftcore.book cimport BOOK_NO_ASK, BOOK_NO_BID, L2Book
 from hftcore.exchange cimport ExchangeModel, xm_report_t
 from hftcore.strategy cimport (INTENT_CANCEL, INTENT_NEW, INTENT_REPLACE, Strategy, Trader, intent_t,
                                tr_order_t)
+from hftcore.sync cimport BookSync
 from hftcore.types cimport (HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE, HFT_EVF_BEGIN,
-                            HFT_EVF_END, hft_event_t)
+                            HFT_EVF_END, HFT_NO_ID, hft_event_set, hft_event_t)
 
 import numpy as np
 
-from hftcore.exchange import FILL_DTYPE  # noqa: F401  (re-exported: the results' fill records)
+from hftcore.exchange import FILL_DTYPE, REPORT_DTYPE  # noqa: F401  (re-exported: the results' records)
 from hftcore.strategy import INTENT_DTYPE
 from hftcore.types import EVENT_DTYPE
 
@@ -81,7 +83,8 @@ cdef class ReplayKernel:
     ``exchange``: an :class:`hftcore.exchange.ExchangeModel` over ``book`` with one
     account per agent, or None (live trading: intents stay in the traders).
     ``feed_latency_ns`` (< 0: the events' own receive times), ``sample_interval_ns``
-    (<= 0: no equity samples), ``record_intents``: keep every intent (tests).
+    (<= 0: no equity samples), ``record_intents``: keep every intent and report
+    (:meth:`take_intents`, :meth:`take_reports`: paper sessions' order log, tests).
     """
     cdef readonly L2Book book
     cdef readonly ExchangeModel exchange
@@ -100,6 +103,9 @@ cdef class ReplayKernel:
     cdef intent_t** log
     cdef Py_ssize_t* n_log
     cdef Py_ssize_t* cap_log
+    cdef xm_report_t** rlog
+    cdef Py_ssize_t* n_rlog
+    cdef Py_ssize_t* cap_rlog
     cdef int64_t t_x
     cdef int64_t t_l
     cdef int64_t next_own            # min over agents of the next sample / timer
@@ -121,6 +127,9 @@ cdef class ReplayKernel:
         self.log = NULL
         self.n_log = NULL
         self.cap_log = NULL
+        self.rlog = NULL
+        self.n_rlog = NULL
+        self.cap_rlog = NULL
         self.n_agents = 0
 
     def __init__(self, L2Book book not None, agents, ExchangeModel exchange=None, int64_t feed_latency_ns=-1,
@@ -156,6 +165,11 @@ cdef class ReplayKernel:
         self.log = <intent_t**>malloc(n * sizeof(intent_t*))
         self.n_log = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
         self.cap_log = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+        self.rlog = <xm_report_t**>malloc(n * sizeof(xm_report_t*))
+        self.n_rlog = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+        self.cap_rlog = <Py_ssize_t*>malloc(n * sizeof(Py_ssize_t))
+        if self.rlog == NULL or self.n_rlog == NULL or self.cap_rlog == NULL:
+            raise MemoryError()
         if self.S == NULL or self.T == NULL or self.next_sample == NULL or self.next_timer == NULL \
                 or self.samples == NULL or self.n_samples == NULL or self.cap_samples == NULL \
                 or self.log == NULL or self.n_log == NULL or self.cap_log == NULL:
@@ -163,6 +177,9 @@ cdef class ReplayKernel:
         for k in range(n):
             self.samples[k] = NULL
             self.log[k] = NULL
+            self.rlog[k] = NULL
+            self.n_rlog[k] = 0
+            self.cap_rlog[k] = 0
         self.n_agents = n
         for k, (s, t) in enumerate(agents):
             s.trader = t
@@ -192,6 +209,12 @@ cdef class ReplayKernel:
         if self.log != NULL:
             for k in range(self.n_agents):
                 free(self.log[k])
+        if self.rlog != NULL:
+            for k in range(self.n_agents):
+                free(self.rlog[k])
+        free(self.rlog)
+        free(self.n_rlog)
+        free(self.cap_rlog)
         free(self.S)
         free(self.T)
         free(self.next_sample)
@@ -245,8 +268,8 @@ cdef class ReplayKernel:
         cdef intent_t* it
         cdef intent_t* lg
         cdef intent_t* out = (<Trader>tp).out
-        if n_out == 0:
-            return 0
+        if n_out == 0 or self.exchange is None:
+            return 0            # live: the Python layer drains them (Trader.take_intents)
         if self.record:
             if self.n_log[k] + n_out > self.cap_log[k]:
                 i = 2 * (self.n_log[k] + n_out)
@@ -258,8 +281,6 @@ cdef class ReplayKernel:
             for i in range(n_out):
                 self.log[k][self.n_log[k] + i] = out[i]
             self.n_log[k] += n_out
-        if self.exchange is None:
-            return 0            # live: the Python layer drains them
         for i in range(n_out):
             it = &out[i]
             if it.kind == INTENT_NEW:
@@ -270,6 +291,20 @@ cdef class ReplayKernel:
                 self.exchange.cancel_c(k, it.cancel_id, it.ts)
                 self.exchange.submit_c(k, it.id, it.side, it.px, it.lots, it.flags, it.ts)
         (<Trader>tp).n_out = 0
+        return 0
+
+    cdef int _log_report(self, int k, const xm_report_t* r) except -1 nogil:
+        cdef xm_report_t* lg
+        cdef Py_ssize_t c
+        if self.n_rlog[k] == self.cap_rlog[k]:
+            c = 2 * self.cap_rlog[k] + 64
+            lg = <xm_report_t*>realloc(self.rlog[k], c * sizeof(xm_report_t))
+            if lg == NULL:
+                return _nomem()
+            self.rlog[k] = lg
+            self.cap_rlog[k] = c
+        self.rlog[k][self.n_rlog[k]] = r[0]
+        self.n_rlog[k] += 1
         return 0
 
     cdef int _sample(self, int k, int64_t ts) except -1 nogil:
@@ -305,32 +340,48 @@ cdef class ReplayKernel:
         self.n_samples[k] += 1
         return 0
 
-    cdef int _local_until(self, int64_t upto) except -1 nogil:
-        """Every agent's samples, reports and timers with time < upto, in time order
-        (ties: samples, reports, timers)."""
+    cdef int _local_until(self, int64_t upto, int64_t xlim, int64_t slim) except -1 nogil:
+        """Every agent's reports and timers with time < upto and equity samples with
+        time < min(upto, slim), in time order (ties: samples, reports, timers),
+        interleaved with the agent's order arrivals and cancels at the exchange with
+        time < upto and <= xlim, which come first at equal times. xlim is the newest
+        exchange time (the model never runs ahead of the market data); samples are
+        on the exchange clock too (slim = the newest exchange time: a sample at t has
+        every fill before t), reports and timers on the local one."""
         cdef int k
-        cdef int64_t t, tr_ts, m = INT64_MAX
+        cdef int64_t t, tr_ts, ta, ts_s, m = INT64_MAX
         cdef xm_report_t r
         cdef PyObject* tp
         cdef PyObject* sp
-        cdef bint has_xm = self.exchange is not None
+        cdef bint has_xm = self.exchange is not None, moved = False
+        if slim > upto:
+            slim = upto
         for k in range(self.n_agents):
             tp = self.T[k]
             sp = self.S[k]
             while True:
                 tr_ts = self.exchange.next_report_ts_c(k) if has_xm else INT64_MAX
-                t = self.next_sample[k]
+                ts_s = self.next_sample[k] if self.next_sample[k] < slim else INT64_MAX
+                t = ts_s
                 if tr_ts < t:
                     t = tr_ts
                 if self.next_timer[k] < t:
                     t = self.next_timer[k]
+                if has_xm:
+                    ta = self.exchange.A[k].next_order_ns
+                    if ta <= t and ta < upto and ta <= xlim:
+                        self.exchange.advance_account_c(k, ta)
+                        moved = True
+                        continue
                 if t >= upto:
                     break
-                if t == self.next_sample[k]:
+                if t == ts_s:
                     self._sample(k, t)
                     self.next_sample[k] += self.sample_interval_ns
                 elif t == tr_ts:
                     self.exchange.pop_report_c(k, t, &r)
+                    if self.record:
+                        self._log_report(k, &r)
                     (<Trader>tp).now = t
                     if (<Trader>tp).on_report_c(&r):
                         (<Strategy>sp).on_report_c(t, &r)
@@ -344,6 +395,8 @@ cdef class ReplayKernel:
                 m = self.exchange.next_report_ts_c(k)
         if has_xm:
             self.exchange.min_report_ts = m
+            if moved:
+                self.exchange._next_order(&self.exchange.A[0])   # (the min over the accounts again)
         self._own_min()
         return 0
 
@@ -366,7 +419,7 @@ cdef class ReplayKernel:
             l = self.t_l
         # 0. local items before the exchange time; 1. our orders reaching the exchange
         if self._next_local() < x:
-            self._local_until(x)
+            self._local_until(x, x, x)
         if has_xm and self.exchange.next_arrival_ns <= x:
             self.exchange.advance_c(x)
         self.t_x = x
@@ -381,7 +434,7 @@ cdef class ReplayKernel:
             self.exchange.on_event_c(e, x)
         # 4. local items before the visible time; 5. the strategies
         if self._next_local() < l:
-            self._local_until(l)
+            self._local_until(l, x, x)
         self.t_l = l
         self.events += 1
         if kind == HFT_EV_DEPTH or kind == HFT_EV_SNAPSHOT:
@@ -446,6 +499,76 @@ cdef class ReplayKernel:
             self.step_c(ev, n)
         return n
 
+    def feed_sync(self, BookSync sync not None):
+        """The records a ``BookSync(emit_events=True)`` made since the last call (the
+        live path: what the connector's sync applied, decoded and synced once),
+        consumed in place; returns how many."""
+        cdef Py_ssize_t n = sync._outbuf.n
+        if n == 0:
+            return 0
+        with nogil:
+            self.step_c(sync._outbuf.ev, n)
+        sync._outbuf.n = 0
+        return n
+
+    def feed_event(self, int64_t local_ts, int64_t exch_ts, int kind, int side, int64_t px, int64_t qty,
+                   int64_t first_id=0, int64_t last_id=0, prev_id=None,
+                   int flags=HFT_EVF_BEGIN | HFT_EVF_END):
+        """One event record from its fields (the live path's trades and bookTickers)."""
+        cdef hft_event_t e
+        hft_event_set(&e, local_ts, exch_ts, px, qty, first_id, last_id,
+                      HFT_NO_ID if prev_id is None else <int64_t>prev_id, kind, side, flags)
+        with nogil:
+            self._step(&e)
+
+    def report(self, int i, int64_t ts, int64_t oid, int kind, int64_t px=0, int64_t lots=0, int64_t leaves=0,
+               double fee=0.0, bint taker=False):
+        """A report from outside (live trading: the gateway's answer) for agent i: the
+        trader applies it, the strategy hears of it; returns whether it was applied."""
+        cdef xm_report_t r
+        cdef PyObject* tp
+        cdef PyObject* sp
+        cdef int applied
+        self._check(i)
+        tp = self.T[i]
+        sp = self.S[i]
+        r.ts, r.id, r.kind, r.px, r.lots, r.leaves, r.fee = ts, oid, kind, px, lots, leaves, fee
+        r.taker = 1 if taker else 0
+        r.side = 0
+        o = (<Trader>tp).order(oid)
+        if o is not None:
+            r.side = o["side"]
+        if self.record:
+            self._log_report(i, &r)
+        (<Trader>tp).now = ts
+        applied = (<Trader>tp).on_report_c(&r)
+        if applied:
+            (<Strategy>sp).on_report_c(ts, &r)
+            self._flush(i)
+        return bool(applied)
+
+    def flush(self):
+        """Every agent's pending intents to the exchange model (after a kill or a pause
+        from outside the loop)."""
+        cdef int k
+        for k in range(self.n_agents):
+            self._flush(k)
+
+    def drain(self, int64_t end_ns):
+        """The end of a session without more market data: every order and cancel in
+        flight reaches the exchange model, every report and timer due up to
+        ``end_ns`` [ns] is delivered."""
+        cdef int k
+        if not self.started:
+            return
+        with nogil:
+            for k in range(self.n_agents):
+                self._flush(k)
+            self._local_until(end_ns + 1, end_ns, end_ns + 1)
+            if self.exchange is not None:
+                self.exchange.advance_c(end_ns)
+            self._local_until(end_ns + 1, end_ns, end_ns + 1)
+
     def advance_local(self, int64_t now):
         """Local items (reports, timers, samples) due before ``now`` [ns] without a
         market event (a quiet market in a live session)."""
@@ -453,7 +576,7 @@ cdef class ReplayKernel:
             return
         with nogil:
             if self._next_local() < now:
-                self._local_until(now)
+                self._local_until(now, self.t_x, self.t_x)
 
     def finish(self, int64_t end_ns):
         """After the last event: the local items due up to ``end_ns`` [ns] and a
@@ -463,7 +586,7 @@ cdef class ReplayKernel:
         if not self.started:
             return
         with nogil:
-            self._local_until(end_ns + 1)
+            self._local_until(end_ns + 1, end_ns, end_ns + 1)
             for k in range(self.n_agents):
                 if self.sample_interval_ns > 0 and self.next_sample[k] - self.sample_interval_ns < end_ns:
                     self._sample(k, end_ns)
@@ -488,7 +611,8 @@ cdef class ReplayKernel:
         return self.exchange.take_fills(i)
 
     def take_intents(self, int i=0):
-        """Agent i's intents since the last call (record_intents; INTENT_DTYPE)."""
+        """Agent i's intents since the last call (record_intents; INTENT_DTYPE; with an
+        exchange model -- live trading drains the trader itself)."""
         cdef cnp.ndarray out
         cdef Py_ssize_t n
         self._check(i)
@@ -497,6 +621,20 @@ cdef class ReplayKernel:
         if n:
             np.copyto(out, np.frombuffer((<char*>self.log[i])[:n * sizeof(intent_t)], dtype=INTENT_DTYPE))
         self.n_log[i] = 0
+        return out
+
+    def take_reports(self, int i=0):
+        """Agent i's reports since the last call, as delivered (record_intents;
+        hftcore.exchange.REPORT_DTYPE)."""
+        cdef Py_ssize_t n, j
+        cdef xm_report_t* r
+        self._check(i)
+        n = self.n_rlog[i]
+        out = np.empty(n, dtype=REPORT_DTYPE)
+        for j in range(n):
+            r = &self.rlog[i][j]
+            out[j] = (r.ts, r.id, r.kind, r.side, r.taker, 0, r.px, r.lots, r.leaves, r.fee)
+        self.n_rlog[i] = 0
         return out
 
     cdef int _check(self, int i) except -1:

@@ -141,6 +141,7 @@ cdef class ExchangeModel:
                       int64_t now) except -1 nogil
     cdef int cancel_c(self, int acct, int64_t oid, int64_t now) except -1 nogil
     cdef int advance_c(self, int64_t t) except -1 nogil
+    cdef int advance_account_c(self, int k, int64_t t) except -1 nogil
     cdef int on_event_c(self, const hft_event_t* e, int64_t t_x) except -1 nogil
     cdef int on_snapshot_end_c(self) except -1 nogil
     cdef int64_t next_report_ts_c(self, int acct) noexcept nogil

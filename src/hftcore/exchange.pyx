@@ -439,6 +439,14 @@ cdef class ExchangeModel:
         self._next_order(&self.A[0])      # (recomputes next_arrival_ns over all accounts)
         return 0
 
+    cdef int advance_account_c(self, int k, int64_t t) except -1 nogil:
+        """Account k's arrivals and cancels with time <= t (accounts are independent:
+        the market does not react to our orders). The driver interleaves them with
+        the account's other local items; t must not pass the newest exchange time."""
+        if self.A[k].next_order_ns <= t:
+            self._arrivals(&self.A[k], t)
+        return 0
+
     cdef int _arrivals(self, xm_account_t* a, int64_t upto) except -1 nogil:
         cdef int i, best
         cdef int64_t tb, bb, ba

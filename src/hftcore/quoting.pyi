@@ -60,6 +60,9 @@ class Quoter:
         self, best_bid: int, best_ask: int, bid_qty: int, ask_qty: int,
         sigma: float, q: float, t_ns: int,
     ) -> Quote: ...
+    def quote_at(
+        self, fair_ticks: float, best_bid: int, best_ask: int, sigma: float, q: float, t_ns: int,
+    ) -> Quote: ...
     def quote_batch(
         self,
         best_bid: npt.NDArray[np.int64],

@@ -483,6 +483,26 @@ cdef class Quoter:
         res.tick_size = self.p.tick_size
         return res
 
+    def quote_at(self, double fair_ticks, int64_t best_bid, int64_t best_ask, double sigma, double q,
+                 int64_t t_ns):
+        """Quote around a fair value of your own (``fair_ticks``, ticks; e.g. an
+        order-book-imbalance estimate), with the book top [ticks; NO_BID/NO_ASK if
+        absent] for the post-only clamps; other arguments as :meth:`quote`."""
+        cdef quote_out_t o
+        if compute_quote_fv(&self.p, best_bid, best_ask, fair_ticks, sigma, q, t_ns, &o) != 0:
+            raise ValueError(f"invalid quote input: fair={fair_ticks!r}, best_bid={best_bid}, "
+                             f"best_ask={best_ask}, sigma={sigma!r}, q={q!r}")
+        cdef Quote res = Quote.__new__(Quote)
+        res.bid_tick = o.bid_tick
+        res.ask_tick = o.ask_tick
+        res.bid_ok = o.bid_ok
+        res.ask_ok = o.ask_ok
+        res.reservation_price = o.reservation_price
+        res.spread = o.spread
+        res.fair_value = o.fair_value
+        res.tick_size = self.p.tick_size
+        return res
+
     def quote_batch(self, best_bid, best_ask, bid_qty, ask_qty, sigma, q, t_ns,
                     out_bid=None, out_ask=None, out_flags=None):
         """Vectorised ``quote`` over equal-length arrays: best_bid, best_ask [ticks],

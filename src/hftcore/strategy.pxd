@@ -9,7 +9,7 @@ trader's intent buffer, drained by the driver).
 from libc.stdint cimport int64_t
 from hftcore.book cimport L2Book
 from hftcore.exchange cimport xm_report_t
-from hftcore.quoting cimport quote_params_t
+from hftcore.quoting cimport quote_out_t, quote_params_t
 from hftcore.volatility cimport ewma_vol_t, intensity_t
 
 cdef enum:
@@ -106,6 +106,7 @@ cdef class Trader:
     cdef double _peak_pnl
     cdef readonly double last_pnl
     cdef bint _marked
+    cdef int64_t _inherited         # an inherited position not marked into cash yet, lots
     # counters
     cdef readonly int64_t sent
     cdef readonly int64_t replaces
@@ -176,6 +177,7 @@ cdef class MarketMaker(Strategy):
     cdef ewma_vol_t vol
     cdef ewma_vol_t* volp
     cdef bint vol_owner
+    cdef readonly double prior_sigma   # relative volatility per sqrt(s) before the EWMA has a return (0: no quote)
     cdef intensity_t inten
     cdef intensity_t* intenp
     cdef bint inten_owner
@@ -187,6 +189,7 @@ cdef class MarketMaker(Strategy):
     cdef readonly int64_t budget_short # quote steps where the rate budget could not serve both sides
     cdef double fair_value_c(self, int64_t bb, int64_t ba, int64_t bq, int64_t aq) noexcept nogil
     cdef int quote_c(self, int64_t now) except -1 nogil
+    cdef int compute_c(self, int64_t now, quote_out_t* out) except -1 nogil
     cdef int64_t size_c(self, int side) noexcept nogil
 
 

@@ -416,6 +416,10 @@ cdef class Trader:
         cdef int64_t day
         if not (mid_price > 0):
             return 0
+        if self._inherited:
+            # a position held before the session enters at the first mark
+            self.cash -= <double>self._inherited * self.lim.lot_size * mid_price
+            self._inherited = 0
         pnl = self.cash + <double>self.position * self.lim.lot_size * mid_price
         day = now // NS_PER_DAY
         if not self._marked:
@@ -571,9 +575,22 @@ cdef class Trader:
     def set_book_valid(self, bint valid, now=None):
         self.set_book_valid_c(valid, self.now if now is None else now)
 
-    def set_position(self, int64_t lots):
-        """Start from a known position (a restart: the account's balance)."""
+    def inherit_position(self, int64_t lots):
+        """Start from a position held before this session (a restart: the account's
+        balance minus its baseline): the limits count it at once; the PnL takes it
+        in at the first mark, so it is no gain or loss of the session."""
         self.position = lots
+        self._inherited = lots
+
+    @property
+    def daily_loss(self):
+        """Today's loss so far (quote currency; >= 0 is a loss), from the PnL at the last 00:00 UTC."""
+        return 0.0 if not self._marked else self._day_start_pnl - self.last_pnl
+
+    @property
+    def drawdown(self):
+        """Peak PnL minus the last marked PnL, quote currency."""
+        return 0.0 if not self._marked else self._peak_pnl - self.last_pnl
 
     @property
     def refusal(self):
@@ -634,9 +651,11 @@ def market_maker_params(tick_size, lot_size, order_lots, model="as", gamma=0.1, 
                         horizon_s=30.0, rolling=False, fair_value="mid", min_spread=0.0, max_inventory=float("inf"),
                         price_band=0.2, requote_interval_ns=100_000_000, requote_threshold=1, min_lifetime_ns=0,
                         inventory_sizing=False, post_only=True, vol_half_life_s=60.0, estimate_intensity=True,
-                        intensity_window_s=600.0, intensity_fit_ns=10_000_000_000):
+                        intensity_window_s=600.0, intensity_fit_ns=10_000_000_000, prior_sigma=0.0):
     """The market maker's parameters as a dict (ticks, lots, ns; gamma per price x base unit,
-    k per price unit, A per second, max_inventory and min_spread in base / price units)."""
+    k per price unit, A per second, max_inventory and min_spread in base / price units;
+    prior_sigma: the relative volatility per sqrt(s) assumed until the EWMA has a
+    return, 0: no quote before it)."""
     return dict(tick_size=float(tick_size), lot_size=float(lot_size), order_lots=int(order_lots), model=model,
                 gamma=float(gamma), xi=float(gamma if xi is None else xi), k=float(k), A=float(A),
                 horizon_s=float(horizon_s), rolling=bool(rolling), fair_value=fair_value,
@@ -645,7 +664,7 @@ def market_maker_params(tick_size, lot_size, order_lots, model="as", gamma=0.1, 
                 min_lifetime_ns=int(min_lifetime_ns), inventory_sizing=bool(inventory_sizing),
                 post_only=bool(post_only), vol_half_life_s=float(vol_half_life_s),
                 estimate_intensity=bool(estimate_intensity), intensity_window_s=float(intensity_window_s),
-                intensity_fit_ns=int(intensity_fit_ns))
+                intensity_fit_ns=int(intensity_fit_ns), prior_sigma=float(prior_sigma))
 
 
 cdef class MarketMaker(Strategy):
@@ -693,6 +712,7 @@ cdef class MarketMaker(Strategy):
             self.inten_ok = True
         self.last_mid_ticks = NAN
         self.last_served = 1
+        self.prior_sigma = p.get("prior_sigma", 0.0)
 
     def __dealloc__(self):
         if self.inten_ok:
@@ -772,18 +792,14 @@ cdef class MarketMaker(Strategy):
                     lots = 1
         return lots
 
-    cdef int quote_c(self, int64_t now) except -1 nogil:
+    cdef int compute_c(self, int64_t now, quote_out_t* out) except -1 nogil:
+        """The quote for the book, the known position and the estimates now (1), or
+        none (0: no book top, a crossed book, no volatility yet)."""
         cdef int64_t bb = self.book.best_bid_c(), ba = self.book.best_ask_c()
-        cdef quote_out_t out
-        cdef double sigma, q
-        cdef int side, ok, k, first, n_need = 0
-        cdef int64_t px, oid, budget, nid
-        cdef tr_order_t* w
-        cdef int need[2]
-        cdef int64_t want[2]
-        cdef int64_t dist[2]
-        cdef int64_t wid[2]
-        if bb == BOOK_NO_BID or ba == BOOK_NO_ASK or bb >= ba or self.volp.count < 1:
+        cdef double sigma, q, rel
+        if bb == BOOK_NO_BID or ba == BOOK_NO_ASK or bb >= ba:
+            return 0
+        if self.volp.count < 1 and not (self.prior_sigma > 0):
             return 0
         if self.estimate_intensity and now >= self.next_fit_ns:
             self.next_fit_ns = now + self.intensity_fit_ns
@@ -791,15 +807,29 @@ cdef class MarketMaker(Strategy):
                 intensity_fit(self.intenp, now)   # (sharers fit at the same times: see share_estimators)
             if self.intenp.ready and self.intenp.k_per_tick > 0:
                 quote_params_set_intensity(&self.qp, self.intenp.A, self.intenp.k_per_tick / self.qp.tick_size)
-        sigma = ewma_vol_sigma(self.volp) * (<double>bb + <double>ba) * 0.5 * self.qp.tick_size
+        rel = ewma_vol_sigma(self.volp) if self.volp.count >= 1 else self.prior_sigma
+        sigma = rel * (<double>bb + <double>ba) * 0.5 * self.qp.tick_size
         self.last_sigma = sigma
         q = <double>self.trader.position * self.trader.lim.lot_size
         if compute_quote_fv(&self.qp, bb, ba, self.fair_value_c(bb, ba, self.book.best_bid_qty_c(),
                                                                  self.book.best_ask_qty_c()),
-                            sigma, q, now, &out) != 0:
+                            sigma, q, now, out) != 0:
+            return 0
+        self.last_reservation = out.reservation_price
+        return 1
+
+    cdef int quote_c(self, int64_t now) except -1 nogil:
+        cdef quote_out_t out
+        cdef int side, ok, k, first, n_need = 0
+        cdef int64_t px, budget, nid
+        cdef tr_order_t* w
+        cdef int need[2]
+        cdef int64_t want[2]
+        cdef int64_t dist[2]
+        cdef int64_t wid[2]
+        if not self.compute_c(now, &out):
             return 0
         self.quotes += 1
-        self.last_reservation = out.reservation_price
         # what each side needs: 0 nothing, 1 a new order, 2 moving the working one
         for side in range(2):
             need[side] = 0
@@ -856,6 +886,23 @@ cdef class MarketMaker(Strategy):
         return 0
 
     # ------------------------------------------------------------ Python API
+    def compute(self, int64_t now):
+        """The quote now, without trading: (bid ticks, ask ticks, bid ok, ask ok,
+        reservation price, spread, fair value [price units], sigma [price/sqrt(s)]),
+        or None when there is none."""
+        cdef quote_out_t out
+        if not self.compute_c(now, &out):
+            return None
+        return (out.bid_tick, out.ask_tick, bool(out.bid_ok), bool(out.ask_ok), out.reservation_price,
+                out.spread, out.fair_value, self.last_sigma)
+
+    def on_book(self, int64_t now):
+        """Tell it the book changed (its ``book``, at ``now`` [ns]), as a driver does."""
+        self.on_book_c(now)
+
+    def on_trade(self, int64_t now, int side, int64_t px, int64_t qty):
+        self.on_trade_c(now, side, px, qty)
+
     @property
     def sigma(self):
         """The last quote's volatility, price units per sqrt(s)."""

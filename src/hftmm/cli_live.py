@@ -8,7 +8,7 @@
     hftmm live --paper --rest-url http://127.0.0.1:8765 --ws-url ws://127.0.0.1:8765 --duration 60
     hftmm kill --state-db live.db --reason "manual" [--flatten]
 
-``--config FILE`` reads ``[trading]``, ``[risk]`` and ``[paper]`` (the latency model)
+``--config FILE`` reads ``[trading]``, ``[risk]`` and ``[exchange]`` (paper's exchange model)
 from TOML; ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment variables override.
 Credentials (testnet/live) come from the environment or ``.env``: see
 ``.env.example``. SIGINT/SIGTERM end the session cleanly (every order cancelled);
@@ -49,8 +49,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(mode="paper")
     p.add_argument("--symbol", default=None, help="symbol (default: the config's, BTCUSDT)")
     p.add_argument("--config", metavar="FILE.toml",
-                   help="TOML with [trading], [risk] and [paper] sections (HFTMM_TRADING_* / HFTMM_RISK_* "
-                        "environment variables override)")
+                   help="TOML with [trading], [risk] and [exchange] (paper's exchange model) sections "
+                        "(HFTMM_TRADING_* / HFTMM_RISK_* / HFTMM_EXCHANGE_* environment variables override)")
+    p.add_argument("--strategy", metavar="MODULE:CLASS",
+                   help="your own strategy instead of the built-in market maker: a Python "
+                        "hftmm.strategy.Strategy or a compiled hftcore.strategy.Strategy subclass, "
+                        "made as CLASS() or CLASS.from_config(trading, risk, tick_size, lot_size)")
     p.add_argument("--rest-url", help="REST base URL (default: Binance's for the mode)")
     p.add_argument("--ws-url", help="market-data WebSocket base URL (default: Binance's)")
     p.add_argument("--ws-api-url", help="WebSocket API URL for user data (default: Binance's; "
@@ -77,20 +81,16 @@ def add_parser(sub: Any) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from hftmm.config import ConfigError, build_config, load_toml
-    from hftmm.live.paper import PaperConfig
+    import dataclasses
+
+    from hftmm.config import build_config, build_exchange_config, load_toml
 
     data = load_toml(args.config) if args.config else {}
-    paper_d = data.get("paper", {}) or {}
-    trading, risk = build_config({k: v for k, v in data.items() if k != "paper"}, extra_sections=("paper",))
+    trading, risk = build_config(data, extra_sections=("exchange", "paper"))
+    exchange = build_exchange_config(data)
     if args.symbol:
-        import dataclasses
         trading = dataclasses.replace(trading, symbol=args.symbol)
-    known = set(PaperConfig.__dataclass_fields__)
-    bad = set(paper_d) - known
-    if bad:
-        raise ConfigError(f"paper.{sorted(bad)[0]}", "unknown key")
-    return trading, risk, PaperConfig(**paper_d)
+    return trading, risk, exchange
 
 
 def _ws_api_url(args: argparse.Namespace) -> str:
@@ -106,7 +106,10 @@ def _cmd_live(args: argparse.Namespace) -> int:
     from hftmm.live.engine import LiveEngine
     from hftmm.live.status import StatusLine
 
-    trading, risk, paper = _load(args)      # ConfigError: one line from hftmm.cli
+    from hftmm.strategy.base import load_strategy
+
+    trading, risk, exchange = _load(args)      # ConfigError: one line from hftmm.cli
+    strategy = load_strategy(args.strategy) if args.strategy else None
     gateway = None
     if args.mode in ("testnet", "live"):
         if args.mode == "live" and not args.yes_i_mean_production:
@@ -127,7 +130,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         gateway = BinanceGateway(trading.symbol, signer, rest_url=args.rest_url or preset,
                                  ws_api_url=_ws_api_url(args), allow_production=args.mode == "live")
     status = None if args.no_status else StatusLine()
-    engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, paper=paper, rest_url=args.rest_url,
+    engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, exchange=exchange, strategy=strategy,
+                        rest_url=args.rest_url,
                         ws_url=args.ws_url, state_db=args.state_db, status=status, record_dir=args.record)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda *_: engine.stop("interrupted (SIGINT)"))

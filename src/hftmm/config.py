@@ -376,6 +376,18 @@ def build_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None,
     return trading, risk
 
 
+def build_exchange_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ExchangeModelConfig:
+    """``[exchange]`` (paper trading's and backtests' exchange model; ``[paper]`` is
+    accepted as its old name, not both) with ``HFTMM_EXCHANGE_*`` overrides."""
+    if "exchange" in data and "paper" in data:
+        raise ConfigError("paper", "give the exchange model once: [exchange] ([paper] is its old name)")
+    sec = "paper" if "paper" in data else "exchange"
+    values = data.get(sec, {}) or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError(sec, f"must be a table ([{sec}]), got {values!r}")
+    return _build(ExchangeModelConfig, sec, values, os.environ if env is None else env)
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,

@@ -237,18 +237,24 @@ class BacktestEngine:
         return store_source(config.replace(data_path=path))
 
     def run_backtest(self, config: BacktestConfig, progress: bool | Callable[[float, int], None] = False,
-                     source: Optional[EventSource] = None) -> BacktestResult:
+                     source: Optional[EventSource] = None, strategy: Any = None) -> BacktestResult:
         """Run one backtest. ``progress``: True for a bar on stderr, or a callable
-        ``f(fraction_done, events)``."""
-        return self.run_backtest_group([config], progress, source)[0]
+        ``f(fraction_done, events)``. ``strategy``: your own instead of the built-in
+        market maker (a Python :class:`hftmm.strategy.Strategy` or a compiled
+        :class:`hftcore.strategy.Strategy`; a class or an instance, see
+        :func:`hftmm.strategy.core.make_strategy`) -- the same object ``hftmm live``
+        runs; the config's risk limits and exchange model apply to it."""
+        return self.run_backtest_group([config], progress, source, [strategy])[0]
 
     def run_backtest_group(self, configs: list[BacktestConfig],
                            progress: bool | Callable[[float, int], None] = False,
-                           source: Optional[EventSource] = None) -> list[BacktestResult]:
+                           source: Optional[EventSource] = None,
+                           strategies: Optional[list[Any]] = None) -> list[BacktestResult]:
         """Several backtests in one pass of the replay kernel (one replay, many
         strategies): the configs must share their data and the exchange model's
         shared part (see :func:`shared_key`); each gets exactly the result a
-        separate :meth:`run_backtest` would give (``elapsed_s`` is the pass's)."""
+        separate :meth:`run_backtest` would give (``elapsed_s`` is the pass's).
+        ``strategies``: per config, your own strategy or None (the built-in one)."""
         if not configs:
             return []
         keys = {shared_key(c) for c in configs}
@@ -256,7 +262,7 @@ class BacktestEngine:
             raise ValueError(f"configs of one pass must share {SHARED_FIELDS}; got {len(keys)} distinct")
         src = source or self._source(configs[0])
         market = configs[0].market or src.market
-        kernel = build_kernel(configs, src.tick_size, src.lot_size, market)
+        kernel = build_kernel(configs, src.tick_size, src.lot_size, market, strategies=strategies)
         lot = float(src.lot_size)
         tick = float(src.tick_size)
         n = len(configs)
@@ -334,28 +340,38 @@ def shared_key(config: BacktestConfig) -> tuple:
 
 
 def build_kernel(configs: list[BacktestConfig], tick_size: str, lot_size: str, market: Optional[str] = "spot",
-                 record_intents: bool = False) -> ReplayKernel:
-    """The driver loop with one agent per config -- the built-in market maker, its
-    trader and its exchange account -- over one book in ``tick_size``/``lot_size``
-    units (decimal strings). Estimators equal across configs are shared (a
+                 record_intents: bool = False, strategies: Optional[list[Any]] = None,
+                 sample_interval_ns: Optional[int] = None) -> ReplayKernel:
+    """The driver loop with one agent per config -- the built-in market maker (or
+    ``strategies[i]``, see :func:`hftmm.strategy.core.make_strategy`), its trader
+    and its exchange account -- over one book in ``tick_size``/``lot_size`` units
+    (decimal strings). The built-in market makers share their estimators (a
     sweep's strategies see the same events). The configs must share
-    :data:`SHARED_FIELDS`."""
+    :data:`SHARED_FIELDS`. ``sample_interval_ns``: instead of the configs' (0:
+    no equity samples -- a paper session). Paper trading builds its kernel here
+    too (:class:`hftmm.live.LiveEngine`): one construction for both."""
     if not configs:
         raise ValueError("at least one config")
     if len({shared_key(c) for c in configs}) > 1:
         raise ValueError(f"configs of one pass must share {SHARED_FIELDS}")
+    specs = list(strategies) if strategies is not None else [None] * len(configs)
+    if len(specs) != len(configs):
+        raise ValueError(f"{len(specs)} strategies for {len(configs)} configs")
     tick, lot = float(tick_size), float(lot_size)
     book = L2Book(tick_size, lot_size)
-    strategies = [core.market_maker(c.strategy, c.risk, tick, lot) for c in configs]
-    for i, s in enumerate(strategies):
+    agents = [core.make_strategy(sp, c.strategy, c.risk, tick, lot) for sp, c in zip(specs, configs)]
+    builtin = [a for a, sp in zip(agents, specs) if sp is None]
+    for i, s in enumerate(builtin):
         for j in range(i):
-            s.share_estimators(strategies[j])
+            s.share_estimators(builtin[j])
+    strategies = agents
     traders = [core.trader(c.risk, tick, lot) for c in configs]
     xm = ExchangeModel(book, [core.exchange_params(c.exchange, tick, lot, market) for c in configs],
                        [c.seed for c in configs])
     c0 = configs[0]
     return ReplayKernel(book, list(zip(strategies, traders)), xm,
-                        -1 if c0.feed_latency is None else core.ns(c0.feed_latency), core.ns(c0.sample_interval),
+                        -1 if c0.feed_latency is None else core.ns(c0.feed_latency),
+                        core.ns(c0.sample_interval) if sample_interval_ns is None else sample_interval_ns,
                         record_intents)
 
 

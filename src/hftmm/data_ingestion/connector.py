@@ -24,6 +24,7 @@ quantity unit; :class:`BookSnapshot` converts to price units at the edge.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -34,7 +35,7 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import websocket
@@ -228,6 +229,12 @@ class BinanceConnector:
       on_trade(trade): called for each trade (Trade, prices in ticks).
       on_book_ticker(ticker): called for each bookTicker.
       on_raw(local_ns, frame): every frame and REST snapshot body as received (the recorder).
+      on_sync(sync, local_ns): with ``emit_events``, after every change the sync made
+        (depth applied, snapshot loaded, book invalid): ``sync`` holds the records
+        (``BookSync(emit_events=True)``) for the caller to consume -- the live engine
+        feeds them to its strategy core, decoded and synced once.
+      lock: held from a frame's receive time stamp to the end of its processing (the
+        hooks included), so times are monotonic in the order frames are handled.
       trade_watchdog_s [s]: watchdog of a trades-only connection (quiet markets trade rarely).
     """
 
@@ -243,7 +250,9 @@ class BinanceConnector:
                  on_trade: Optional[Callable[[Trade], None]] = None,
                  on_book_ticker: Optional[Callable[[BookTicker], None]] = None,
                  on_raw: Optional[Callable[[int, bytes], None]] = None,
-                 trade_watchdog_s: float = 300.0) -> None:
+                 trade_watchdog_s: float = 300.0,
+                 on_sync: Optional[Callable[[BookSync, int], None]] = None,
+                 lock: Optional[Any] = None) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not symbol or not symbol.isalnum():
@@ -274,6 +283,7 @@ class BinanceConnector:
         self.on_trade = on_trade
         self.on_book_ticker = on_book_ticker
         self.on_raw = on_raw
+        self.on_sync = on_sync
         self.trade_watchdog_s = trade_watchdog_s
         self._units = (tick_size, lot_size)
         self.tick_size = float(tick_size) if tick_size else 0.0
@@ -283,12 +293,13 @@ class BinanceConnector:
         self.sync: Optional[BookSync] = None
         self.stats = ConnectorStats()
         self._latency_ms: deque[float] = deque(maxlen=20_000)
-        self._lock = threading.RLock()
+        self._lock = lock if lock is not None else threading.RLock()
+        self._frame_lock = lock if lock is not None else contextlib.nullcontext()
         self._stop = threading.Event()
         self._snap_request = threading.Event()
         self._snap_thread: Optional[threading.Thread] = None
         self._snap_lock = threading.Lock()
-        self._pending_snapshot: Optional[tuple[DepthSnapshot, int]] = None   # (snapshot, receive time ns)
+        self._pending_snapshot: Optional[tuple[DepthSnapshot, bytes]] = None   # (snapshot, its body)
         self._snap_wanted = False        # a snapshot is requested or in flight (one at a time)
         self._conns: list[_Conn] = []
         self._attempts: deque[float] = deque()
@@ -313,7 +324,7 @@ class BinanceConnector:
         self.tick_size, self.lot_size = float(tick), float(lot)
         self.decoder = BinanceDecoder(tick, lot)
         self.book = L2Book(tick, lot)
-        self.sync = BookSync(self.book, market=self.market)
+        self.sync = BookSync(self.book, market=self.market, emit_events=self.on_sync is not None)
         self._stop.clear()
         if self.market == "spot":
             urls = [("book+trades", self._stream_url("", self.book_streams + self.trade_streams))]
@@ -470,7 +481,8 @@ class BinanceConnector:
                     conn.reason = "lifetime"
                     break
                 if is_book:
-                    self._maybe_apply_snapshot()
+                    with self._frame_lock:
+                        self._maybe_apply_snapshot()
                 continue
             except (websocket.WebSocketConnectionClosedException, OSError, ValueError) as exc:
                 conn.reason = f"error: {exc.__class__.__name__}"
@@ -478,16 +490,17 @@ class BinanceConnector:
             except websocket.WebSocketException as exc:
                 conn.reason = f"protocol error: {exc}"
                 break
-            local_ns = time.time_ns()
             if op == websocket.ABNF.OPCODE_CLOSE:
                 conn.reason = "close frame"
                 break
             conn.last_data = time.monotonic()
             if op == websocket.ABNF.OPCODE_PING or op == websocket.ABNF.OPCODE_PONG:
                 continue     # answered by websocket-client; proves the connection is alive
-            self._on_frame(data, local_ns, is_book, conn)
-            if is_book:
-                self._maybe_apply_snapshot()
+            with self._frame_lock:
+                local_ns = time.time_ns()
+                self._on_frame(data, local_ns, is_book, conn)
+                if is_book:
+                    self._maybe_apply_snapshot()
             if conn.last_data - conn.opened_at > self.max_lifetime_s:
                 self.stats.lifetime_renewals += 1
                 conn.reason = "lifetime"
@@ -513,6 +526,8 @@ class BinanceConnector:
             self._latency(msg.event_time_ns, local_ns)
             with self._lock:
                 out = self.sync.on_depth(msg, local_ns)
+                if self.on_sync is not None:
+                    self.on_sync(self.sync, local_ns)
                 self._last_exch_ns = msg.event_time_ns
                 self._last_local_ns = local_ns
                 self._copy_sync_counters()
@@ -584,6 +599,8 @@ class BinanceConnector:
                       self.symbol, t.update_id, b.best_bid(), b.best_ask(), t.bid_px, t.ask_px)
             with self._lock:
                 self.sync.reset()
+                if self.on_sync is not None:
+                    self.on_sync(self.sync, time.time_ns())
             self._want_snapshot()
 
     # ------------------------------------------------------------ snapshots
@@ -599,9 +616,16 @@ class BinanceConnector:
             pending, self._pending_snapshot = self._pending_snapshot, None
         if pending is None:
             return
-        snap, snap_local_ns = pending
+        snap, body = pending
+        # the snapshot enters the stream here, between frames, at this time -- for the
+        # sync, the hooks and the recording alike (a recording replays as it ran)
+        snap_local_ns = time.time_ns()
+        if self.on_raw is not None:
+            self.on_raw(snap_local_ns, body)
         with self._lock:
             out = self.sync.on_snapshot(snap, snap_local_ns)
+            if self.on_sync is not None:
+                self.on_sync(self.sync, snap_local_ns)
             self.stats.snapshots += 1
             self._copy_sync_counters()
         self._snap_wanted = False
@@ -628,7 +652,7 @@ class BinanceConnector:
                 self._snap_wanted = False
                 continue
             try:
-                snap = self._fetch_snapshot()
+                snap, body = self._fetch_snapshot()
             except Exception as exc:  # noqa: BLE001 -- network and HTTP errors: retry with backoff
                 failures += 1
                 self.stats.snapshot_errors += 1
@@ -639,19 +663,16 @@ class BinanceConnector:
                 continue
             failures = 0
             with self._snap_lock:
-                # with its receive time: the sync tells a slow stream from a false id by it
-                self._pending_snapshot = (snap, time.time_ns())
+                self._pending_snapshot = (snap, body)
 
     def _fetch_snapshot(self) -> DepthSnapshot:
         weight = depth_weight(self.market, self.snapshot_limit)
         self._respect_weight(weight)
         body = self._rest_get(_REST_PATHS[self.market]["depth"], {"symbol": self.symbol, "limit": self.snapshot_limit})
-        if self.on_raw is not None:
-            self.on_raw(time.time_ns(), body)
         snap = self.decoder.decode(body)
         if not isinstance(snap, DepthSnapshot):
             raise ValueError(f"depth endpoint returned {type(snap).__name__}, not a snapshot")
-        return snap
+        return snap, body
 
     def _respect_weight(self, weight: int) -> None:
         now = time.time()

@@ -1,5 +1,4 @@
-"""Live and paper trading: gateways, the engine, its state store."""
+"""Live and paper trading: the engine, the Binance gateway, the state store."""
 from hftmm.live.engine import LiveEngine
-from hftmm.live.paper import PaperConfig, PaperGateway
 
-__all__ = ["LiveEngine", "PaperConfig", "PaperGateway"]
+__all__ = ["LiveEngine"]

@@ -1433,7 +1433,9 @@ class ExchangeSimulator:
         else:
             lid = self._last_update_id
             levels = src.book.top(limit)
-        return render_snapshot(self.market, lid, levels, src.px, src.qty, _now_ms(), limit)
+        # E / T on the stream's clock (the market's: a source replayed faster or slower
+        # than real time moves it at its own pace), as the exchange stamps both
+        return render_snapshot(self.market, lid, levels, src.px, src.qty, self.market_time_ms(), limit)
 
     def _rest_depth(self, req: Request, stale: Optional[dict] = None) -> Response:
         try:

@@ -1,7 +1,11 @@
-"""Strategy: the pricer, the quote manager and the risk manager."""
+"""Strategy: the compiled market maker and the interface to write your own, the
+pricer (quotes as a calculator), the live order manager and the risk supervisor."""
+from hftcore.strategy import MarketMaker, Trader
+
+from hftmm.strategy.base import Strategy
 from hftmm.strategy.pricer import AvellanedaStoikovPricer, Quote, QuoteParameters
 from hftmm.strategy.quote_manager import Decision, QuoteManager
-from hftmm.strategy.risk import RiskDecision, RiskManager
+from hftmm.strategy.risk import RiskManager
 
-__all__ = ["AvellanedaStoikovPricer", "Quote", "QuoteParameters", "QuoteManager", "Decision", "RiskManager",
-           "RiskDecision"]
+__all__ = ["Strategy", "MarketMaker", "Trader", "AvellanedaStoikovPricer", "Quote", "QuoteParameters",
+           "QuoteManager", "Decision", "RiskManager"]

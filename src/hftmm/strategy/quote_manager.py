@@ -1,58 +1,63 @@
-"""QuoteManager: from the pricer's quote to orders on the exchange, within risk limits.
+"""QuoteManager: between the compiled trader and a live gateway.
 
-It owns the order state (:class:`~hftmm.execution.orders.OrderTracker`: pending-new,
-open, partially filled, filled, pending-cancel, cancelled, rejected,
-unknown-after-timeout -> query), decides when to requote and sends requests
-through a :class:`~hftmm.live.gateway.Gateway`. Answers come back through
-:meth:`QuoteManager.on_gateway_event`.
+The quoting decision and every pre-trade limit are the core's
+(:class:`hftcore.strategy.MarketMaker`, :class:`hftcore.strategy.Trader`), the
+same code a backtest runs. For testnet and production trading this class turns
+the trader's intents into Binance requests and the gateway's answers back into
+the trader's reports:
 
-The quoting decision is the backtester's, step for step (see
-``hftcore/backtest.pyx`` ``_local_event``/``_quote``): on every complete book
-change the pricer's EWMA takes the mid if it changed; when the refresh interval
-has passed, a quote is computed for the *known* position (fills reported so
-far); on each side a working order is kept while its price is within
-``requote_threshold`` ticks of the new quote, otherwise it is cancelled and a new
-one sent; a side the quote withholds (inventory) is cancelled. On top of that,
-for live trading: the risk manager can veto or shrink any new order (limits hold
-with every order in flight filled), ``min_order_lifetime`` keeps an order at
-least that long unless it must go, orders pass the exchange filters and the
-rate limiter before they are sent, and ``inventory_sizing`` shrinks the side
-that adds to the position. With those at their defaults (no lifetime, fixed
-size, limits not binding) the decisions equal the backtester's.
+* NEW -> ``POST /api/v3/order`` (LIMIT_MAKER when post-only, else LIMIT GTC;
+  MARKET for the kill switch's flattening), CANCEL -> ``DELETE``, REPLACE ->
+  ``cancelReplace`` (STOP_ON_FAILURE: one request, counted as one order);
+  prices and quantities formatted by the exchange filters. A request the
+  filters or the exchange's rate limits refuse is never sent: the trader gets
+  a REJECTED report at once.
+* The order state machine (:class:`hftmm.execution.orders.OrderTracker`) applies
+  the answers -- acks, execution reports, cancel acks, rejects, 409s, unknown
+  outcomes (queried) -- and each change reaches the trader once: ACK when the
+  order is live, FILL per fill (ticks, lots, fee in the quote asset), CANCELED /
+  REJECTED when it is done.
 
-Units: ticks and lots inside; Decimal prices/quantities on the wire; times ns
-on the engine's clock (the event clock in paper trading).
+Open quantity is the trader's (O(1) per side); the tracker only maps ids, so
+the work per frame does not grow with the orders a long session has seen
+(final orders are forgotten after a minute).
+
+Units: ticks and lots with the trader; Decimal prices/quantities on the wire;
+times ns on the engine's clock.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from hftcore.quoting import NO_ASK, NO_BID
+import numpy as np
+
+from hftcore.exchange import ACK, CANCELED, FILL, REJECTED
+from hftcore.strategy import CANCEL, NEW, REPLACE
 
 from hftmm.execution.filters import SymbolFilters
 from hftmm.execution.orders import Fill, Order, OrderState, OrderStateError, OrderTracker
-from hftmm.execution.ratelimits import RateLimiter, RateLimitBanned
-from hftmm.strategy.pricer import AvellanedaStoikovPricer, QuoteParameters
+from hftmm.execution.ratelimits import RateLimitBanned, RateLimiter
 
 if TYPE_CHECKING:  # (hftmm.live imports this module)
     from hftmm.live.gateway import GatewayEvent
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QuoteManager", "Decision"]
+__all__ = ["QuoteManager", "Decision", "AverageCost"]
 
-SIDES = ("BUY", "SELL")
+_XM_POST_ONLY = 1
+_XM_MARKET = 2
+_SIDES = ("BUY", "SELL")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """One quoting action: ``action`` "new" or "cancel", side BUY/SELL, price [ticks],
-    size [lots], at ``ts_ns`` on the engine clock."""
+    """One request sent: ``action`` "new", "cancel" or "replace", side BUY/SELL,
+    price [ticks], size [lots], at ``ts_ns`` on the engine clock."""
 
     ts_ns: int
     action: str
@@ -64,12 +69,11 @@ class Decision:
 
 @dataclass
 class _Counters:
-    quotes: int = 0
     orders_sent: int = 0
     cancels_sent: int = 0
+    replaces_sent: int = 0
     rejected: int = 0
     post_only_rejects: int = 0
-    risk_blocked: int = 0
     filter_blocked: int = 0
     rate_limited: int = 0
     queries: int = 0
@@ -78,178 +82,98 @@ class _Counters:
     filter_reasons: dict = field(default_factory=dict)
 
 
-class QuoteManager:
-    """Quotes one symbol through a gateway. See the module docstring.
+class AverageCost:
+    """Average-cost realised PnL of a stream of fills (price units, quote
+    currency, before fees): what the status line and the dashboard show."""
 
-    Parameters (units in brackets):
-      symbol; pricer (:class:`AvellanedaStoikovPricer`; its tick_size/lot_size are
-      the symbol's); risk_manager (``hftmm.strategy.RiskManager`` or None: the
-      pricer's inventory limit only); params (:class:`QuoteParameters`); gateway;
-      filters (:class:`SymbolFilters` from exchangeInfo, or None); rate_limiter;
-      order_size [base] (None: the pricer's); requote_threshold [ticks];
-      refresh_interval [s] between quote computations; min_order_lifetime [s];
-      post_only (LIMIT_MAKER); inventory_sizing; clock () -> ns (the engine's);
-      quote_asset: the symbol's quote asset (commissions in any other asset are
-      taken as base-asset amounts and valued at the fill price).
-      on_fill(fill, position_lots), on_order(order): callbacks for the state store.
+    def __init__(self, lot_size: float) -> None:
+        self.lot = float(lot_size)
+        self.position = 0          # lots
+        self.avg_entry = 0.0       # price units
+        self.realized_pnl = 0.0
+
+    def fill(self, signed_lots: int, px: float) -> None:
+        pos = self.position
+        if pos == 0 or (pos > 0) == (signed_lots > 0):
+            new = pos + signed_lots
+            self.avg_entry = (self.avg_entry * abs(pos) + px * abs(signed_lots)) / abs(new) if new else 0.0
+        else:
+            closing = min(abs(signed_lots), abs(pos))
+            self.realized_pnl += (px - self.avg_entry) * closing * self.lot * (1.0 if pos > 0 else -1.0)
+            left = pos + signed_lots
+            if left == 0:
+                self.avg_entry = 0.0
+            elif (left > 0) != (pos > 0):
+                self.avg_entry = px
+        self.position = pos + signed_lots
+
+
+class QuoteManager:
+    """Sends one symbol's trader intents through a gateway (see the module doc).
+
+    ``trader``: :class:`hftcore.strategy.Trader`; ``gateway``: a
+    :class:`hftmm.live.gateway.Gateway`; ``filters`` / ``rate_limiter`` from
+    exchangeInfo; ``tick_size`` / ``lot_size``: the units of the trader's ticks and
+    lots (decimal strings); ``quote_asset``: commissions in another asset are
+    valued at the fill price; ``risk``: a :class:`hftmm.strategy.RiskManager` that
+    gets the order round trips; ``clock`` () -> ns; ``on_fill(fill, position_lots)``,
+    ``on_order(order)``: callbacks (the state store).
     """
 
-    def __init__(self, symbol: str, pricer: AvellanedaStoikovPricer, risk_manager: Any = None, *,
-                 params: Optional[QuoteParameters] = None, gateway: Any = None,
-                 filters: Optional[SymbolFilters] = None, rate_limiter: Optional[RateLimiter] = None,
-                 order_size: Optional[float] = None, requote_threshold: int = 1, refresh_interval: float = 0.1,
-                 min_order_lifetime: float = 0.0, post_only: bool = True, inventory_sizing: bool = False,
-                 clock: Callable[[], int] = time.time_ns, id_prefix: str = "hftmm",
-                 tick_size: Optional[str] = None, lot_size: Optional[str] = None, quote_asset: str = "",
+    def __init__(self, symbol: str, trader: Any, gateway: Any, *, filters: Optional[SymbolFilters] = None,
+                 rate_limiter: Optional[RateLimiter] = None, tick_size: str, lot_size: str, quote_asset: str = "",
+                 risk: Any = None, clock: Callable[[], int] = time.time_ns, id_prefix: str = "hftmm",
                  on_fill: Optional[Callable[[Fill, int], None]] = None,
                  on_order: Optional[Callable[[Order], None]] = None) -> None:
         self.symbol = symbol.upper()
-        self.pricer = pricer
-        self.risk = risk_manager
-        self.params = params or QuoteParameters()
+        self.trader = trader
         self.gateway = gateway
         self.filters = filters
         self.rate_limiter = rate_limiter
-        if isinstance(requote_threshold, bool) or not isinstance(requote_threshold, int) or requote_threshold < 0:
-            raise ValueError(f"requote_threshold must be an int >= 0 [ticks], got {requote_threshold!r}")
-        for name, v in (("refresh_interval", refresh_interval), ("min_order_lifetime", min_order_lifetime)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0 [s], got {v!r}")
-        self.requote_threshold = requote_threshold
-        self.refresh_interval_ns = int(round(refresh_interval * 1e9))
-        self.min_order_lifetime_ns = int(round(min_order_lifetime * 1e9))
-        self.post_only = bool(post_only)
-        self.inventory_sizing = bool(inventory_sizing)
-        self.clock = clock
-        self.now = 0
-        self.tick = Decimal(tick_size) if tick_size else Decimal(repr(pricer.tick_size))
-        self.lot = Decimal(lot_size) if lot_size else Decimal(repr(pricer.lot_size))
-        size = pricer.order_size if order_size is None else order_size
-        self.order_lots = max(int(round(size / float(self.lot))), 1)
-        self.tracker = OrderTracker(self.symbol, id_prefix, clock=self._clock)
+        self.tick = Decimal(str(tick_size))
+        self.lot = Decimal(str(lot_size))
         self.quote_asset = quote_asset
-        #: False until the position is known (a real account: reconciled from its balances on start)
-        self.position_known = True
-        self._inherited_lots = 0      # an inherited position not yet marked into cash
+        self.risk = risk
+        self.clock = clock
+        self.tracker = OrderTracker(self.symbol, id_prefix, clock=clock)
         self.on_fill = on_fill
         self.on_order = on_order
-        # state
-        self.position_lots = 0          # known position (fills reported so far)
-        self.cash = 0.0                 # quote currency, fees included
-        self.fees = 0.0
-        self.volume = 0.0               # traded quote notional
-        self.realized_pnl = 0.0         # quote, average-cost, before fees
-        self.avg_entry = 0.0            # average entry price of the open position
-        self.next_quote_ns = 0
-        self.enabled = True             # False: stopped (kill switch / shutdown)
-        self.user_stream_ok = True
+        #: where the reports go, (ts, id, kind, px, lots, leaves, fee, taker): the trader's
+        #: own ``on_report`` -- or the driver's (``ReplayKernel.report``: the trader applies
+        #: it and the strategy hears of it)
+        self.on_report: Callable[..., Any] = trader.on_report
+        self.counters = _Counters()
         self.decisions: list[Decision] = []
         self.record_decisions = False
-        self.counters = _Counters()
-        self.last_quote = None
+        self._cid: dict[int, str] = {}          # trader id -> client order id
+        self._tid: dict[str, int] = {}          # client order id -> trader id
+        self._acked: set[str] = set()
+        self._final: set[str] = set()
         self._sent_ns: dict[str, int] = {}
         self._logged_filters: set[str] = set()
+        self.volume = 0.0                       # traded quote notional
+        self._cost = AverageCost(float(self.lot))
 
-    def _clock(self) -> int:
-        return self.now if self.now else self.clock()
+    # ------------------------------------------------------------ intents out
+    def send(self, intents: np.ndarray) -> None:
+        """Send the trader's intents (``Trader.take_intents()``) in order."""
+        for it in intents:
+            kind, tid, side = int(it["kind"]), int(it["id"]), _SIDES[int(it["side"])]
+            ts, px, lots, flags = int(it["ts"]), int(it["px"]), int(it["lots"]), int(it["flags"])
+            if kind == NEW:
+                self._new(tid, side, px, lots, flags, ts)
+            elif kind == CANCEL:
+                self._cancel(tid, ts)
+            elif kind == REPLACE:
+                self._replace(int(it["cancel_id"]), tid, side, px, lots, flags, ts)
 
-    # ------------------------------------------------------------ market data
-    def on_book_change(self, now: int, best_bid: int, best_ask: int, bid_qty: int, ask_qty: int) -> None:
-        """After a complete book change (ticks, lots) at ``now`` [ns]: update the
-        pricer and requote when the refresh interval has passed."""
-        self.now = now
-        self.pricer.on_book(now, best_bid, best_ask, bid_qty, ask_qty)
-        if best_bid == NO_BID or best_ask == NO_ASK:
-            return
-        if now >= self.next_quote_ns:
-            self.next_quote_ns = now + self.refresh_interval_ns
-            self.requote(now)
+    def _refuse(self, tid: int, ts: int, why: str) -> None:
+        """Not sent: the trader learns at once."""
+        self.on_report(ts, tid, REJECTED)
+        log.debug("%s: order %d not sent: %s", self.symbol, tid, why)
 
-    def on_trade(self, now: int, price_tick: int) -> None:
-        self.now = now
-        self.pricer.on_trade(now, price_tick)
-
-    # ------------------------------------------------------------ quoting
-    def working(self, side: str) -> list[Order]:
-        """Orders on ``side`` that are live or on their way and not being cancelled."""
-        return [o for o in self.tracker.orders.values()
-                if o.side == side and not o.is_terminal and not o.cancel_requested]
-
-    def _ticks(self, price: Decimal) -> int:
-        return int(price / self.tick)
-
-    def requote(self, now: int) -> None:
-        """Compute the quote and bring the orders in line with it."""
-        self.now = now
-        if not self.enabled or not self.user_stream_ok or not self.position_known \
-                or (self.risk is not None and not self.risk.can_quote):
-            self.cancel_all_orders("not quoting")
-            return
-        out = self.pricer.quote_ticks(self.params, self.position_lots, now)
-        if out is None:
-            return
-        if self._inherited_lots:
-            # the inherited inventory enters the PnL at the first quotable mid
-            m = self._mid_price()
-            if m is not None:
-                self.cash -= self._inherited_lots * float(self.lot) * float(m)
-                self.avg_entry = float(m)
-                self._inherited_lots = 0
-        self.counters.quotes += 1
-        self.last_quote = out
-        for si, side in enumerate(SIDES):
-            ok = out.bid_ok if si == 0 else out.ask_ok
-            px = out.bid_tick if si == 0 else out.ask_tick
-            w: Optional[Order] = None
-            for o in self.working(side):
-                if w is not None:
-                    self._cancel(w, now)          # never two working orders a side
-                w = o
-            if not ok:
-                if w is not None:
-                    self._cancel(w, now)
-                continue
-            if w is None:
-                self._new(side, px, now)
-            else:
-                wpx = self._ticks(w.price)
-                if abs(wpx - px) >= self.requote_threshold:
-                    if self.min_order_lifetime_ns and now - w.created_ns < self.min_order_lifetime_ns:
-                        continue                  # too young to move
-                    self._cancel(w, now)
-                    self._new(side, px, now)
-
-    def _size(self, side: str) -> int:
-        lots = self.order_lots
-        if self.inventory_sizing and self.pricer.max_inventory not in (0.0, math.inf):
-            q = self.position_lots * float(self.lot) / self.pricer.max_inventory
-            adding = q if side == "BUY" else -q
-            if adding > 0:
-                lots = max(int(lots * max(0.0, 1.0 - adding)), 1)
-        return lots
-
-    def _new(self, side: str, px: int, now: int) -> Optional[Order]:
-        lots = self._size(side)
-        price = Decimal(px) * self.tick
-        qty = Decimal(lots) * self.lot
-        if self.risk is not None:
-            d = self.risk.check_order(side, price, qty, self.position_lots * self.lot,
-                                      self.tracker.open_buy_qty(), self.tracker.open_sell_qty(), now=now)
-            if not d.allowed or d.qty <= 0:
-                self.counters.risk_blocked += 1
-                return None
-            if d.qty < qty:
-                # clipped: down to a multiple of the order step (LOT_SIZE stepSize; the
-                # data's lot can be finer, and an inherited position need not be on it)
-                step = self.filters.step_size if self.filters is not None and self.filters.step_size > 0 \
-                    else self.lot
-                steps = int(Decimal(d.qty) / step)
-                if steps <= 0:
-                    self.counters.risk_blocked += 1
-                    return None
-                qty = Decimal(steps) * step
-        if self.filters is not None:
-            price_s, qty_s = self.filters.format_price(price), self.filters.format_qty(qty)
+    def _check(self, tid: int, side: str, price: Decimal, qty: Decimal, market: bool, ts: int) -> bool:
+        if self.filters is not None and not market:      # (the flattening market order is not filtered)
             bad = self.filters.check(side, price, qty, reference_price=self._mid_price())
             if bad:
                 self.counters.filter_blocked += 1
@@ -257,93 +181,110 @@ class QuoteManager:
                 self.counters.filter_reasons[key] = self.counters.filter_reasons.get(key, 0) + 1
                 if key not in self._logged_filters:
                     self._logged_filters.add(key)
-                    log.warning("%s: %s quote at %s x %s refused by the exchange filters: %s", self.symbol,
-                                side, price_s, qty_s, "; ".join(bad))
-                return None
+                    log.warning("%s: %s order at %s x %s refused by the exchange filters: %s", self.symbol, side,
+                                price, qty, "; ".join(bad))
+                self._refuse(tid, ts, "filters")
+                return False
         if self.rate_limiter is not None:
             try:
-                wait = self.rate_limiter.acquire(weight=1, orders=1, now=now / 1e9)
+                wait = self.rate_limiter.acquire(weight=1, orders=1, now=ts / 1e9)
             except RateLimitBanned:
                 wait = 1.0
             if wait > 0:
                 self.counters.rate_limited += 1
-                return None
-        order = self.tracker.new_order(side, price, qty, post_only=self.post_only)
-        params = self.tracker.new_order_params(order)
-        if self.filters is not None:
-            params["price"], params["quantity"] = self.filters.format_price(price), self.filters.format_qty(qty)
-        if self.post_only is False:
-            params.setdefault("timeInForce", "GTC")
-        params["newOrderRespType"] = "RESULT"
+                self._refuse(tid, ts, "exchange rate limit")
+                return False
+        return True
+
+    def _params(self, order: Order, market: bool) -> dict[str, Any]:
+        p = self.tracker.new_order_params(order)
+        if market:
+            p = {"symbol": self.symbol, "side": order.side, "type": "MARKET",
+                 "quantity": self.filters.format_qty(order.qty) if self.filters else str(order.qty),
+                 "newClientOrderId": order.client_order_id}
+        elif self.filters is not None:
+            p["price"], p["quantity"] = self.filters.format_price(order.price), self.filters.format_qty(order.qty)
+        if not market and not order.post_only:
+            p.setdefault("timeInForce", "GTC")
+        p["newOrderRespType"] = "RESULT"
+        return p
+
+    def _new(self, tid: int, side: str, px: int, lots: int, flags: int, ts: int) -> None:
+        market = bool(flags & _XM_MARKET)
+        price = Decimal(px) * self.tick if not market else self.tick
+        qty = Decimal(lots) * self.lot
+        if not self._check(tid, side, price, qty, market, ts):
+            return
+        order = self.tracker.new_order(side, price, qty, post_only=bool(flags & _XM_POST_ONLY))
+        self._map(tid, order.client_order_id)
+        params = self._params(order, market)
         self.counters.orders_sent += 1
-        self._sent_ns[order.client_order_id] = now
+        self._sent_ns[order.client_order_id] = ts
+        if market:
+            log.warning("%s: flattening: %s %s at market", self.symbol, side, qty)
         if self.record_decisions:
-            self.decisions.append(Decision(now, "new", side, px, lots, order.client_order_id))
-        if self.risk is not None:
-            self.risk.on_order_sent(now=now)
+            self.decisions.append(Decision(ts, "new", side, px, lots, order.client_order_id))
         self._order_changed(order)
         self.gateway.place_order(params)
-        return order
 
-    def _mid_price(self) -> Optional[Decimal]:
-        bb, ba = self.pricer.best_bid, self.pricer.best_ask
-        if bb == NO_BID or ba == NO_ASK:
-            return None
-        return (Decimal(bb) + Decimal(ba)) * self.tick / 2
-
-    def _cancel(self, order: Order, now: int) -> None:
+    def _cancel(self, tid: int, ts: int) -> None:
+        cid = self._cid.get(tid)
+        if cid is None or cid not in self.tracker.orders:
+            return
+        order = self.tracker.orders[cid]
         if order.is_terminal or order.cancel_requested:
             return
-        req = self.tracker.request_cancel(order.client_order_id)
+        req = self.tracker.request_cancel(cid)
         if req.deferred:
             # not acked yet: cancel by client id now (Binance accepts origClientOrderId)
-            self.tracker.mark_cancel_sent(order.client_order_id)
+            self.tracker.mark_cancel_sent(cid)
         self.counters.cancels_sent += 1
         if self.record_decisions:
-            self.decisions.append(Decision(now, "cancel", order.side, self._ticks(order.price),
-                                           int(order.qty / self.lot), order.client_order_id))
+            self.decisions.append(Decision(ts, "cancel", order.side, int(order.price / self.tick),
+                                           int(order.qty / self.lot), cid))
         if self.rate_limiter is not None:
             try:
-                self.rate_limiter.acquire(weight=1, orders=0, now=now / 1e9)   # cancels always go out
+                self.rate_limiter.acquire(weight=1, orders=0, now=ts / 1e9)   # cancels always go out
             except RateLimitBanned:
                 pass
         self._order_changed(order)
         self.gateway.cancel_order(req.params())
 
-    def cancel_all_orders(self, reason: str = "") -> int:
-        """Cancel every live order (kill switch, pause, shutdown). Returns how many."""
-        n = 0
-        for o in list(self.tracker.orders.values()):
-            if not o.is_terminal and not o.cancel_requested:
-                self._cancel(o, self._clock())
-                n += 1
-        if n:
-            log.info("%s: cancelling %d open orders (%s)", self.symbol, n, reason or "requested")
-        return n
-
-    def flatten(self) -> Optional[Order]:
-        """Send a MARKET order that brings the known position to zero (kill switch)."""
-        lots = self.position_lots
-        if lots == 0:
-            return None
-        side = "SELL" if lots > 0 else "BUY"
-        qty = Decimal(abs(lots)) * self.lot
-        order = self.tracker.new_order(side, self.tick, qty, post_only=False)   # price unused for MARKET
-        params = {"symbol": self.symbol, "side": side, "type": "MARKET",
-                  "quantity": self.filters.format_qty(qty) if self.filters else str(qty),
-                  "newClientOrderId": order.client_order_id, "newOrderRespType": "RESULT"}
+    def _replace(self, old_tid: int, tid: int, side: str, px: int, lots: int, flags: int, ts: int) -> None:
+        old_cid = self._cid.get(old_tid)
+        old = self.tracker.orders.get(old_cid) if old_cid else None
+        if old is None or old.is_terminal or old.cancel_requested or old.order_id is None \
+                or not hasattr(self.gateway, "cancel_replace"):
+            # nothing to replace on the wire (not acked yet, or gone): a cancel and a new order
+            self._cancel(old_tid, ts)
+            self._new(tid, side, px, lots, flags, ts)
+            return
+        price, qty = Decimal(px) * self.tick, Decimal(lots) * self.lot
+        if not self._check(tid, side, price, qty, False, ts):
+            self._cancel(old_tid, ts)      # the trader moved on: the old order may not stay
+            return
+        req, new = self.tracker.prepare_cancel_replace(old_cid, price, qty, post_only=bool(flags & _XM_POST_ONLY))
+        self._map(tid, new.client_order_id)
+        p = self._params(new, False)
+        p.pop("symbol", None)
+        params = {"symbol": self.symbol, "cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrderId": old.order_id,
+                  **p}
+        self.counters.replaces_sent += 1
         self.counters.orders_sent += 1
-        self._sent_ns[order.client_order_id] = self._clock()
-        log.warning("%s: flattening %s %s at market", self.symbol, side, qty)
-        self._order_changed(order)
-        self.gateway.place_order(params)
-        return order
+        self._sent_ns[new.client_order_id] = ts
+        if self.record_decisions:
+            self.decisions.append(Decision(ts, "replace", side, px, lots, new.client_order_id))
+        self._order_changed(old)
+        self._order_changed(new)
+        self.gateway.cancel_replace(params)
 
-    # ------------------------------------------------------------ answers
-    def on_gateway_event(self, ev: GatewayEvent) -> None:
-        """Apply one answer from the gateway (on the engine's thread)."""
-        if ev.ts_ns:
-            self.now = max(self.now, ev.ts_ns) if self.now else ev.ts_ns
+    def _map(self, tid: int, cid: str) -> None:
+        self._cid[tid] = cid
+        self._tid[cid] = tid
+
+    # ------------------------------------------------------------ answers in
+    def on_gateway_event(self, ev: "GatewayEvent") -> None:
+        """Apply one answer from the gateway; the trader hears of what changed."""
         try:
             self._on_event(ev)
         except (OrderStateError, KeyError) as exc:
@@ -353,25 +294,27 @@ class QuoteManager:
             if ev.client_order_id and ev.client_order_id in self.tracker.orders:
                 self._query(ev.client_order_id)
 
-    def _on_event(self, ev: GatewayEvent) -> None:
+    def _on_event(self, ev: "GatewayEvent") -> None:
         k, cid, d = ev.kind, ev.client_order_id, ev.data
         tr = self.tracker
+        ts = ev.ts_ns or self.clock()
         fills: list[Fill] = []
+        touched: list[Order] = []
         order = tr.orders.get(cid) if cid else None
         if k == "execution_report":
             fills = tr.on_execution_report(d)
             order = tr.find(d.get("C") if d.get("x") == "CANCELED" and d.get("C") else d.get("c"), d.get("i"))
         elif order is None and k not in ("open_orders", "account", "user_stream", "error", "account_position",
-                                         "balance_update", "query_result"):
+                                         "balance_update", "query_result", "cancel_replace"):
             log.debug("%s: %s for an order we do not track (%s)", self.symbol, k, cid)
             return
         elif k == "new_ack":
-            self._round_trip(cid, ev.ts_ns)
+            self._round_trip(cid, ts)
             fills, deferred = tr.on_new_ack(cid, d.get("orderId"), response=d)
             if deferred is not None:
                 self.gateway.cancel_order(deferred.params())
         elif k == "new_reject":
-            self._round_trip(cid, ev.ts_ns)
+            self._round_trip(cid, ts)
             state = tr.on_reject(cid, int(d.get("code", 0)), str(d.get("msg", "")), d.get("http_status"))
             if state == OrderState.UNKNOWN:
                 self._query(cid)
@@ -388,11 +331,13 @@ class QuoteManager:
             if tr.on_cancel_reject(cid, int(d.get("code", 0)), str(d.get("msg", "")), d.get("http_status")):
                 self._query(cid)
         elif k == "cancel_replace":
-            out = tr.cancel_replace_result(int(d["http_status"]), d.get("body", {}),
-                                           d["cancel_client_order_id"], d["new_client_order_id"])
+            old_cid, new_cid = d["cancel_client_order_id"], d["new_client_order_id"]
+            self._round_trip(new_cid, ts)
+            out = tr.cancel_replace_result(int(d["http_status"]), d.get("body", {}), old_cid, new_cid)
             fills = out.fills
             for o in out.to_query:
                 self._query(o.client_order_id)
+            touched = [o for o in (tr.orders.get(old_cid), tr.orders.get(new_cid)) if o is not None]
         elif k == "query_result":
             fills = tr.on_query_result(d)
             order = tr.find(d.get("clientOrderId"), d.get("orderId"))
@@ -404,22 +349,72 @@ class QuoteManager:
             for o in res.adopted:
                 log.warning("%s: open order %s found on the exchange that this session did not place; "
                             "cancelling it", self.symbol, o.client_order_id)
-                self._cancel(o, self._clock())
+                req = tr.request_cancel(o.client_order_id)
+                self.gateway.cancel_order(req.params())
             for o in res.to_query:
                 self._query(o.client_order_id)
-        elif k == "user_stream":
-            self.user_stream_ok = d.get("state") == "subscribed"
-            if not self.user_stream_ok:
-                log.warning("%s: user data stream %s: not quoting until it is back", self.symbol, d.get("state"))
         for f in fills:
-            self._apply_fill(f)
-        if order is not None:
-            self._order_changed(order)
+            self._apply_fill(f, ts)
+            o = tr.orders.get(f.client_order_id)
+            if o is not None and o not in touched:
+                touched.append(o)
+        if order is not None and order not in touched:
+            touched.append(order)
+        for o in touched:
+            self._sync(o, ts)
+            self._order_changed(o)
+
+    def _sync(self, o: Order, ts: int) -> None:
+        """The trader hears once that the order is live, and once that it is done."""
+        cid = o.client_order_id
+        tid = self._tid.get(cid)
+        if tid is None:
+            return
+        if cid not in self._acked and o.state in (OrderState.OPEN, OrderState.PARTIALLY_FILLED,
+                                                  OrderState.PENDING_CANCEL):
+            self._acked.add(cid)
+            self.on_report(ts, tid, ACK, int(o.price / self.tick), 0, int(o.leaves_qty / self.lot))
+        if o.is_terminal and cid not in self._final:
+            self._final.add(cid)
+            if o.state == OrderState.REJECTED:
+                self.on_report(ts, tid, REJECTED)
+            elif o.state != OrderState.FILLED:
+                self.on_report(ts, tid, CANCELED, int(o.price / self.tick), 0,
+                                      int(o.leaves_qty / self.lot))
+
+    def _apply_fill(self, f: Fill, ts: int) -> None:
+        o = self.tracker.orders.get(f.client_order_id)
+        tid = self._tid.get(f.client_order_id)
+        side = f.side or (o.side if o else "")
+        px = float(f.price)
+        notional = float(f.quote_qty) if f.quote_qty else px * float(f.qty)
+        # commission in the quote asset, or in the base asset (received on a buy)
+        fee = float(f.commission) if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset \
+            else float(f.commission) * px
+        lots = int(f.qty / self.lot)
+        self.volume += notional
+        self._cost.fill(lots if side == "BUY" else -lots, px)
+        self.counters.fills += 1
+        if tid is not None:
+            leaves = int(o.leaves_qty / self.lot) if o is not None else 0
+            self.on_report(ts, tid, FILL, int(f.price / self.tick), lots, leaves, fee,
+                                  not bool(f.maker) if f.maker is not None else False)
+        if self.on_fill is not None:
+            self.on_fill(f, self.trader.position)
+
+    @property
+    def realized_pnl(self) -> float:
+        """Average-cost realised PnL of this session's fills, before fees (quote)."""
+        return self._cost.realized_pnl
+
+    @property
+    def avg_entry(self) -> float:
+        return self._cost.avg_entry
 
     def _round_trip(self, cid: Optional[str], ts: int) -> None:
         sent = self._sent_ns.pop(cid, None) if cid else None
         if sent is not None and self.risk is not None and ts >= sent:
-            self.risk.on_round_trip((ts - sent) / 1e6)
+            self.risk.on_round_trip((ts - sent) / 1e6, now=ts)
 
     def _query(self, cid: str) -> None:
         o = self.tracker.orders.get(cid)
@@ -433,86 +428,66 @@ class QuoteManager:
             p["origClientOrderId"] = cid
         self.gateway.query_order(p)
 
-    def inherit_position(self, lots: int) -> None:
-        """Start from a position of ``lots`` held before this session (a restart):
-        the limits count it at once; the PnL marks it at the first quotable mid."""
-        self.position_lots = int(lots)
-        self._inherited_lots = int(lots)
-        self.position_known = True
+    def check_timeouts(self, now: int) -> None:
+        """Requests unanswered for too long become UNKNOWN: query them."""
+        for o in self.tracker.on_timeout_check(now):
+            self._query(o.client_order_id)
 
-    def _apply_fill(self, f: Fill) -> None:
-        lots = int(f.qty / self.lot)
-        side = f.side or self.tracker.orders[f.client_order_id].side
-        px = float(f.price)
-        notional = float(f.quote_qty) if f.quote_qty else px * float(f.qty)
-        # commission in the quote asset, or in the base asset (received on a buy)
-        fee = float(f.commission) if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset \
-            else float(f.commission) * px
-        self._realize(lots if side == "BUY" else -lots, px)
-        if side == "BUY":
-            self.position_lots += lots
-            self.cash -= notional
-        else:
-            self.position_lots -= lots
-            self.cash += notional
-        self.cash -= fee
-        self.fees += fee
-        self.volume += notional
-        self.counters.fills += 1
-        if self.on_fill is not None:
-            self.on_fill(f, self.position_lots)
+    def _mid_price(self) -> Optional[Decimal]:
+        return self.reference_price
 
-    def _realize(self, signed_lots: int, px: float) -> None:
-        """Average-cost accounting of a fill of ``signed_lots`` at ``px`` (before the
-        position is updated): what it closes is realised against the average entry."""
-        pos = self.position_lots
-        if pos == 0 or (pos > 0) == (signed_lots > 0):
-            new = pos + signed_lots
-            self.avg_entry = (self.avg_entry * abs(pos) + px * abs(signed_lots)) / abs(new) if new else 0.0
-            return
-        closing = min(abs(signed_lots), abs(pos))
-        direction = 1.0 if pos > 0 else -1.0
-        self.realized_pnl += (px - self.avg_entry) * closing * float(self.lot) * direction
-        left = pos + signed_lots
-        if left == 0:
-            self.avg_entry = 0.0
-        elif (left > 0) != (pos > 0):
-            self.avg_entry = px                       # flipped: the rest opens at this price
+    #: the mid the filters' percent-price checks use (the engine sets it, price units)
+    reference_price: Optional[Decimal] = None
 
     def _order_changed(self, order: Order) -> None:
         if self.on_order is not None:
             self.on_order(order)
 
+    # ------------------------------------------------------------ housekeeping
+    def cancel_all_orders(self, reason: str = "") -> int:
+        """Cancel every live order the tracker knows (shutdown: including any the
+        trader does not, e.g. adopted ones). Returns how many."""
+        n = 0
+        for o in list(self.tracker.orders.values()):
+            if not o.is_terminal and not o.cancel_requested:
+                req = self.tracker.request_cancel(o.client_order_id)
+                if req.deferred:
+                    self.tracker.mark_cancel_sent(o.client_order_id)
+                self.counters.cancels_sent += 1
+                self._order_changed(o)
+                self.gateway.cancel_order(req.params())
+                n += 1
+        if n:
+            log.info("%s: cancelling %d open orders (%s)", self.symbol, n, reason or "requested")
+        return n
+
     def prune(self, keep_ns: int = 60_000_000_000) -> int:
-        """Forget orders final for longer than ``keep_ns`` [ns] (late duplicate reports
-        of a recently final order must still find it). Returns how many."""
+        """Forget orders final for longer than ``keep_ns`` (late duplicate reports of
+        a recently final order must still find it). Returns how many."""
         tr = self.tracker
-        cutoff = self._clock() - keep_ns
+        cutoff = self.clock() - keep_ns
         old = [cid for cid, o in tr.orders.items() if o.is_terminal and o.updated_ns < cutoff]
         for cid in old:
             o = tr.orders.pop(cid)
             self._sent_ns.pop(cid, None)
+            self._acked.discard(cid)
+            self._final.discard(cid)
+            tid = self._tid.pop(cid, None)
+            if tid is not None:
+                self._cid.pop(tid, None)
             if o.order_id is not None:
                 tr._by_order_id.pop(o.order_id, None)
         return len(old)
 
-    # ------------------------------------------------------------ views
-    @property
-    def position(self) -> Decimal:
-        """Known position [base units]."""
-        return self.position_lots * self.lot
-
-    def equity(self, mid: Optional[float] = None) -> float:
-        """Cash + position at ``mid`` [quote] (the PnL since the start, fees included)."""
-        m = mid
-        if m is None:
-            md = self._mid_price()
-            m = float(md) if md is not None else math.nan
-        # an inherited position not marked yet is not a gain of this session
-        return self.cash + (self.position_lots - self._inherited_lots) * float(self.lot) * m
+    def active_orders(self) -> list[Order]:
+        return self.tracker.active_orders()
 
     def open_quotes(self) -> tuple[Optional[Order], Optional[Order]]:
-        """The working bid and ask orders (None where there is none)."""
-        b = self.working("BUY")
-        a = self.working("SELL")
-        return (b[-1] if b else None, a[-1] if a else None)
+        """The newest working bid and ask (None where there is none)."""
+        out: list[Optional[Order]] = [None, None]
+        for si in (0, 1):
+            w = self.trader.working(si)
+            if w:
+                cid = self._cid.get(w[-1][0])
+                out[si] = self.tracker.orders.get(cid) if cid else None
+        return out[0], out[1]
