@@ -627,7 +627,13 @@ def test_python_strategy_through_pystrategy_equals_the_twin(post_only):
 
 @pytest.mark.xfail(strict=True, reason="core bug: hftcore/backtest.pyx ReplayKernel._flush logs a trader's pending "
                                        "intents again at every flush when there is no exchange model")
-def test_recorded_intents_without_an_exchange_model_are_logged_once():
+@pytest.mark.parametrize("impl", ["kernel", "twin"])
+def test_recorded_intents_without_an_exchange_model_are_logged_once(impl):
+    """Live trading (no exchange model): the intents stay in the trader for the Python
+    layer to send; with record_intents the kernel logs them at every flush until they
+    are drained, so one NEW is logged once per callback after it (here 3 times). (The
+    twin mirrors the core as it is: fix both.)"""
+
     class OneBid:
         def on_book(self, now):
             if not self.trader.working(0):
@@ -639,8 +645,13 @@ def test_recorded_intents_without_an_exchange_model_are_logged_once():
                                                       (1, EV_DEPTH, 0, 100, 9, EVF_BEGIN | EVF_END),
                                                       (2, EV_DEPTH, 0, 100, 8, EVF_BEGIN | EVF_END)]):
         ev[i] = (S + t * MS + MS, S + t * MS, px, qty, 0, 0, 0, kind, side, fl)
-    tr = Trader(ref.RefTrader({"tick_size": 0.5, "lot_size": 0.01}).limits)
-    k = ReplayKernel(L2Book(0.5, 0.01), [(PyStrategy(OneBid()), tr)], None, -1, 0, True)
+    limits = {"tick_size": 0.5, "lot_size": 0.01}
+    if impl == "kernel":
+        tr = Trader(limits)
+        k = ReplayKernel(L2Book(0.5, 0.01), [(PyStrategy(OneBid()), tr)], None, -1, 0, True)
+    else:
+        tr = ref.RefTrader(limits)
+        k = ref.RefReplayKernel(RefL2Book(0.5, 0.01), [(ref.RefPyStrategy(OneBid()), tr)], None, -1, 0, True)
     k.run(ev)
     assert len(tr.take_intents()) == 1          # one NEW was decided (the live driver sends it) ...
-    assert len(k.take_intents(0)) == 1          # ... and the record holds it once (the kernel: 3 times)
+    assert len(k.take_intents(0)) == 1          # ... and the record holds it once
