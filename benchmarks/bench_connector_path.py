@@ -49,21 +49,32 @@ def make_frames(n: int) -> list[bytes]:
     return frames
 
 
-def serve(frames: list[bytes]) -> tuple[int, threading.Thread]:
+def listener() -> tuple[socket.socket, int]:
+    """A listening socket on 127.0.0.1 and its port."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    port = srv.getsockname()[1]
+    return srv, srv.getsockname()[1]
+
+
+def accept_websocket(srv: socket.socket) -> socket.socket:
+    """Accept one client on ``srv`` and answer its WebSocket upgrade (RFC 6455)."""
+    conn, _ = srv.accept()
+    req = b""
+    while b"\r\n\r\n" not in req:
+        req += conn.recv(4096)
+    key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+    acc = base64.b64encode(hashlib.sha1(key + _GUID.encode()).digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+    return conn
+
+
+def serve(frames: list[bytes]) -> tuple[int, threading.Thread]:
+    srv, port = listener()
 
     def run():
-        conn, _ = srv.accept()
-        req = b""
-        while b"\r\n\r\n" not in req:
-            req += conn.recv(4096)
-        key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
-        acc = base64.b64encode(hashlib.sha1(key + _GUID.encode()).digest())
-        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+        conn = accept_websocket(srv)
         conn.sendall(b"".join(frames))
         time.sleep(0.5)
         conn.close()

@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hftcore.backtest import ReplayKernel
 from hftmm.backtesting import BacktestConfig, BacktestEngine
-from hftmm.backtesting.engine import kernel_params, synthetic_source
+from hftmm.backtesting.engine import build_kernel, synthetic_source
 from hftmm.backtesting.sweep import SerialExecutor, run_sweep
 
 GRID = {"gamma": [0.05, 0.1, 0.5], "time_horizon": [10.0, 30.0, 120.0], "min_spread": [0.0, 0.2, 1.0]}
@@ -57,25 +56,21 @@ def events(request):
     return np.concatenate([c.view(np.uint8) for c in chunks]).view(chunks[0].dtype)
 
 
-def _specs():
-    return [(*kernel_params(c, 0.1, 0.001), c.seed) for c in _configs()]
-
-
 @pytest.mark.benchmark(group="sweep-kernel")
 def test_kernel_27_in_one_pass(benchmark, events):
-    specs = _specs()
-    benchmark.pedantic(lambda k: k.run(events, 0, True), setup=lambda: ((ReplayKernel.multi(specs),), {}),
+    cfgs = _configs()
+    benchmark.pedantic(lambda k: k.run(events), setup=lambda: ((build_kernel(cfgs, "0.1", "0.001"),), {}),
                        rounds=5, iterations=1)
     _record(benchmark, "kernel_multi")
 
 
 @pytest.mark.benchmark(group="sweep-kernel")
 def test_kernel_27_single_passes(benchmark, events):
-    specs = _specs()
+    cfgs = _configs()
 
     def run():
-        for s in specs:
-            ReplayKernel(*s).run(events, 0, True)
+        for c in cfgs:
+            build_kernel([c], "0.1", "0.001").run(events)
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     _record(benchmark, "kernel_single")

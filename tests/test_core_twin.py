@@ -228,8 +228,8 @@ def check_invariants(res: dict, cfg: BacktestConfig, lot: float, tick: float) ->
     if m and len(sends) > m:
         assert np.all(sends[m:] - sends[:-m] >= S), "more than max_orders_per_second in a second"
     if cfg.cancel_latency >= cfg.order_latency:
-        # every report delivered: the trader knows what the exchange did (see the xfail test
-        # for a cancel that overtakes its order)
+        # every report delivered: the trader knows what the exchange did (a cancel cannot
+        # overtake its order: test_exchange_model)
         assert st_["trader"]["position"] == st_["exchange"]["position"]
         assert st_["trader"]["cash"] == st_["exchange"]["cash"]
         assert st_["trader"]["fees"] == st_["exchange"]["fees"]
@@ -625,14 +625,11 @@ def test_python_strategy_through_pystrategy_equals_the_twin(post_only):
 # --------------------------------------------------------------------------- core bugs (minimal reproducers)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: hftcore/backtest.pyx ReplayKernel._flush logs a trader's pending "
-                                       "intents again at every flush when there is no exchange model")
 @pytest.mark.parametrize("impl", ["kernel", "twin"])
-def test_recorded_intents_without_an_exchange_model_are_logged_once(impl):
+def test_recorded_intents_without_an_exchange_model_are_left_to_the_driver(impl):
     """Live trading (no exchange model): the intents stay in the trader for the Python
-    layer to send; with record_intents the kernel logs them at every flush until they
-    are drained, so one NEW is logged once per callback after it (here 3 times). (The
-    twin mirrors the core as it is: fix both.)"""
+    layer to send (and record) -- the kernel does not log them (it once logged the
+    same NEW at every flush until it was drained)."""
 
     class OneBid:
         def on_book(self, now):
@@ -653,5 +650,5 @@ def test_recorded_intents_without_an_exchange_model_are_logged_once(impl):
         tr = ref.RefTrader(limits)
         k = ref.RefReplayKernel(RefL2Book(0.5, 0.01), [(ref.RefPyStrategy(OneBid()), tr)], None, -1, 0, True)
     k.run(ev)
-    assert len(tr.take_intents()) == 1          # one NEW was decided (the live driver sends it) ...
-    assert len(k.take_intents(0)) == 1          # ... and the record holds it once
+    assert len(tr.take_intents()) == 1          # one NEW was decided (the live driver sends and records it) ...
+    assert len(k.take_intents(0)) == 0          # ... not the kernel

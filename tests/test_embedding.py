@@ -37,7 +37,8 @@ def test_c_program_includes_headers(tmp_path):
     out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
     assert out[:4] == [str(hftcore.EVENT_DTYPE.itemsize), str(hftcore.EV_DEPTH), str(hftcore.ASK), "6183764"]
     # the shared generator: the same stream as the pure-Python twin
-    from hftmm.backtesting.reference import Xoshiro256ss
+    sys.path.insert(0, HERE)
+    from reference.replay import Xoshiro256ss
 
     r = Xoshiro256ss(0)
     assert int(out[4]) == r.s[0] == 0xE220A8397B1DCDAF and float(out[5]) == r.u01()

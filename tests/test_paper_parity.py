@@ -7,34 +7,18 @@ convert`` makes of the capture), for random strategy / exchange / risk configs.
 test_live_engine.py.)"""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hftcore import EVENT_DTYPE, EVF_END
 from hftmm.backtesting import BacktestConfig, BacktestEngine
 from hftmm.backtesting.engine import build_kernel
 from hftmm.config import ExchangeModelConfig, RiskConfig, TradingConfig
-from hftmm.data import store
-from hftmm.data.convert import convert
 from hftmm.live.engine import paper_kernel
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CAPTURE = os.path.join(HERE, "data", "hftbacktest-collector", "spot_btcusdt_20240808.gz")
-
-
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("paper") / "store")
-    convert([CAPTURE], out)
-    meta = store.store_metadata(out, "BTCUSDT")
-    ev = np.ascontiguousarray(np.concatenate(list(store.read_events(out, "BTCUSDT"))).astype(EVENT_DTYPE))
-    # the messages as they arrived: a message's records end with the END flag
-    ends = np.flatnonzero(ev["flags"] & EVF_END) + 1
-    frames = np.split(ev, ends[:-1] if len(ends) and ends[-1] == len(ev) else ends)
-    return out, meta, ev, frames
+def capture(capture_store):
+    return capture_store
 
 
 CONFIGS = st.fixed_dictionaries({

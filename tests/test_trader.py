@@ -270,9 +270,6 @@ def test_fair_share_kernel_equals_twin():
     assert out[0] == out[1]
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: hftcore/strategy.pyx Trader._open puts the kill switch's flatten "
-                                       "(a market order) into the working list, so MarketMaker.quote_c takes it for "
-                                       "its quote and cancels it")
 @pytest.mark.parametrize("name", ["kernel", "twin"])
 def test_the_flatten_of_a_kill_is_not_a_working_quote(name):
     """A kill while the market maker quotes: its quotes are cancelled and a market
@@ -282,7 +279,7 @@ def test_the_flatten_of_a_kill_is_not_a_working_quote(name):
     k = _mm_kernel(name, dict(flatten_on_kill=True), dict(entry_latency_ns=20 * MS), dict(requote_interval_ns=MS))
     k.run(FAIR_SHARE[:4])
     mm, tr = k.agent(0)
-    tr.set_position(3)
+    tr.inherit_position(3)
     tr.kill()                                               # the operator's kill switch
     k.run(_events((25, EV_DEPTH, [(0, 1000, 0), (0, 1001, 5)])))
     it = k.take_intents(0)
@@ -291,12 +288,9 @@ def test_the_flatten_of_a_kill_is_not_a_working_quote(name):
     assert not any(int(i["kind"]) == CANCEL and int(i["id"]) == flat for i in it)   # ... nor cancelled by one
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: hftcore/strategy.pyx Trader._open puts the flatten market order "
-                                       "into the working list; cancel_all (a second kill, pause, book invalid) "
-                                       "then cancels it")
 def test_cancel_all_leaves_the_flatten_alone(impl):
     t = trader(impl)
-    t.set_position(4)
+    t.inherit_position(4)
     t.kill(now=T0)
     [flat] = intents(t)
     assert flat[1] == NEW and flat[7] == MARKET

@@ -382,6 +382,10 @@ cdef class ReplayKernel:
                     self.exchange.pop_report_c(k, t, &r)
                     if self.record:
                         self._log_report(k, &r)
+                    # a report made late (its order reached the exchange model only at the
+                    # next market event) is heard now, not in the past: the clock is monotone
+                    if t < self.t_l:
+                        t = self.t_l
                     (<Trader>tp).now = t
                     if (<Trader>tp).on_report_c(&r):
                         (<Strategy>sp).on_report_c(t, &r)
@@ -402,7 +406,7 @@ cdef class ReplayKernel:
 
     # ------------------------------------------------------------ one event
     cdef int _step(self, const hft_event_t* e) except -1 nogil:
-        cdef int64_t x = _xts(e), l
+        cdef int64_t x = _xts(e), l, m
         cdef int kind = e.kind, k
         cdef int64_t bb, ba
         cdef double mid
@@ -417,8 +421,11 @@ cdef class ReplayKernel:
             l = x
         if l < self.t_l:
             l = self.t_l
-        # 0. local items before the exchange time; 1. our orders reaching the exchange
-        if self._next_local() < x:
+        # 0. local items and our arrivals before the exchange time; 1. our arrivals at it
+        m = self._next_local()
+        if has_xm and self.exchange.next_arrival_ns < m:
+            m = self.exchange.next_arrival_ns
+        if m < x:
             self._local_until(x, x, x)
         if has_xm and self.exchange.next_arrival_ns <= x:
             self.exchange.advance_c(x)

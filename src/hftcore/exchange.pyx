@@ -419,6 +419,8 @@ cdef class ExchangeModel:
         if o.cancel_ns != INT64_MAX:
             return 1
         t = now + a.p.cancel_latency_ns
+        if o.state == XM_IN_FLIGHT and t < o.arrive_ns:
+            t = o.arrive_ns            # it cannot overtake its order
         o.cancel_ns = t
         if t < a.next_order_ns:
             a.next_order_ns = t

@@ -426,7 +426,7 @@ cdef class Quoter:
     Every argument is validated (ValueError naming the parameter).
     """
 
-    def __init__(self, model="as", gamma=0.1, k=1.5, A=140.0, horizon_s=30.0,
+    def __init__(self, model="as", gamma=0.1, k=10.0, A=5.0, horizon_s=30.0,
                  rolling=False, fair_value="mid", tick_size=0.01, min_spread=0.0,
                  max_inventory=1.0, order_qty=0.001, xi=None, price_band=0.2):
         given = dict(model=model, gamma=gamma, k=k, A=A, horizon_s=horizon_s,

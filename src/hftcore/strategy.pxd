@@ -98,6 +98,7 @@ cdef class Trader:
     cdef readonly bint enabled      # False: no new order (disabled / killed / paused)
     cdef readonly bint killed
     cdef readonly int kill_reason
+    cdef readonly int64_t kill_ns   # when the kill switch tripped, ns on the driver's clock (-1: never)
     cdef readonly int last_refusal
     cdef public int64_t now         # the driver's clock at the current event, ns (for Python strategies)
     # loss limits

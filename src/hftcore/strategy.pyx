@@ -129,6 +129,7 @@ cdef class Trader:
         self.seq = 1
         self._day = -1
         self.last_pnl = NAN
+        self.kill_ns = -1
 
     def __dealloc__(self):
         free(self.orders)
@@ -225,14 +226,16 @@ cdef class Trader:
         return self.lim.max_lots + self.position - self.olots[1]
 
     cdef int64_t budget_c(self, int64_t now) noexcept nogil:
-        """New orders (or replaces) the order-rate limit allows at ``now``."""
-        cdef int64_t m = self.lim.max_sends, i, recent = 0
+        """New orders (or replaces) the order-rate limit allows at ``now``. The sends
+        older than a second leave the ring here (amortised O(1): the ring is in
+        sending order), so the cost does not grow with the limit."""
+        cdef int64_t m = self.lim.max_sends
         if m <= 0:
             return INT64_MAX
-        for i in range(self.sends_n):
-            if self.sends[(self.sends_head + i) % m] > now - 1_000_000_000:
-                recent += 1
-        return m - recent
+        while self.sends_n and self.sends[self.sends_head] <= now - 1_000_000_000:
+            self.sends_head = (self.sends_head + 1) % m
+            self.sends_n -= 1
+        return m - self.sends_n
 
     cdef int64_t _admit(self, int side, int64_t px, int64_t lots, int64_t now, bint replacing) noexcept nogil:
         """The lots a new order may have (0: refused; ``last_refusal`` says why)."""
@@ -304,7 +307,8 @@ cdef class Trader:
         o.filled = 0
         o.created_ns = now
         self.olots[side] += lots
-        self._work(side, slot)
+        if not (flags & XM_MARKET):
+            self._work(side, slot)     # a market order (the flatten) is no working quote
         self._sent_now(now)
         self.sent += 1
         self.sent_lots += lots
@@ -449,6 +453,7 @@ cdef class Trader:
         if first:
             self.killed = True
             self.kill_reason = reason
+            self.kill_ns = now
         self.enabled = False
         self.cancel_all_c(now)
         if first and self.lim.flatten_on_kill:
@@ -617,7 +622,7 @@ cdef class Trader:
                 "refused_position": self.refused_position, "refused_size": self.refused_size,
                 "refused_slots": self.refused_slots, "lifetime_sum_ns": self.lifetime_sum_ns,
                 "lifetime_count": self.lifetime_count, "killed": bool(self.killed),
-                "kill_reason": KILL_REASONS[self.kill_reason]}
+                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns}
 
 
 cdef class Strategy:

@@ -73,9 +73,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 
 #: BacktestConfig fields the ``backtest`` command sets from options of the same name
-_BACKTEST_OPTIONS = ("start_date", "end_date", "symbol", "gamma", "time_horizon", "model", "fair_value",
-                     "order_size", "max_position", "min_spread", "queue_model", "fill_model", "seed",
-                     "feed_latency", "min_feed_latency", "max_orders_per_second")
+_BACKTEST_OPTIONS = ("start_date", "end_date", "symbol", "market", "gamma", "time_horizon", "model", "fair_value",
+                     "k", "A", "order_size", "max_position", "min_spread", "quote_refresh_interval",
+                     "requote_threshold", "min_order_lifetime", "queue_model", "fill_model", "seed",
+                     "feed_latency", "min_feed_latency", "order_latency", "cancel_latency", "response_latency",
+                     "maker_fee", "taker_fee", "max_orders_per_second", "max_daily_loss", "max_drawdown")
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -92,6 +94,13 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
             fields[name] = v
     if args.no_clock_correction:
         fields["clock_correction"] = False
+    if args.inventory_sizing:
+        fields["inventory_sizing"] = True
+    if args.no_intensity_fit:
+        fields["estimate_intensity"] = False
+    for item in args.set or ():
+        name, value = _field_value(item)
+        fields[name] = value
     if args.date:
         fields["start_date"] = fields["end_date"] = args.date
     if args.data:
@@ -102,7 +111,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(f"Backtesting {config.model.upper()} (gamma={config.gamma}, T={config.time_horizon}s) on "
               f"{config.data_path or 'the synthetic ' + config.symbol + ' market'}, "
               f"{config.start_date}..{config.end_date}", file=sys.stderr)
-    result = BacktestEngine(args.data_dir).run_backtest(config, progress=show)
+    strategy = None
+    if args.strategy:
+        from hftmm.strategy.base import load_strategy
+
+        strategy = load_strategy(args.strategy)
+    result = BacktestEngine(args.data_dir).run_backtest(config, progress=show, strategy=strategy)
     if args.save:
         result.save(args.save)
     if args.plot:
@@ -116,6 +130,26 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"charts: {args.plot}", file=sys.stderr)
     return 0
+
+
+def _field_value(item: str) -> tuple[str, object]:
+    """``--set FIELD=VALUE``: a BacktestConfig field and its value (TOML syntax:
+    numbers, true/false, "strings"; a bare word is a string)."""
+    import tomllib
+
+    from hftmm.backtesting import BacktestConfig
+    from hftmm.config import ConfigError
+
+    name, sep, raw = item.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ConfigError("--set", f"expected FIELD=VALUE, got {item!r}")
+    if name not in BacktestConfig.__dataclass_fields__:
+        raise ConfigError(f"BacktestConfig.{name}", "unknown field (see hftmm backtest --help)")
+    try:
+        return name, tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return name, raw.strip()
 
 
 def _config_default(name: str) -> str:
@@ -182,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["as", "glft"], help=f"quoting model (default {_config_default('model')})")
     p.add_argument("--fair-value", dest="fair_value", choices=["mid", "micro"],
                    help=f"fair value the quotes centre on (default {_config_default('fair_value')})")
+    p.add_argument("--market", choices=["spot", "usdm"],
+                   help="the data's market: decides the default fees (default: the store's; synthetic: spot)")
+    p.add_argument("--k", type=float, help=f"fill intensity decay, 1/price (default {_config_default('k')})")
+    p.add_argument("--A", type=float, help=f"fill intensity at the touch, 1/s (default {_config_default('A')})")
+    p.add_argument("--no-intensity-fit", action="store_true",
+                   help="keep --k/--A fixed instead of fitting them online from the trades")
     p.add_argument("--order-size", dest="order_size", type=float,
                    help=f"quote size, base units (default {_config_default('order_size')})")
     p.add_argument("--max-position", dest="max_position", type=float,
@@ -189,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {_config_default('max_position')})")
     p.add_argument("--min-spread", dest="min_spread", type=float,
                    help=f"minimum quoted spread, price units (default {_config_default('min_spread')})")
+    p.add_argument("--quote-refresh-interval", dest="quote_refresh_interval", type=float,
+                   help=f"seconds between requotes (default {_config_default('quote_refresh_interval')})")
+    p.add_argument("--requote-threshold", dest="requote_threshold", type=int,
+                   help=f"ticks a quote must move before its order is moved "
+                        f"(default {_config_default('requote_threshold')})")
+    p.add_argument("--min-order-lifetime", dest="min_order_lifetime", type=float,
+                   help=f"seconds an order rests before it may be moved "
+                        f"(default {_config_default('min_order_lifetime')})")
+    p.add_argument("--inventory-sizing", action="store_true",
+                   help="shrink the side that adds to the position as it nears max_position")
     p.add_argument("--queue-model", dest="queue_model", choices=["risk_averse", "power", "log"],
                    help=f"queue position model (default {_config_default('queue_model')})")
     p.add_argument("--fill-model", dest="fill_model", choices=["queue", "intensity"],
@@ -205,6 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {_config_default('min_feed_latency')})")
     p.add_argument("--no-clock-correction", action="store_true",
                    help="use the data's receive times even where they precede the exchange's")
+    p.add_argument("--order-latency", dest="order_latency", type=float,
+                   help=f"seconds from decision to the order at the exchange "
+                        f"(default {_config_default('order_latency')})")
+    p.add_argument("--cancel-latency", dest="cancel_latency", type=float,
+                   help=f"seconds from decision to the cancel at the exchange "
+                        f"(default {_config_default('cancel_latency')})")
+    p.add_argument("--response-latency", dest="response_latency", type=float,
+                   help=f"seconds from the exchange to our knowing (default {_config_default('response_latency')})")
+    p.add_argument("--maker-fee", dest="maker_fee", type=float,
+                   help="maker fee, fraction of notional, negative = rebate (default: Binance's regular "
+                        "tier for the market: spot 0.001, usdm 0.0002)")
+    p.add_argument("--taker-fee", dest="taker_fee", type=float,
+                   help="taker fee, fraction of notional (default: Binance's regular tier for the market: "
+                        "spot 0.001, usdm 0.0005)")
+    p.add_argument("--max-daily-loss", dest="max_daily_loss", type=float,
+                   help=f"kill switch at this loss from the day's start, quote currency; 0: none "
+                        f"(default {_config_default('max_daily_loss')})")
+    p.add_argument("--max-drawdown", dest="max_drawdown", type=float,
+                   help=f"kill switch at this fraction of the peak equity; 0: none "
+                        f"(default {_config_default('max_drawdown')})")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="any other BacktestConfig field (repeatable; TOML values, e.g. --set xi=0.05 "
+                        "--set post_only=false)")
+    p.add_argument("--strategy", metavar="MODULE:CLASS",
+                   help="your own strategy instead of the built-in market maker (see README, "
+                        "\"Write your own strategy\")")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="write equity, inventory and drawdown charts")
     p.add_argument("--save", metavar="DIR", help="write config, metrics, trades and timeseries")

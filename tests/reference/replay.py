@@ -420,6 +420,8 @@ class RefExchangeModel:
         if o.cancel_ns != INT64_MAX:
             return 1
         t = now + a.p.cancel_latency_ns
+        if o.state == XM_IN_FLIGHT and t < o.arrive_ns:
+            t = o.arrive_ns
         o.cancel_ns = t
         if t < a.next_order_ns:
             a.next_order_ns = t
@@ -437,6 +439,11 @@ class RefExchangeModel:
             if a.next_order_ns <= t:
                 self._arrivals(a, t)
         self._next_order(self.A[0])
+
+    def advance_account(self, k: int, t: int) -> None:
+        """Account k's arrivals and cancels with time <= t (the driver interleaves them)."""
+        if self.A[k].next_order_ns <= t:
+            self._arrivals(self.A[k], t)
 
     def _arrivals(self, a: _Account, upto: int) -> None:
         if a.t_x < self.t_x:
@@ -802,6 +809,7 @@ class RefTrader:
         self.enabled = True
         self.killed = False
         self.kill_reason = KILL_NONE
+        self.kill_ns = -1
         self.last_refusal = REFUSED_NONE
         self.now = 0
         self._day = -1
@@ -809,6 +817,7 @@ class RefTrader:
         self._peak_pnl = 0.0
         self.last_pnl = math.nan
         self._marked = False
+        self._inherited = 0
         self.sent = self.replaces = self.cancels = self.fills = self.rejects = self.sent_lots = 0
         self.refused_disabled = self.refused_invalid = self.refused_rate = self.refused_position = 0
         self.refused_size = self.refused_slots = 0
@@ -916,7 +925,8 @@ class RefTrader:
         o.filled = 0
         o.created_ns = now
         self.olots[side] += lots
-        self._work(side, slot)
+        if not (flags & XM_MARKET):
+            self._work(side, slot)
         self._sent_now(now)
         self.sent += 1
         self.sent_lots += lots
@@ -1009,6 +1019,9 @@ class RefTrader:
     def mark_c(self, now: int, mid_price: float) -> None:
         if not (mid_price > 0):
             return
+        if self._inherited:
+            self.cash -= float(self._inherited) * self.lim.lot_size * mid_price
+            self._inherited = 0
         pnl = self.cash + float(self.position) * self.lim.lot_size * mid_price
         day = _cdiv(now, NS_PER_DAY)
         if not self._marked:
@@ -1037,6 +1050,7 @@ class RefTrader:
         if first:
             self.killed = True
             self.kill_reason = reason
+            self.kill_ns = now
         self.enabled = False
         self.cancel_all_c(now)
         if first and self.lim.flatten_on_kill:
@@ -1132,8 +1146,17 @@ class RefTrader:
     def set_book_valid(self, valid: bool, now: Optional[int] = None) -> None:
         self.set_book_valid_c(valid, self._now(now))
 
-    def set_position(self, lots: int) -> None:
+    def inherit_position(self, lots: int) -> None:
         self.position = lots
+        self._inherited = lots
+
+    @property
+    def daily_loss(self) -> float:
+        return 0.0 if not self._marked else self._day_start_pnl - self.last_pnl
+
+    @property
+    def drawdown(self) -> float:
+        return 0.0 if not self._marked else self._peak_pnl - self.last_pnl
 
     @property
     def refusal(self) -> Optional[str]:
@@ -1158,7 +1181,7 @@ class RefTrader:
                 "refused_position": self.refused_position, "refused_size": self.refused_size,
                 "refused_slots": self.refused_slots, "lifetime_sum_ns": self.lifetime_sum_ns,
                 "lifetime_count": self.lifetime_count, "killed": bool(self.killed),
-                "kill_reason": KILL_REASONS[self.kill_reason]}
+                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns}
 
 
 # =========================================================================== strategies
@@ -1338,6 +1361,7 @@ class RefMarketMaker(RefStrategy):
         self.next_fit_ns = 0
         self.last_served = 1
         self.budget_short = 0
+        self.prior_sigma = float(p.get("prior_sigma", 0.0))
 
     def share_estimators(self, other: "RefMarketMaker") -> bool:
         if other is self:
@@ -1402,7 +1426,9 @@ class RefMarketMaker(RefStrategy):
     def quote(self, now: int) -> None:
         tr = self.trader
         bb, ba = _best_bid(self.book), _best_ask(self.book)
-        if bb == NO_BID or ba == NO_ASK or bb >= ba or self.vol.count < 1:
+        if bb == NO_BID or ba == NO_ASK or bb >= ba:
+            return
+        if self.vol.count < 1 and not (self.prior_sigma > 0):
             return
         if self.estimate_intensity and now >= self.next_fit_ns:
             self.next_fit_ns = now + self.intensity_fit_ns
@@ -1413,7 +1439,8 @@ class RefMarketMaker(RefStrategy):
                     self.qp.set_intensity(self.inten.A, self.inten.k_per_tick / self.qp.tick_size)
                 except ValueError:
                     pass            # the core ignores the error code: the parameters stay
-        sigma = self.vol.sigma * (float(bb) + float(ba)) * 0.5 * self.qp.tick_size
+        rel = self.vol.sigma if self.vol.count >= 1 else self.prior_sigma
+        sigma = rel * (float(bb) + float(ba)) * 0.5 * self.qp.tick_size
         self.last_sigma = sigma
         q = float(tr.position) * tr.lim.lot_size
         out = compute_quote_fv(self.qp, bb, ba, self.fair_value(bb, ba, self.book.best_bid_qty(),
@@ -1526,6 +1553,7 @@ class RefReplayKernel:
         self.next_timer = [INT64_MAX] * n
         self.samples: list[list[tuple]] = [[] for _ in range(n)]
         self.log: list[list[tuple]] = [[] for _ in range(n)]
+        self.rlog: list[list[Any]] = [[] for _ in range(n)]
         self.t_x = -INT64_MAX
         self.t_l = -INT64_MAX
         self.started = False
@@ -1557,12 +1585,10 @@ class RefReplayKernel:
     def _flush(self, k: int) -> None:
         """Agent k's intents to the exchange model (and to the log)."""
         t = self._agents[k][1]
-        if not t.out:
-            return
+        if not t.out or self.exchange is None:
+            return              # live: the Python layer drains them
         if self.record:
             self.log[k].extend(t.out)
-        if self.exchange is None:
-            return              # live: the Python layer drains them
         for it in t.out:
             ts, kind, side, flags, _, oid, cancel_id, px, lots = it
             if kind == NEW:
@@ -1590,25 +1616,40 @@ class RefReplayKernel:
         self.samples[k].append((ts, mid, position, cash, equity, fees, bid_px, ask_px, s.last_sigma,
                                 s.last_reservation))
 
-    def _local_until(self, upto: int) -> None:
-        """Every agent's samples, reports and timers with time < upto, in time order
-        (ties: samples, reports, timers)."""
+    def _local_until(self, upto: int, xlim: int, slim: int) -> None:
+        """Every agent's reports and timers with time < upto and samples with time <
+        min(upto, slim), in time order (ties: samples, reports, timers), interleaved
+        with the agent's arrivals at the exchange with time < upto and <= xlim
+        (first at equal times); a report made late is heard at the visible clock."""
         xm = self.exchange
+        slim = min(slim, upto)
+        moved = False
         for k, (s, t) in enumerate(self._agents):
             while True:
                 tr_ts = xm.next_report_ts(k) if xm is not None else INT64_MAX
-                ts = self.next_sample[k]
+                ts_s = self.next_sample[k] if self.next_sample[k] < slim else INT64_MAX
+                ts = ts_s
                 if tr_ts < ts:
                     ts = tr_ts
                 if self.next_timer[k] < ts:
                     ts = self.next_timer[k]
+                if xm is not None:
+                    ta = xm.A[k].next_order_ns
+                    if ta <= ts and ta < upto and ta <= xlim:
+                        xm.advance_account(k, ta)
+                        moved = True
+                        continue
                 if ts >= upto:
                     break
-                if ts == self.next_sample[k]:
+                if ts == ts_s:
                     self._sample(k, ts)
                     self.next_sample[k] += self.sample_interval_ns
                 elif ts == tr_ts:
                     r = xm.pop_report(k, ts)
+                    if self.record:
+                        self.rlog[k].append(r)
+                    if ts < self.t_l:
+                        ts = self.t_l
                     t.now = ts
                     if t.on_report_c(r):
                         s.on_report(ts, r)
@@ -1618,6 +1659,8 @@ class RefReplayKernel:
                     self.next_timer[k] += s.timer_interval_ns
                     s.on_timer(ts)
                     self._flush(k)
+        if moved:
+            xm._next_order(xm.A[0])
 
     # ------------------------------------------------------------ one event
     def _step(self, e: tuple) -> None:
@@ -1632,8 +1675,8 @@ class RefReplayKernel:
             l = x
         if l < self.t_l:
             l = self.t_l
-        # 0. local items before the exchange time; 1. our orders reaching the exchange
-        self._local_until(x)
+        # 0. local items and our arrivals before the exchange time; 1. our arrivals at it
+        self._local_until(x, x, x)
         if self.exchange is not None:
             self.exchange.advance(x)
         self.t_x = x
@@ -1646,8 +1689,8 @@ class RefReplayKernel:
             self.book.apply(side, px, qty)
         if self.exchange is not None:
             self.exchange.on_event(e, x)
-        # 4. local items before the visible time; 5. the strategies
-        self._local_until(l)
+        # 4. reports and timers before the visible time; 5. the strategies
+        self._local_until(l, x, x)
         self.t_l = l
         self.events += 1
         if kind == EV_DEPTH or kind == EV_SNAPSHOT:
@@ -1694,12 +1737,22 @@ class RefReplayKernel:
     def advance_local(self, now: int) -> None:
         if not self.started:
             return
-        self._local_until(now)
+        self._local_until(now, self.t_x, self.t_x)
+
+    def drain(self, end_ns: int) -> None:
+        if not self.started:
+            return
+        for k in range(self.n_agents):
+            self._flush(k)
+        self._local_until(end_ns + 1, end_ns, end_ns + 1)
+        if self.exchange is not None:
+            self.exchange.advance(end_ns)
+        self._local_until(end_ns + 1, end_ns, end_ns + 1)
 
     def finish(self, end_ns: int) -> None:
         if not self.started:
             return
-        self._local_until(end_ns + 1)
+        self._local_until(end_ns + 1, end_ns, end_ns + 1)
         for k in range(self.n_agents):
             if self.sample_interval_ns > 0 and self.next_sample[k] - self.sample_interval_ns < end_ns:
                 self._sample(k, end_ns)
@@ -1725,6 +1778,15 @@ class RefReplayKernel:
         s = self.log[i]
         self.log[i] = []
         return np.array(s, dtype=INTENT_DTYPE) if s else np.empty(0, dtype=INTENT_DTYPE)
+
+    def take_reports(self, i: int = 0) -> np.ndarray:
+        """The reports delivered since the last call (record_intents; REPORT_DTYPE)."""
+        from hftcore.exchange import REPORT_DTYPE
+
+        self._check(i)
+        r, self.rlog[i] = self.rlog[i], []
+        return np.array([(x.ts, x.id, x.kind, x.side, x.taker, 0, x.px, x.lots, x.leaves, x.fee) for x in r],
+                        dtype=REPORT_DTYPE)
 
     def agent(self, i: int = 0) -> tuple:
         self._check(i)

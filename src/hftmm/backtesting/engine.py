@@ -154,9 +154,18 @@ class BacktestResult:
         def f(x: float, fmt: str = "{:,.2f}") -> str:
             return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
 
+        c = self.counters
+        maker, taker = c.get("maker_fee"), c.get("taker_fee")
+        max_pos = self.config.max_position
         rows = [
             ("Total PnL", "$" + f(p.total_pnl)),
-            ("Gross PnL / Fees", f"${f(p.gross_pnl)} / ${f(p.total_fees)}"),
+            ("PnL Split: Spread + Inventory - Fees", f"${f(p.pnl_spread)} + ${f(p.pnl_inventory)} - "
+                                                      f"${f(p.total_fees)}"),
+            ("Fees (maker / taker)", ("n/a" if maker is None else
+                                      f"{100 * maker:.4g}% / {100 * taker:.4g}%"
+                                      + (" (Binance regular tier, " + str(c.get("market")) + ")"
+                                         if self.config.maker_fee is None and self.config.taker_fee is None
+                                         else ""))),
             ("Return", f(p.return_pct, "{:.4f}") + "%"),
             ("Sharpe Ratio", f(p.sharpe_ratio)),
             ("Sortino Ratio", f(p.sortino_ratio)),
@@ -168,7 +177,12 @@ class BacktestResult:
             ("Avg Trade PnL", "$" + f(p.avg_trade_pnl, "{:,.4f}")),
             ("Spread Capture", f(p.spread_capture, "{:.4f}") + " per unit"),
             ("Mark-out 1s/10s/60s (bps)", f"{f(p.markout_1s_bps)} / {f(p.markout_10s_bps)} / {f(p.markout_60s_bps)}"),
-            ("Time-weighted |Inventory|", f(p.time_weighted_abs_inventory, "{:.6f}")),
+            ("Adverse Selection 1s/10s/60s (bps)",
+             f"{f(p.adverse_1s_bps)} / {f(p.adverse_10s_bps)} / {f(p.adverse_60s_bps)}"),
+            ("Time-weighted Inventory (signed / |.|)",
+             f"{f(p.time_weighted_inventory, '{:.6f}')} / {f(p.time_weighted_abs_inventory, '{:.6f}')}"
+             + (f" ({f(100 * p.time_weighted_inventory / max_pos, '{:+.1f}')}% of max_position)"
+                if max_pos else "")),
             ("Inventory Turnover", f(p.inventory_turnover)),
             ("Avg Fill Latency", f(p.avg_fill_latency_ms) + " ms"),
             ("Avg Quote Lifetime", f(p.avg_quote_lifetime_s, "{:.3f}") + " s"),
@@ -185,6 +199,12 @@ class BacktestResult:
         limited = int(self.counters.get("rate_blocked", 0) or 0)
         if limited:
             extra.append(("Orders Refused by the Rate Limit", f"{limited:,}"))
+        if c.get("killed"):
+            when = int(c.get("kill_ns", -1))
+            at = pd.Timestamp(when, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC") if when >= 0 else "?"
+            extra.append(("Kill Switch", f"{c.get('kill_reason')} at {at}: orders cancelled"
+                          + (", position flattened" if self.config.flatten_on_kill else "")
+                          + ", no trading after"))
         shift = int(self.counters.get("clock_shift_ns", 0) or 0)
         if shift:
             extra.append(("Receive Clock Corrected", f"local_ts {shift / 1e6:+,.3f} ms (it was behind the exchange)"))

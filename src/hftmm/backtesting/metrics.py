@@ -26,6 +26,15 @@ Conventions (documented because they change the numbers):
   is the first equity sample at or after t + h.
 * Inventory: time-weighted mean of |position| and of position (base units,
   from the samples); turnover = traded volume / time-weighted mean |position|.
+* PnL split: gross PnL = spread + inventory, exactly. Spread = sum over all fills
+  of (mid at the fill - price) x signed size (what each fill earned against the
+  mid; a taker fill's is negative); inventory = the rest, i.e. sum of signed size
+  x (last mid - mid at the fill): holding the position while the mid moved.
+  Net PnL = spread + inventory - fees.
+* Adverse selection at h: mean over fills of (mid at the fill - mid(t + h)) x
+  side, in bps of the price -- the part of the fill's edge the market took back
+  within h (= spread capture - mark-out; our orders do not move the modelled
+  market, so this is the whole of the market impact a backtest can show).
 """
 from __future__ import annotations
 
@@ -75,6 +84,11 @@ class PerformanceMetrics:
     markout_1s_bps: float
     markout_10s_bps: float
     markout_60s_bps: float
+    adverse_1s_bps: float
+    adverse_10s_bps: float
+    adverse_60s_bps: float
+    pnl_spread: float
+    pnl_inventory: float
     final_position: float
     duration_s: float
     metrics_interval_s: float
@@ -211,6 +225,7 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
     else:
         spread_capture, spread_total = math.nan, 0.0
     marks: dict[int, tuple[float, float]] = {}
+    adverse: dict[int, float] = {}
     sign_all = np.where(f_side == 0, 1.0, -1.0)
     for h in MARKOUT_HORIZONS_S:
         if n and m:
@@ -220,8 +235,19 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
                 p = f_px[ok]
                 mo = (mids[j[ok]] - p) * sign_all[ok]
                 marks[h] = (float(np.nanmean(mo)), float(np.nanmean(mo / p * 1e4)))
+                adv = (f_mid[ok] - mids[j[ok]]) * sign_all[ok] / p * 1e4
+                adverse[h] = float(np.nanmean(adv)) if np.isfinite(adv).any() else math.nan
                 continue
         marks[h] = (math.nan, math.nan)
+        adverse[h] = math.nan
+    # gross PnL = spread (each fill against its mid) + inventory (the rest), exactly
+    gross = total_pnl + fees_total
+    if n:
+        edge_all = np.where(np.isfinite(f_mid), (f_mid - f_px) * sign_all * f_qty, 0.0)
+        pnl_spread = float(np.sum(edge_all))
+    else:
+        pnl_spread = 0.0
+    pnl_inventory = gross - pnl_spread
     if m > 1:
         w = np.diff(ts).astype(np.float64)
         p_ = s_pos[:-1]
@@ -235,7 +261,7 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
     life_n = counters.get("lifetime_count", 0)
     return PerformanceMetrics(
         total_pnl=total_pnl,
-        gross_pnl=total_pnl + fees_total,
+        gross_pnl=gross,
         realized_pnl=realized,
         unrealized_pnl=unrealized,
         total_fees=fees_total,
@@ -262,6 +288,8 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
         traded_volume=filled_qty,
         markout_1s=marks[1][0], markout_10s=marks[10][0], markout_60s=marks[60][0],
         markout_1s_bps=marks[1][1], markout_10s_bps=marks[10][1], markout_60s_bps=marks[60][1],
+        adverse_1s_bps=adverse[1], adverse_10s_bps=adverse[10], adverse_60s_bps=adverse[60],
+        pnl_spread=pnl_spread, pnl_inventory=pnl_inventory,
         final_position=float(s_pos[-1]) if m else 0.0,
         duration_s=duration,
         metrics_interval_s=metrics_interval_s,

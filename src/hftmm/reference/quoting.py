@@ -52,7 +52,7 @@ class Quote:
 class Quoter:
     """Avellaneda-Stoikov / GLFT quoter (twin of hftcore.quoting.Quoter)."""
 
-    def __init__(self, model="as", gamma=0.1, k=1.5, A=140.0, horizon_s=30.0,
+    def __init__(self, model="as", gamma=0.1, k=10.0, A=5.0, horizon_s=30.0,
                  rolling=False, fair_value="mid", tick_size=0.01, min_spread=0.0,
                  max_inventory=1.0, order_qty=0.001, xi=None, price_band=0.2):
         self.price_band = _real(price_band, "price_band")
