@@ -411,6 +411,19 @@ cdef _raise_param(int code, dict given):
     raise ValueError(f"invalid {name}: {given.get(name)!r}")
 
 
+cdef Quote _quote_obj(const quote_out_t* o, double tick_size):
+    cdef Quote res = Quote.__new__(Quote)
+    res.bid_tick = o.bid_tick
+    res.ask_tick = o.ask_tick
+    res.bid_ok = o.bid_ok
+    res.ask_ok = o.ask_ok
+    res.reservation_price = o.reservation_price
+    res.spread = o.spread
+    res.fair_value = o.fair_value
+    res.tick_size = tick_size
+    return res
+
+
 @cython.final
 cdef class Quoter:
     """Avellaneda-Stoikov / GLFT quoter (formulas and post-processing: module docstring).
@@ -472,16 +485,7 @@ cdef class Quoter:
             raise ValueError(
                 f"invalid quote input: best_bid={best_bid}, best_ask={best_ask}, "
                 f"bid_qty={bid_qty}, ask_qty={ask_qty}, sigma={sigma!r}, q={q!r}")
-        cdef Quote res = Quote.__new__(Quote)
-        res.bid_tick = o.bid_tick
-        res.ask_tick = o.ask_tick
-        res.bid_ok = o.bid_ok
-        res.ask_ok = o.ask_ok
-        res.reservation_price = o.reservation_price
-        res.spread = o.spread
-        res.fair_value = o.fair_value
-        res.tick_size = self.p.tick_size
-        return res
+        return _quote_obj(&o, self.p.tick_size)
 
     def quote_at(self, double fair_ticks, int64_t best_bid, int64_t best_ask, double sigma, double q,
                  int64_t t_ns):
@@ -492,16 +496,7 @@ cdef class Quoter:
         if compute_quote_fv(&self.p, best_bid, best_ask, fair_ticks, sigma, q, t_ns, &o) != 0:
             raise ValueError(f"invalid quote input: fair={fair_ticks!r}, best_bid={best_bid}, "
                              f"best_ask={best_ask}, sigma={sigma!r}, q={q!r}")
-        cdef Quote res = Quote.__new__(Quote)
-        res.bid_tick = o.bid_tick
-        res.ask_tick = o.ask_tick
-        res.bid_ok = o.bid_ok
-        res.ask_ok = o.ask_ok
-        res.reservation_price = o.reservation_price
-        res.spread = o.spread
-        res.fair_value = o.fair_value
-        res.tick_size = self.p.tick_size
-        return res
+        return _quote_obj(&o, self.p.tick_size)
 
     def quote_batch(self, best_bid, best_ask, bid_qty, ask_qty, sigma, q, t_ns,
                     out_bid=None, out_ask=None, out_flags=None):

@@ -235,6 +235,8 @@ class BinanceConnector:
         feeds them to its strategy core, decoded and synced once.
       lock: held from a frame's receive time stamp to the end of its processing (the
         hooks included), so times are monotonic in the order frames are handled.
+      book: the L2Book to keep (in the market data's units), shared with a driver that
+        applies the same records to it (live trading's one book); default: its own.
       trade_watchdog_s [s]: watchdog of a trades-only connection (quiet markets trade rarely).
     """
 
@@ -252,7 +254,7 @@ class BinanceConnector:
                  on_raw: Optional[Callable[[int, bytes], None]] = None,
                  trade_watchdog_s: float = 300.0,
                  on_sync: Optional[Callable[[BookSync, int], None]] = None,
-                 lock: Optional[Any] = None) -> None:
+                 lock: Optional[Any] = None, book: Optional[L2Book] = None) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not symbol or not symbol.isalnum():
@@ -286,6 +288,7 @@ class BinanceConnector:
         self.on_sync = on_sync
         self.trade_watchdog_s = trade_watchdog_s
         self._units = (tick_size, lot_size)
+        self._given_book = book
         self.tick_size = float(tick_size) if tick_size else 0.0
         self.lot_size = float(lot_size) if lot_size else 0.0
         self.decoder: Optional[BinanceDecoder] = None
@@ -323,7 +326,10 @@ class BinanceConnector:
             tick, lot = tick or t2, lot or l2
         self.tick_size, self.lot_size = float(tick), float(lot)
         self.decoder = BinanceDecoder(tick, lot)
-        self.book = L2Book(tick, lot)
+        gb = self._given_book
+        if gb is not None and (abs(gb.tick_size - float(tick)) > 1e-15 or abs(gb.lot_size - float(lot)) > 1e-15):
+            raise ValueError(f"book= has units {gb.tick_size}/{gb.lot_size}, the market data {tick}/{lot}")
+        self.book = gb if gb is not None else L2Book(tick, lot)
         self.sync = BookSync(self.book, market=self.market, emit_events=self.on_sync is not None)
         self._stop.clear()
         if self.market == "spot":

@@ -208,7 +208,9 @@ class LiveEngine:
                                       min_lots=max(1, _lots(self.filters.min_qty, step)),
                                       max_order_lots=_lots(self.filters.max_qty, step),
                                       min_notional=float(self.filters.min_notional or 0))
-            self.kernel = ReplayKernel(self.book, [(self.strategy, self.trader)], None, -1, 0, True)
+            # one book: the connector's sync keeps it, the kernel re-applies the same records
+            # (idempotent) for the strategy's events
+            self.kernel = ReplayKernel(self.book, [(self.strategy, self.trader)], None, -1, 0, False)
         self.book = self.kernel.book
         self.risk = RiskManager(r, clock=self._clock, trader=self.trader, on_kill=self._on_kill,
                                 watch_book=self.mode != "paper")
@@ -240,6 +242,9 @@ class LiveEngine:
                                           tick_size=tick, lot_size=lot, on_raw=self._on_raw,
                                           on_sync=self._on_sync, on_trade=self._on_trade,
                                           on_book_ticker=self._on_ticker, lock=self.lock,
+                                          # paper: the exchange model must see the book as it was before
+                                          # each record, as in the backtest -- the kernel keeps its own
+                                          book=None if self.mode == "paper" else self.book,
                                           **self.connector_options)
         if self.state_db:
             from hftmm.live.state import StateStore
