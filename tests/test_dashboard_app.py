@@ -128,6 +128,25 @@ def test_kill_button_writes_the_command_and_the_engine_takes_it(env):
     con.close()
 
 
+def test_an_ended_session_is_not_shown_as_running(tmp_path, monkeypatch):
+    """Once its process ends the session, the page says so (not "risk ok") and offers no
+    kill button (no process would act on it)."""
+    db = str(tmp_path / "ended.db")
+    eng = fx.FakeEngine(db, history_s=30)
+    monkeypatch.setenv("HFTMM_STATE_DB", db)
+    src.clear_caches()
+    at = ok(page("live.py").run())
+    assert any("risk ok" in m.value for m in at.markdown) and "kill" in [b.key for b in at.button]
+    eng.store.end_session("stopped")
+    eng.close()
+    src.clear_caches()
+    at = ok(page("live.py").run())
+    assert not any("risk ok" in m.value for m in at.markdown)
+    assert any("session ended" in m.value for m in at.markdown)
+    assert "kill" not in [b.key for b in at.button]
+    assert any("· ended" in o for o in at.selectbox(key="live-session").options)
+
+
 def test_live_page_without_a_database_or_a_session(tmp_path, monkeypatch):
     monkeypatch.setenv("HFTMM_STATE_DB", str(tmp_path / "missing.db"))
     monkeypatch.setenv("HFTMM_RESULTS", str(tmp_path / "runs"))

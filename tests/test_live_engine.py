@@ -9,8 +9,10 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import urllib.request
 from decimal import Decimal
 import subprocess
 import sys
@@ -18,19 +20,22 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from hftcore import EVENT_DTYPE
 from hftmm.backtesting import BacktestConfig
-from hftmm.config import ExchangeModelConfig, RiskConfig, TradingConfig
+from hftmm.config import AlertConfig, ExchangeModelConfig, RiskConfig, TradingConfig
 from hftmm.data import store
 from hftmm.data.convert import convert
 from hftmm.live.engine import LiveEngine
-from hftmm.live.state import StateReader, send_command
+from hftmm.live.state import StateReader
 from hftmm.simulator import ExchangeSimulator
 from hftmm.simulator.sources import CaptureSource, SyntheticSource
 from hftmm.synthetic import SyntheticConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)       # (--import-mode=importlib)
+from alert_sink import AlertSink  # noqa: E402
 CAPTURE = os.path.join(HERE, "data", "hftbacktest-collector", "spot_btcusdt_20240808.gz")
 
 
@@ -100,22 +105,64 @@ def _synthetic_sim(speed=1.0, seed=3):
                                                                    speed=speed))
 
 
-def test_state_store_kill_switch_and_clean_end(tmp_path):
+def test_state_store_kill_switch_and_clean_end(tmp_path, capsys):
+    """The kill switch through ``hftmm kill`` (which names the session it stopped and
+    fails when none runs); one session per state database (a second one is refused)."""
+    from hftmm.cli import main
+    from hftmm.live.state import SessionInUse, running_session
+
     db = str(tmp_path / "live.db")
     trading = TradingConfig(symbol="BTCUSDT", gamma=0.05, order_size=0.001, quote_refresh_interval=0.05,
                             estimate_intensity=False, k=0.5)
     risk = RiskConfig(max_position=0.005, latency_threshold_ms=2000.0, max_orders_per_second=100.0)
+    sink = AlertSink()
+    alerts = AlertConfig(webhook_url=sink.url + "/hook", telegram_bot_token="999:TOKEN-never-shown",
+                         telegram_chat_id="5", telegram_api_url=sink.url + "/tg")
     with _synthetic_sim() as sim:
-        eng = LiveEngine(trading, risk, mode="paper", rest_url=sim.rest_url, ws_url=sim.ws_url, state_db=db)
+        eng = LiveEngine(trading, risk, mode="paper", rest_url=sim.rest_url, ws_url=sim.ws_url, state_db=db,
+                         alerts=alerts, metrics_port=0)
         th = threading.Thread(target=eng.run, kwargs={"duration_s": 7.0})
         th.start()
         time.sleep(4.0)
+        # Prometheus: the scrape parses, the figures are the engine's
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.urlopen(eng.metrics.url, timeout=10) as r:
+            fam = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+        one = {n: fam[n].samples[0] for n in ("hftmm_feed_messages", "hftmm_orders_sent", "hftmm_position")}
+        assert one["hftmm_feed_messages"].value > 10 and one["hftmm_orders_sent"].value > 5
+        assert one["hftmm_position"].labels == {"symbol": "BTCUSDT", "mode": "paper"}
+        lat = {s.labels["le"]: s.value for s in fam["hftmm_feed_latency_seconds"].samples
+               if s.name.endswith("_bucket")}
+        assert lat["+Inf"] > 10 and {s.labels["hftmm_risk_state"]: s.value
+                                     for s in fam["hftmm_risk_state"].samples}["ok"] == 1
+        assert fam["hftmm_session_info"].samples[0].labels["session_id"] == eng.session_id
+        who = running_session(db)
+        assert who["session_id"] == eng.session_id and who["pid"] == os.getpid() and who["mode"] == "paper"
+        with pytest.raises(SessionInUse, match=f"in use by running session {eng.session_id}"):
+            LiveEngine(trading, risk, mode="paper", rest_url=sim.rest_url, ws_url=sim.ws_url,
+                       state_db=db).run(duration_s=1.0)
         sent_before = eng.trader.sent
-        send_command(db, "kill", {"reason": "test", "flatten": False})
-        time.sleep(2.0)
+        capsys.readouterr()
+        assert main(["kill", "--state-db", db, "--reason", "test"]) == 0    # waits for the acknowledgement
+        out = capsys.readouterr().out
+        assert f"killed session {eng.session_id} (paper BTCUSDT, pid {os.getpid()})" in out, out
+        time.sleep(1.0)
         sent_after_kill = eng.trader.sent
         th.join(20)
     assert not th.is_alive()
+    assert running_session(db) is None
+    # alerts: start, the kill, the end -- to both destinations, no key material
+    reqs = sink.wait(lambda r: sum(1 for _, p, b in r if p == "/hook" and b["kind"] == "session_end"))
+    sink.close()
+    hooks = [b for _, p, b in reqs if p == "/hook"]
+    assert [b["kind"] for b in hooks] == ["session_start", "kill", "session_end"], hooks
+    assert "test" in hooks[1]["text"] and hooks[1]["severity"] == "critical"
+    assert hooks[2]["session_id"] == eng.session_id and hooks[2]["fields"]["unconfirmed"] == []
+    assert sum(p.startswith("/tg/bot") for _, p, _ in reqs) == 3
+    assert all("TOKEN-never-shown" not in json.dumps(b) for _, _, b in reqs)
+    assert main(["kill", "--state-db", db]) == 1
+    err = capsys.readouterr().err
+    assert "no session is running" in err and f"latest session {eng.session_id}" in err and "ended" in err, err
     assert sent_before > 5
     rd = StateReader(db)
     st = rd.status_history()

@@ -292,3 +292,53 @@ def test_committed_fills_survive_kill_9(tmp_path):
     stored = set(fills["trade_id"])
     assert set(reported) <= stored
     assert stored <= set(range(1, max(reported) + 2))  # at most one committed but not yet printed
+
+
+# ---------------------------------------------------------------- one session per database
+def test_one_running_session_per_database(tmp_path):
+    from hftmm.live.state import SessionInUse, lock_path, running_session
+
+    path = tmp_path / "one.db"
+    a, b = StateStore(path), StateStore(path)
+    assert running_session(path) is None
+    sid = a.start_session("paper", "BTCUSDT", "spot", {"api_key": "k-secret", "trading": {}})
+    who = running_session(path)
+    assert who["session_id"] == sid and who["pid"] == os.getpid() and who["symbol"] == "BTCUSDT"
+    with pytest.raises(SessionInUse, match=f"in use by running session {sid} .paper BTCUSDT, pid {os.getpid()}"):
+        b.start_session("live", "BTCUSDT", "spot", {})
+    assert b.session_id is None and len(StateReader(path).sessions()) == 1   # the refused one left no row
+    assert "k-secret" not in lock_path(path).read_text()
+    a.end_session("stopped")                    # ending releases the lock: the next session may start
+    assert running_session(path) is None
+    sid2 = b.start_session("live", "BTCUSDT", "spot", {})
+    assert running_session(path)["session_id"] == sid2
+    b.close()                                   # so does closing without an end
+    assert running_session(path) is None
+    a.close()
+
+
+def test_a_dead_process_releases_its_session(tmp_path):
+    """kill -9 of the session's process: the lock goes with it; the session row stays
+    without an end (the dashboard shows it as died)."""
+    from hftmm.live.state import running_session
+
+    path = tmp_path / "dead.db"
+    code = ("import sys, time\nfrom hftmm.live.state import StateStore\n"
+            "s = StateStore(sys.argv[1]); s.start_session('paper', 'ETHUSDT', 'spot', {})\n"
+            "print('started', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "started"
+        who = running_session(path)
+        assert who["pid"] == p.pid and who["symbol"] == "ETHUSDT"
+        with pytest.raises(StateStoreError, match="in use by running session"):
+            StateStore(path).start_session("paper", "ETHUSDT", "spot", {})
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert running_session(path) is None
+    rows = StateReader(path).sessions()
+    assert len(rows) == 1 and rows["ended_ns"].isna().all()
+    s = StateStore(path)
+    s.start_session("paper", "ETHUSDT", "spot", {})
+    s.close()

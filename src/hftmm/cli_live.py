@@ -8,8 +8,10 @@
     hftmm live --paper --rest-url http://127.0.0.1:8765 --ws-url ws://127.0.0.1:8765 --duration 60
     hftmm kill --state-db live.db --reason "manual" [--flatten]
 
-``--config FILE`` reads ``[trading]``, ``[risk]`` and ``[exchange]`` (paper's exchange model)
-from TOML; ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` environment variables override.
+``--config FILE`` reads ``[trading]``, ``[risk]``, ``[exchange]`` (paper's exchange model)
+and ``[alerts]`` (webhook / Slack / Telegram destinations, :class:`hftmm.config.AlertConfig`)
+from TOML; ``HFTMM_TRADING_*`` / ``HFTMM_RISK_*`` / ``HFTMM_ALERTS_*`` environment variables
+override (the Telegram bot token belongs in ``HFTMM_ALERTS_TELEGRAM_BOT_TOKEN``).
 Credentials (testnet/live) come from the environment or ``.env``: see
 ``.env.example``. SIGINT/SIGTERM end the session cleanly (every order cancelled);
 SIGUSR1 triggers the kill switch and keeps the session running.
@@ -21,6 +23,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("hftmm.cli")
@@ -49,7 +52,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(mode="paper")
     p.add_argument("--symbol", default=None, help="symbol (default: the config's, BTCUSDT)")
     p.add_argument("--config", metavar="FILE.toml",
-                   help="TOML with [trading], [risk] and [exchange] (paper's exchange model) sections "
+                   help="TOML with [trading], [risk], [exchange] (paper's exchange model) and [alerts] sections "
                         "(HFTMM_TRADING_* / HFTMM_RISK_* / HFTMM_EXCHANGE_* environment variables override)")
     p.add_argument("--strategy", metavar="MODULE:CLASS",
                    help="your own strategy instead of the built-in market maker: a Python "
@@ -68,6 +71,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--yes-i-mean-production", action="store_true",
                    help=f"skip the interactive confirmation of --live (else type {PROD_CONFIRM!r})")
     p.add_argument("--no-status", action="store_true", help="no terminal status line")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on this port (/metrics; needs hftmm[monitoring]; default: off)")
+    p.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address of the metrics endpoint (0.0.0.0 exposes it beyond this machine)")
     p.set_defaults(func=_cmd_live)
 
     k = sub.add_parser("kill", help="kill switch of a running session (through its state store)",
@@ -76,6 +83,8 @@ def add_parser(sub: Any) -> None:
                                    "every order, optionally flatten, stop quoting.")
     k.add_argument("--state-db", required=True, metavar="FILE.db", help="the session's state store")
     k.add_argument("--reason", default="operator", help="recorded with the kill")
+    k.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for the session to acknowledge the kill (it polls at each publish, 1 Hz)")
     k.add_argument("--flatten", action="store_true", help="also close the position at market")
     k.set_defaults(func=_cmd_kill)
 
@@ -83,14 +92,15 @@ def add_parser(sub: Any) -> None:
 def _load(args: argparse.Namespace):
     import dataclasses
 
-    from hftmm.config import build_config, build_exchange_config, load_toml
+    from hftmm.config import build_alert_config, build_config, build_exchange_config, load_toml
 
     data = load_toml(args.config) if args.config else {}
-    trading, risk = build_config(data, extra_sections=("exchange", "paper"))
+    trading, risk = build_config(data, extra_sections=("exchange", "paper", "alerts"))
     exchange = build_exchange_config(data)
+    alerts = build_alert_config(data)
     if args.symbol:
         trading = dataclasses.replace(trading, symbol=args.symbol)
-    return trading, risk, exchange
+    return trading, risk, exchange, alerts
 
 
 def _ws_api_url(args: argparse.Namespace) -> str:
@@ -108,7 +118,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
     from hftmm.strategy.base import load_strategy
 
-    trading, risk, exchange = _load(args)      # ConfigError: one line from hftmm.cli
+    trading, risk, exchange, alerts = _load(args)      # ConfigError: one line from hftmm.cli
     strategy = load_strategy(args.strategy) if args.strategy else None
     gateway = None
     if args.mode in ("testnet", "live"):
@@ -132,7 +142,9 @@ def _cmd_live(args: argparse.Namespace) -> int:
     status = None if args.no_status else StatusLine()
     engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, exchange=exchange, strategy=strategy,
                         rest_url=args.rest_url,
-                        ws_url=args.ws_url, state_db=args.state_db, status=status, record_dir=args.record)
+                        ws_url=args.ws_url, state_db=args.state_db, status=status, record_dir=args.record,
+                        alerts=alerts if alerts.enabled else None, metrics_port=args.metrics_port,
+                        metrics_addr=args.metrics_addr)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, lambda *_: engine.stop("interrupted (SIGINT)"))
         signal.signal(signal.SIGTERM, lambda *_: engine.stop("terminated (SIGTERM)"))
@@ -149,12 +161,40 @@ def _cmd_live(args: argparse.Namespace) -> int:
 
 
 def _cmd_kill(args: argparse.Namespace) -> int:
-    from hftmm.live.state import StateStoreError, send_command
+    """Send ``kill`` to the session running on --state-db and wait until it has acted on it."""
+    from hftmm.live.state import StateReader, StateStoreError, running_session, send_command
 
     try:
-        cid = send_command(args.state_db, "kill", {"reason": args.reason, "flatten": bool(args.flatten)})
+        who = running_session(args.state_db)
+        if who is None:
+            with StateReader(args.state_db) as r:
+                last = r.latest_session()
+            tail = ""
+            if last is not None:
+                ended = "ended: " + str(last["end_reason"]) if last["ended_ns"] is not None else \
+                    "no end recorded: its process died"
+                tail = f" (latest session {last['session_id']}, {last['mode']} {last['symbol']}, {ended})"
+            print(f"hftmm kill: no session is running on {args.state_db}{tail}; nothing was killed",
+                  file=sys.stderr)
+            return 1
+        sid = who["session_id"]
+        cid = send_command(args.state_db, "kill", {"reason": args.reason, "flatten": bool(args.flatten)},
+                           session_id=sid)
+        deadline = time.monotonic() + args.timeout
+        with StateReader(args.state_db) as r:
+            while (done := r.command_consumed(cid)) is None and time.monotonic() < deadline:
+                if running_session(args.state_db) is None:
+                    break
+                time.sleep(0.1)
+            done = r.command_consumed(cid)
     except (StateStoreError, OSError) as exc:
         print(f"hftmm kill: {exc}", file=sys.stderr)
         return 2
-    print(f"kill command {cid} sent to {args.state_db}")
+    desc = f"session {sid} ({who.get('mode')} {who.get('symbol')}, pid {who.get('pid')})"
+    if done is None:
+        print(f"hftmm kill: {desc} did not acknowledge kill command {cid} within {args.timeout:g} s "
+              f"-- check it (SIGUSR1 to its pid trips the kill switch too)", file=sys.stderr)
+        return 1
+    print(f"killed {desc}: its kill switch tripped (command {cid}, reason {args.reason!r}"
+          f"{', flatten' if args.flatten else ''})")
     return 0

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Optional
 
@@ -289,6 +289,64 @@ class RiskConfig:
             raise ConfigError("RiskConfig.max_drawdown",
                               f"is a fraction of the peak equity (0.05 = 5 %), got {self.max_drawdown!r}; "
                               f"for a limit in quote currency use max_drawdown_abs")
+
+
+_URL_SCHEMES = ("http://", "https://")
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """Where alerts go (:mod:`hftmm.ops.alerts`); no destination: no alerts. Units in brackets.
+
+    webhook_url: a generic JSON webhook; slack_webhook_url: a Slack-compatible
+    incoming webhook; telegram_bot_token + telegram_chat_id: the Telegram Bot API at
+    telegram_api_url (keep the token in the environment, ``HFTMM_ALERTS_TELEGRAM_BOT_TOKEN``;
+    it is never stored, logged or shown); min_interval_s [s]: at most one alert per kind
+    in this interval (kill and session end always go); timeout_s [s]: per HTTP request;
+    reconnect_storm: this many reconnects within 60 s raise an alert (0: off).
+    """
+
+    webhook_url: Optional[str] = None
+    slack_webhook_url: Optional[str] = field(default=None, repr=False)
+    telegram_bot_token: Optional[str] = field(default=None, repr=False)
+    telegram_chat_id: Optional[str] = None
+    telegram_api_url: str = "https://api.telegram.org"
+    min_interval_s: float = 60.0
+    timeout_s: float = 5.0
+    reconnect_storm: int = 5
+
+    def __post_init__(self) -> None:
+        _check(self, {"min_interval_s": ("num", 0.0, False), "timeout_s": ("num", 0.0, True),
+                      "reconnect_storm": ("int", 0)})
+        for name in ("webhook_url", "slack_webhook_url", "telegram_api_url"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.startswith(_URL_SCHEMES)):
+                # (a Slack webhook URL is a credential: not echoed)
+                shown = repr(v) if name != "slack_webhook_url" else "a value (not shown: it is a credential)"
+                raise ConfigError(f"AlertConfig.{name}", f"must be an http:// or https:// URL, got {shown}")
+        for name in ("telegram_bot_token", "telegram_chat_id"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (str, int)) or isinstance(v, bool) or not str(v).strip()):
+                raise ConfigError(f"AlertConfig.{name}", "must be a non-empty string"
+                                  + ("" if name.endswith("token") else f", got {v!r}"))
+        if bool(self.telegram_bot_token) != bool(self.telegram_chat_id):
+            raise ConfigError("AlertConfig.telegram_chat_id" if self.telegram_bot_token
+                              else "AlertConfig.telegram_bot_token",
+                              "Telegram alerts need both telegram_bot_token and telegram_chat_id")
+        if self.telegram_chat_id is not None:
+            object.__setattr__(self, "telegram_chat_id", str(self.telegram_chat_id))
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url or self.slack_webhook_url or self.telegram_bot_token)
+
+
+def build_alert_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> AlertConfig:
+    """``[alerts]`` with ``HFTMM_ALERTS_*`` environment overrides (the bot token belongs there)."""
+    values = data.get("alerts", {}) or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError("alerts", f"must be a table ([alerts]), got {values!r}")
+    return _build(AlertConfig, "alerts", values, os.environ if env is None else env)
 
 
 def field_names(*classes: type) -> tuple[str, ...]:

@@ -30,6 +30,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 
+from hftmm.live.state import running_session
+
 #: TTLs (s): the live DB changes every publish (>= 1 Hz), folders rarely
 LIVE_TTL_S = 0.5
 FILES_TTL_S = 3.0
@@ -117,6 +119,8 @@ def live_sessions(db_path: str) -> pd.DataFrame:
     if len(df):
         df["started"] = _time_col(df["started_ns"])
         df["last"] = pd.to_datetime(df["last_ns"], unit="ns", utc=True)
+        who = running_session(db_path)
+        df["running"] = df["session_id"] == (who or {}).get("session_id")
     return df
 
 

@@ -143,7 +143,9 @@ class LiveEngine:
                  exchange_info: Optional[dict] = None, state_db: Optional[str] = None,
                  status: Any = None, record_dir: Optional[str] = None,
                  connector_options: Optional[dict] = None, publish_interval_s: float = 1.0,
-                 record_decisions: bool = False, paper: Optional[ExchangeModelConfig] = None) -> None:
+                 record_decisions: bool = False, paper: Optional[ExchangeModelConfig] = None,
+                 alerts: Any = None, metrics_port: Optional[int] = None,
+                 metrics_addr: str = "127.0.0.1") -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode != "paper" and gateway is None:
@@ -181,6 +183,13 @@ class LiveEngine:
         self._paper_cost: Any = None
         self.qm: Optional[QuoteManager] = None
         self.recorder = None
+        self._alerts_arg = alerts            # an AlertConfig or an Alerter (None: no alerts)
+        self.alerter: Any = None
+        self._feed_seen = (0, 0)             # the connector's (resyncs, reconnects) already reported
+        self._reconnect_times: list[int] = []
+        self.metrics_port, self.metrics_addr = metrics_port, metrics_addr
+        self.metrics: Any = None             # the Prometheus exporter (metrics_port)
+        self._feed_hist: Any = None
 
     # ------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -253,7 +262,31 @@ class LiveEngine:
                    "exchange": asdict(self.exchange_config) if self.mode == "paper" else None,
                    "rest_url": self.rest_url, "ws_url": self.ws_url,
                    "strategy": _name(self._strategy_arg)}
-            self.session_id = self.store.start_session(self.mode, t.symbol, self.market, cfg)
+            try:
+                self.session_id = self.store.start_session(self.mode, t.symbol, self.market, cfg)
+            except BaseException:       # SessionInUse: one session per state database
+                self.store.close()
+                self.store = None
+                raise
+        self._setup_alerts()
+
+    def _setup_alerts(self) -> None:
+        a = self._alerts_arg
+        if a is None:
+            return
+        from hftmm.ops.alerts import Alerter
+
+        src = {"symbol": self.trading.symbol, "mode": self.mode, "session_id": self.session_id}
+        self.alerter = a if isinstance(a, Alerter) else Alerter(a, src)
+        self.alerter.set_source(**src)
+        signer = getattr(self.gateway, "signer", None)
+        for attr in ("api_key", "secret", "_secret", "secret_key"):
+            v = getattr(signer, attr, None)
+            self.alerter.add_secret(v if isinstance(v, str) else None)
+
+    def _alert(self, kind: str, text: str, **fields: Any) -> None:
+        if self.alerter is not None:
+            self.alerter.alert(kind, text, **fields)
 
     def _clock(self) -> int:
         return time.time_ns()
@@ -293,6 +326,8 @@ class LiveEngine:
             return
         lat = local_ns - exch
         self._feed_lat_ms = lat / 1e6
+        if self._feed_hist is not None:
+            self._feed_hist.observe_ms(lat / 1e6)
         # latency above the lowest of the last minute: our clock and the exchange's
         # (or a replayed capture's) need not agree
         base = self._lat_base
@@ -385,6 +420,12 @@ class LiveEngine:
         """Run until ``duration_s`` [s] passes or :meth:`stop` is called; then cancel
         every order and return a summary."""
         self._setup()
+        if self.metrics_port is not None:
+            from hftmm.ops.metrics import MetricsExporter
+
+            self.metrics = MetricsExporter(self, self.metrics_port, self.metrics_addr)
+            self._feed_hist = self.metrics.feed_latency
+            self.risk.on_rtt = self.metrics.order_rtt.observe_ms
         self.started_ns = time.time_ns()
         deadline = None if duration_s is None else time.monotonic() + float(duration_s)
         try:
@@ -392,6 +433,8 @@ class LiveEngine:
                 self.gateway.start(self._sink)
             self.connector.start()     # ConnectError when the endpoints cannot be reached
             log.info("%s: %s session started (market data %s)", self.trading.symbol, self.mode, self.ws_url)
+            self._alert("session_start", f"{self.mode} session started on {self.market} "
+                                         f"(session {self.session_id or '-'})")
             while not self._stop.is_set():
                 if deadline is not None and time.monotonic() >= deadline:
                     self.end_reason = self.end_reason or f"duration {duration_s:g} s reached"
@@ -421,18 +464,55 @@ class LiveEngine:
             if self.qm is not None:
                 self.qm.check_timeouts(now)
             self._after(now)
+            self._events(now)
             if now - self._last_publish_ns >= self.publish_interval_ns:
                 self._last_publish_ns = now
                 self._publish(now)
                 if self.qm is not None:
                     self.qm.prune()              # the tracker stays small in long sessions
 
+    def _events(self, now: int) -> None:
+        """Risk events and the feed's resyncs/reconnects since the last call: into the
+        state store's risk_events and out as alerts (checked every timer tick, 20 ms)."""
+        for ts, kind, detail in self.risk.take_events():
+            if self.store is not None:
+                self.store.record_risk_event(kind, detail, ts_ns=ts)
+            if kind == "kill":
+                self._alert("kill", f"kill switch: {detail}", position=self._position(), pnl=self._pnl())
+            elif kind == "pause" and detail.startswith("feed stale"):
+                self._alert("feed_down", f"market data down, quoting paused: {detail}")
+            elif kind == "pause" and detail not in ("no market data yet", "session ending"):
+                self._alert("risk_pause", f"quoting paused: {detail}")   # (start and end are not news)
+            elif kind == "resume" and "no market data yet" not in detail and "session ending" not in detail:
+                self._alert("risk_resume", f"quoting resumed ({detail})")
+        cst = self.connector.stats
+        resyncs, reconnects = cst.resyncs, getattr(cst, "reconnects", 0)
+        seen_rs, seen_rc = self._feed_seen
+        if resyncs > seen_rs:
+            detail = f"book resynced ({resyncs - seen_rs} new, {resyncs} in the session; gaps {cst.gaps})"
+            if self.store is not None:
+                self.store.record_risk_event("resync", detail, ts_ns=now)
+            self._alert("feed_resync", detail, resyncs=resyncs, gaps=cst.gaps)
+        if reconnects > seen_rc:
+            if self.store is not None:
+                self.store.record_risk_event("reconnect", f"feed reconnected ({reconnects} in the session)",
+                                             ts_ns=now)
+            self._reconnect_times = [t for t in self._reconnect_times if now - t < 60_000_000_000]
+            self._reconnect_times += [now] * (reconnects - seen_rc)
+            storm = self.alerter.config.reconnect_storm if self.alerter is not None else 0
+            if storm and len(self._reconnect_times) >= storm:
+                self._alert("reconnect_storm", f"{len(self._reconnect_times)} feed reconnects within 60 s",
+                            reconnects=reconnects)
+        self._feed_seen = (resyncs, reconnects)
+
+    def _position(self) -> float:
+        return self.trader.position * self.lot
+
     def _poll_commands(self) -> None:
         if self.store is None:
             return
         for cmd in self.store.pending_commands():
             cid, name, args = cmd.id, cmd.command, cmd.args or {}
-            self.store.mark_consumed(cid)
             if name == "kill":
                 self.request_kill(str(args.get("reason", "operator")), bool(args.get("flatten", False)), "command")
             elif name == "resume":
@@ -440,6 +520,7 @@ class LiveEngine:
                 self._record_risk("resume", "operator (a killed trader stays stopped: start a new session)")
             elif name == "stop":
                 self.stop("operator stop")
+            self.store.mark_consumed(cid)      # acted on: what hftmm kill waits for
 
     def _record_risk(self, kind: str, detail: str) -> None:
         if self.store is not None:
@@ -509,9 +590,8 @@ class LiveEngine:
         if self.status_line is not None:
             self.status_line.update(st)
         self._record_paper_activity()
+        self._events(now)
         if self.store is not None:
-            for ts, kind, detail in self.risk.take_events():
-                self.store.record_risk_event(kind, detail, ts_ns=ts)
             self._poll_commands()
             from hftmm.live.schema import STATUS_COLUMNS
             bids, asks = self._top_levels(20)
@@ -639,6 +719,18 @@ class LiveEngine:
             if self.store is not None:
                 self.store.end_session(self.end_reason or "end")
                 self.store.close()
+            if self.alerter is not None:
+                c = self.trader.counters()
+                left = self.unconfirmed
+                self.alerter.alert(
+                    "session_end", f"session ended: {self.end_reason or 'end'}; position {self._position():.8g}, "
+                    f"PnL {self._pnl():.2f}, {c['fills']} fills"
+                    + (f"; {len(left)} orders NOT confirmed cancelled: {', '.join(left)}" if left else ""),
+                    severity="critical" if left or self.risk.killed else "info",
+                    position=self._position(), pnl=self._pnl(), fills=c["fills"], unconfirmed=list(left))
+                self.alerter.close()
+            if self.metrics is not None:
+                self.metrics.close()
 
     @property
     def paper_fills(self) -> np.ndarray:

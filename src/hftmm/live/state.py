@@ -13,6 +13,8 @@ one (api_key, secret, private_key, password, token, ...) are dropped at any dept
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import math
@@ -28,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
+from hftmm.errors import HftmmError
 from hftmm.live.schema import SCHEMA, SCHEMA_VERSION, STATUS_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "StateStore", "StateReader", "StatePublisher", "StateStoreError", "Command",
-    "send_command", "sanitize_config", "COMMANDS", "BOOK_DEPTH",
+    "send_command", "sanitize_config", "COMMANDS", "BOOK_DEPTH", "SessionInUse", "running_session",
+    "lock_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,13 +58,13 @@ BUSY_TIMEOUT_MS = 5000
 NS_PER_S = 1_000_000_000
 
 _SECRET_KEY = re.compile(
-    r"api_?key|apikey|secret|private_?key|password|passwd|passphrase|token|signature|credential",
+    r"api_?key|apikey|secret|private_?key|password|passwd|passphrase|token|signature|credential|webhook",
     re.IGNORECASE,
 )
 _STATUS_SET = frozenset(STATUS_COLUMNS)
 
 
-class StateStoreError(ValueError):
+class StateStoreError(HftmmError, ValueError):
     """Misuse of the state store (unknown status key, no session, wrong schema version)."""
 
 
@@ -112,6 +116,91 @@ def _levels_json(levels: Optional[Levels], name: str) -> str:
             raise StateStoreError(f"{name}[{i}]: expected (price, qty), got {level!r}")
         out.append([_num(level[0], f"{name}[{i}].price"), _num(level[1], f"{name}[{i}].qty")])
     return json.dumps(out, separators=(",", ":"))
+
+
+class SessionInUse(StateStoreError):
+    """A second writer on a state database whose session is running."""
+
+
+def lock_path(path: PathLike) -> Path:
+    """The lock file of state database ``path`` (``<path>.lock``): held exclusively
+    (``flock``) by the process whose session is running, released when the session ends
+    or the process dies (even ``kill -9``)."""
+    p = Path(path)
+    return p.with_name(p.name + ".lock")
+
+
+def _lock_holder(path: PathLike) -> Optional[dict[str, Any]]:
+    """What the running session wrote into the lock file, if a process holds the lock;
+    None when no session is running."""
+    lp = lock_path(path)
+    try:
+        fd = os.open(lp, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raw = os.pread(fd, 4096, 0)
+            try:
+                info = json.loads(raw.decode() or "{}")
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                info = {}
+            return info if isinstance(info, dict) else {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def running_session(path: PathLike) -> Optional[dict[str, Any]]:
+    """The session running on state database ``path``: ``{"session_id", "pid", "mode",
+    "symbol", "market", "started_ns"}``, or None when no process holds its lock (a session
+    row without an end time and no lock holder is one whose process died)."""
+    info = _lock_holder(path)
+    if info is None:
+        return None
+    return {k: info.get(k) for k in ("session_id", "pid", "mode", "symbol", "market", "started_ns")}
+
+
+class _SessionLock:
+    """The exclusive lock of one running session (see :func:`lock_path`)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = lock_path(path)
+        self.fd: Optional[int] = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StateStoreError(f"cannot lock state database {str(path)!r}: {e}") from None
+            who = running_session(path) or {}
+            raise SessionInUse(
+                f"state database {str(path)!r} is in use by running session {who.get('session_id') or '?'} "
+                f"({who.get('mode') or '?'} {who.get('symbol') or '?'}, pid {who.get('pid') or '?'}): one "
+                f"session per state database -- stop it (hftmm kill --state-db ...) or use another "
+                f"--state-db") from None
+
+    def write(self, info: Mapping[str, Any]) -> None:
+        if self.fd is None:
+            return
+        data = json.dumps(dict(info), sort_keys=True).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = None
 
 
 def _connect(path: PathLike, *, readonly: bool = False, must_exist: bool = False,
@@ -166,6 +255,11 @@ class Command:
 class StateStore:
     """The engine's writer. One instance per process; its methods are thread-safe.
 
+    Sessions share the file one after another: :meth:`start_session` takes the database's
+    exclusive lock (:func:`lock_path`) and refuses with :class:`SessionInUse` while another
+    process's session runs; :meth:`end_session` / :meth:`close` (or the process's death)
+    release it.
+
     ``path``: the database file (created with the schema if missing).
     ``clock``: wall clock, ns; every ``ts_ns`` argument defaults to it.
     """
@@ -177,6 +271,7 @@ class StateStore:
         self.session_id: Optional[str] = None
         self._started_ns: Optional[int] = None
         self._lock = threading.Lock()
+        self._session_lock: Optional[_SessionLock] = None
         self._conn: Optional[sqlite3.Connection] = _connect(path, busy_timeout_ms=busy_timeout_ms)
         conn = self._conn
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -221,11 +316,19 @@ class StateStore:
         for name, value in (("mode", mode), ("symbol", symbol), ("market", market)):
             if not isinstance(value, str) or not value:
                 raise StateStoreError(f"{name} must be a non-empty string, got {value!r}")
+        if self._session_lock is None:
+            self._session_lock = _SessionLock(self.path)     # SessionInUse: another session runs
         sid = uuid.uuid4().hex
         started = self._ts(ts_ns)
         config_json = json.dumps(sanitize_config(dict(config)), sort_keys=True)
-        self._write("INSERT INTO sessions (session_id, started_ns, mode, symbol, market, config_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (sid, started, mode, symbol, market, config_json))
+        try:
+            self._write("INSERT INTO sessions (session_id, started_ns, mode, symbol, market, config_json) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (sid, started, mode, symbol, market, config_json))
+        except BaseException:
+            self._release_session()
+            raise
+        self._session_lock.write({"session_id": sid, "pid": os.getpid(), "mode": mode, "symbol": symbol,
+                                  "market": market, "started_ns": started})
         self.session_id, self._started_ns = sid, started
         log.info("state store: session %s started (%s %s %s)", sid, mode, market, symbol)
         return sid
@@ -242,8 +345,16 @@ class StateStore:
     def end_session(self, reason: str, *, ts_ns: Optional[int] = None) -> None:
         """Mark the current session ended (``reason``: e.g. ``"stopped"``, ``"killed: ..."``)."""
         sid = self._session()
-        self._write("UPDATE sessions SET ended_ns = ?, end_reason = ? WHERE session_id = ?",
-                    (self._ts(ts_ns), str(reason), sid))
+        try:
+            self._write("UPDATE sessions SET ended_ns = ?, end_reason = ? WHERE session_id = ?",
+                        (self._ts(ts_ns), str(reason), sid))
+        finally:
+            self._release_session()
+
+    def _release_session(self) -> None:
+        lk, self._session_lock = self._session_lock, None
+        if lk is not None:
+            lk.release()
 
     # ------------------------------------------------------------------ status
     def publish(self, status: Mapping[str, Any], bids: Optional[Levels] = None, asks: Optional[Levels] = None,
@@ -376,7 +487,8 @@ class StateStore:
 
     # ------------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection and release the session's lock (idempotent)."""
+        self._release_session()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -480,6 +592,15 @@ class StateReader:
         sid = self._sid(session_id)
         return self._frame(f"SELECT * FROM {table} WHERE session_id IS ? AND ts_ns >= ? ORDER BY {order}",
                            (sid, -1 if since_ns is None else int(since_ns)))
+
+    def running_session(self) -> Optional[dict[str, Any]]:
+        """The session whose process holds the database's lock (:func:`running_session`), or None."""
+        return running_session(self.path)
+
+    def command_consumed(self, command_id: int) -> Optional[int]:
+        """When the engine acted on command ``command_id`` (ns), or None while pending."""
+        row = self._one("SELECT consumed_ns FROM commands WHERE id = ?", (int(command_id),))
+        return None if row is None or row["consumed_ns"] is None else int(row["consumed_ns"])
 
     def sessions(self) -> "pd.DataFrame":
         """All sessions, newest first (``config_json`` as stored)."""

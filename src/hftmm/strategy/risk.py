@@ -123,6 +123,7 @@ class RiskManager:
         self._book_synced = False
         self.watch_book = bool(watch_book)
         self._extra: dict[str, str] = {}          # pauses set from outside (user stream down, ...)
+        self.on_rtt: Optional[Callable[[float], None]] = None   # each round trip, ms (metrics)
         self._conds: dict[str, str] = {}
         self._paused_trader = False
         self._evaluate(self.clock())
@@ -232,6 +233,8 @@ class RiskManager:
             log.warning("risk: ignoring round trip %r ms", ms)
             return
         self._rtt.add(t, ms)
+        if self.on_rtt is not None:
+            self.on_rtt(ms)
         self._evaluate(t)
 
     def on_feed(self, exch_ts_ns: int, local_ts_ns: Optional[int] = None) -> None:

@@ -25,12 +25,23 @@ if not len(sessions):
     st.info(f"No session in {cfg.state_db} yet.")
     st.stop()
 
-labels = [f"{r.session_id[:12]} · {r.mode} {r.symbol} · {r.started:%Y-%m-%d %H:%M:%S}"
-          + (" · ended" if pd.notna(r.ended_ns) else " · running") for r in sessions.itertuples()]
+
+
+def _state(r) -> str:
+    """running (its process holds the database's lock) / ended / died (no end recorded)."""
+    return "running" if r.running else ("ended" if pd.notna(r.ended_ns) else "died (no end recorded)")
+
+
+labels = [f"{r.session_id[:12]} · {r.mode} {r.symbol} · {r.started:%Y-%m-%d %H:%M:%S} · {_state(r)}"
+          for r in sessions.itertuples()]
+states = [_state(r) for r in sessions.itertuples()]
+running_at = [i for i, s in enumerate(states) if s == "running"]
 c1, c2 = st.columns([3, 1])
-choice = c1.selectbox("Session", range(len(sessions)), format_func=lambda i: labels[i], key="live-session")
+choice = c1.selectbox("Session", range(len(sessions)), format_func=lambda i: labels[i], key="live-session",
+                      index=running_at[0] if running_at else 0)
 window_min = c2.selectbox("Window", [1, 5, 15, 60, 240], index=1, format_func=lambda m: f"{m} min", key="live-window")
 sid = str(sessions.iloc[choice]["session_id"])
+sid_state = states[choice]
 window_s = 60.0 * window_min
 
 
@@ -70,6 +81,8 @@ def live_panel() -> None:
     risk = last.get("risk_state") or "?"
     badge = {"ok": ":green-badge[risk ok]", "paused": ":orange-badge[risk paused]",
              "killed": ":red-badge[KILLED]"}.get(risk, f":gray-badge[{risk}]")
+    if sid_state != "running":       # an ended session's last risk state is history, not "ok now"
+        badge = f":gray-badge[session {sid_state}] (last risk state: {risk})"
     synced = ":green-badge[book synced]" if last.get("synced") else ":red-badge[book not synced]"
     st.markdown(f"{badge} {synced} &nbsp; last publish {age:,.1f} s ago"
                 + (f" &nbsp; kill reason: `{last['kill_reason']}`" if last.get("kill_reason") else ""))
@@ -118,13 +131,15 @@ def activity_panel() -> None:
     c1, c2 = st.columns([1, 3])
     with c1:
         st.markdown("**Kill switch**")
-        if st.button("KILL: cancel all and stop quoting", type="primary", key="kill"):
+        if sid_state != "running":
+            st.caption(f"This session is {sid_state}: no process would act on a command.")
+        elif st.button("KILL: cancel all and stop quoting", type="primary", key="kill"):
             try:
                 cid = src.send_command(cfg.state_db, "kill", KILL_ARGS, sid)
                 st.session_state["live-last-command"] = f"kill command #{cid} sent"
             except Exception as e:  # noqa: BLE001 - shown to the operator
                 st.session_state["live-last-command"] = f"kill failed: {e}"
-        if st.button("Resume quoting", key="resume"):
+        if sid_state == "running" and st.button("Resume quoting", key="resume"):
             try:
                 cid = src.send_command(cfg.state_db, "resume", {}, sid)
                 st.session_state["live-last-command"] = f"resume command #{cid} sent"
