@@ -40,6 +40,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
+from hftmm.live.state import sanitize_config
+
 if TYPE_CHECKING:  # pragma: no cover
     from hftmm.config import AlertConfig
 
@@ -127,8 +129,6 @@ class Alerter:
                 return False
             self._last[kind] = now
             held = self._held.pop(kind, 0)
-        from hftmm.live.state import sanitize_config
-
         a = Alert(kind, severity or SEVERITY.get(kind, "warning"), self._mask(str(text)), now,
                   self._mask_obj(sanitize_config(dict(fields))), held)
         try:

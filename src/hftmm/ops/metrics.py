@@ -51,6 +51,16 @@ FEED_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 
 RTT_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
+#: the engine's status keys served as hftmm_feed_<key> counters
+FEED_COUNTERS = (("messages", "market-data frames handled"), ("trades", "trades received"),
+                 ("gaps", "sequence gaps detected"), ("resyncs", "book re-snapshots"),
+                 ("reconnects", "WebSocket reconnects"), ("malformed", "malformed frames, counted and skipped"))
+#: (metric, trader counter, help)
+ORDER_COUNTERS = (("hftmm_orders_sent", "sent", "new orders sent (a replace counts one)"),
+                  ("hftmm_cancels_sent", "cancels", "cancels sent"), ("hftmm_fills", "fills", "fills"),
+                  ("hftmm_rejects", "rejects", "orders the exchange rejected"))
+
+
 class LatencyHistogram:
     """A fixed-bucket histogram (seconds) that the trading thread feeds cheaply:
     :meth:`observe_ms` is one bisect and two adds (the GIL makes them safe enough for a
@@ -120,12 +130,8 @@ class _EngineCollector:
             m.add_metric(lv, float("nan") if value is None else float(value))
             return m
 
-        yield counter("hftmm_feed_messages", "market-data frames handled", st["messages"])
-        yield counter("hftmm_feed_trades", "trades received", st["trades"])
-        yield counter("hftmm_feed_gaps", "sequence gaps detected", st["gaps"])
-        yield counter("hftmm_feed_resyncs", "book re-snapshots", st["resyncs"])
-        yield counter("hftmm_feed_reconnects", "WebSocket reconnects", st["reconnects"])
-        yield counter("hftmm_feed_malformed", "malformed frames, counted and skipped", st["malformed"])
+        for key, doc in FEED_COUNTERS:
+            yield counter(f"hftmm_feed_{key}", doc, st[key])
         yield counter("hftmm_feed_update_ids_lost", "update ids missing from the stream", ids_lost)
         age = st["feed_age_ms"]
         yield gauge("hftmm_feed_age_seconds", "seconds since the last market-data frame",
@@ -138,10 +144,8 @@ class _EngineCollector:
             m = HistogramMetricFamily(name, doc, labels=labels)
             m.add_metric(lv, buckets, sum_value=total)
             yield m
-        yield counter("hftmm_orders_sent", "new orders sent (a replace counts one)", c["sent"])
-        yield counter("hftmm_cancels_sent", "cancels sent", c["cancels"])
-        yield counter("hftmm_fills", "fills", c["fills"])
-        yield counter("hftmm_rejects", "orders the exchange rejected", c["rejects"])
+        for name, key, doc in ORDER_COUNTERS:
+            yield counter(name, doc, c[key])
         yield gauge("hftmm_open_orders", "orders open on the exchange", st["open_orders"])
         yield gauge("hftmm_position", "inventory, base-asset units", st["position"])
         yield gauge("hftmm_pnl", "cash + position at mid, fees included, quote currency", st["pnl"])
