@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -126,3 +127,58 @@ def test_connector_path_cpu_per_message(benchmark, frames):
           f"{path / len(frames) * 1e6:.2f} us/msg; added: {per_msg_us:.2f} us/msg")
     if not benchmark.disabled:
         assert per_msg_us < 6.0   # target 3 us; room for a noisy machine
+
+
+def _connector(feeds: int):
+    """A BinanceConnector set up as start() would, without sockets (two book feeds
+    when ``feeds`` is 2), its book synced at the frames' first id."""
+    from hftcore.book import L2Book
+    from hftmm.data_ingestion.connector import BinanceConnector, _Conn
+
+    c = BinanceConnector("BTCUSDT", rest_url="http://127.0.0.1:1", ws_url="ws://127.0.0.1:1", tick_size="0.01",
+                         lot_size="0.00000001", feeds=feeds)
+    c.decoder = BinanceDecoder("0.01", "0.00000001")
+    c.book = L2Book("0.01", "0.00000001")
+    c.sync = BookSync(c.book, market="spot")
+    c.sync.on_snapshot_arrays(1_000_000, [6_183_700], [1], [6_183_800], [1])
+    c._conns = [_Conn(f"book+trades#{i}", "ws://127.0.0.1:1", i) for i in range(feeds)]
+    for k in c._conns:
+        k.connected.set()
+    return c
+
+
+@pytest.mark.benchmark(group="connector-merge")
+def test_redundant_feed_merge_cpu_per_message(benchmark, frames):
+    """The connector's frame handling (``_on_frame``: decode, sync, book, hooks) with one
+    feed against two feeds each delivering every frame (the second copy a duplicate the
+    merge drops): what redundancy costs per message, both measured in the same run."""
+    payloads = [f[2:] if f[1] < 126 else f[4:] for f in frames]       # (text frames, unmasked)
+
+    def one(feeds: int) -> float:
+        c = _connector(feeds)
+        k = c._conns
+        on = c._on_frame
+        t0 = time.thread_time()
+        if feeds == 1:
+            for p in payloads:
+                on(p, 1, True, k[0])
+        else:
+            for p in payloads:
+                on(p, 1, True, k[0])
+                on(p, 1, True, k[1])
+        cpu = time.thread_time() - t0
+        assert c.sync.applied == len(payloads) and c.stats.messages_lost == 0
+        if feeds == 2:
+            assert c.stats.feed_duplicates == len(payloads)
+        return cpu
+
+    def measure():
+        return min(one(1) for _ in range(3)), min(one(2) for _ in range(3))
+
+    single, merged = benchmark.pedantic(measure, rounds=1, iterations=1)
+    n = len(payloads)
+    benchmark.extra_info.update(single_us=single / n * 1e6, merged_us=merged / n * 1e6)
+    print(f"\none feed: {single / n * 1e6:.2f} us/msg; two feeds merged (every frame twice): {merged / n * 1e6:.2f} "
+          f"us/msg; redundancy adds {(merged - single) / n * 1e6:.2f} us/msg (load {os.getloadavg()[0]:.2f})")
+    if not benchmark.disabled:
+        assert merged - single < 6e-6 * n     # the merge and the duplicate's decode: a few us

@@ -166,9 +166,10 @@ def test_ctrl_c_stops_a_sweep_and_keeps_the_finished_rows(tmp_path):
     grid = _grid(tmp_path, '[base]\nstart_date = "2024-08-08"\nend_date = "2024-08-08"\n'
                            "[grid]\ngamma = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]\n"
                            'queue_model = ["risk_averse", "power"]\n')
-    # one combination per job, two workers, each job a few seconds of synthetic market
+    # one combination per job, two workers, each job long enough (2 h of synthetic market) that the
+    # sweep is far from done when the first rows appear, even on a loaded machine
     proc = subprocess.Popen([sys.executable, "-m", "hftmm.cli", "sweep", "--grid", grid, "--out", str(out),
-                             "--workers", "2", "--group-size", "1", "--no-progress", "--synthetic-seconds", "1800"],
+                             "--workers", "2", "--group-size", "1", "--no-progress", "--synthetic-seconds", "7200"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = out / "results.parquet"
     guard = time.monotonic() + 600

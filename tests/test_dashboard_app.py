@@ -95,7 +95,8 @@ def test_live_page(env):
             "Feed and order latency"} <= set(titles(at))
     assert any(t.startswith("Realised volatility") for t in titles(at))
     labels = metric_labels(at)
-    for name in ("Mid", "Position (base)", "PnL (quote)", "Gaps", "Resyncs", "Feed latency ms", "Order RTT ms"):
+    for name in ("Mid", "Position (base)", "PnL (quote)", "Gaps", "Resyncs", "Feed latency ms", "Order RTT ms",
+                 "Messages lost", "Update ids lost", "Feeds up"):
         assert name in labels
     mid = next(m for m in at.metric if m.label == "Mid").value
     assert abs(float(mid.replace(",", "")) - env["engine"].mid) < 1e-6

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import urllib.request
 from decimal import Decimal
+from pathlib import Path
 import subprocess
 import sys
 import threading
@@ -136,6 +138,15 @@ def test_state_store_kill_switch_and_clean_end(tmp_path, capsys):
         assert lat["+Inf"] > 10 and {s.labels["hftmm_risk_state"]: s.value
                                      for s in fam["hftmm_risk_state"].samples}["ok"] == 1
         assert fam["hftmm_session_info"].samples[0].labels["session_id"] == eng.session_id
+        # loss figures of the two merged feeds; every metric the sample Grafana dashboard plots exists
+        assert fam["hftmm_feeds_up"].samples[0].value == 2
+        assert fam["hftmm_feed_messages_expected"].samples[0].value > 10
+        assert fam["hftmm_feed_messages_lost"].samples[0].value == 0
+        grafana = json.loads((Path(__file__).resolve().parents[1] / "examples" / "grafana" / "hftmm.json").read_text())
+        exprs = [t["expr"] for p in grafana["panels"] for t in p["targets"]]
+        names = {re.sub(r"_(total|bucket)$", "", n) for e in exprs for n in re.findall(r"hftmm_[a-z_]+", e)}
+        served = set(fam) | {n + "_info" for n in fam}
+        assert len(names) >= 15 and names <= served, names - served
         who = running_session(db)
         assert who["session_id"] == eng.session_id and who["pid"] == os.getpid() and who["mode"] == "paper"
         with pytest.raises(SessionInUse, match=f"in use by running session {eng.session_id}"):

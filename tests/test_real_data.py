@@ -53,3 +53,45 @@ def test_cryptofeed_captures(market, prefix):
         assert rep.applied > 0
         total_checks += rep.ticker_checks
     assert total_checks > 0
+
+
+@pytest.mark.parametrize("market,prefix", [("spot", None), ("usdm", "BINANCE_FUTURES")])
+def test_loss_figures_on_real_captures(market, prefix):
+    """Messages lost / expected and update ids lost / expected, separately, on real
+    streams with every 40th (USD-M: 8th) depth message removed: the figures equal the count of
+    what was removed (a real message carries ~50 ids on spot, thousands on USD-M,
+    so the two rates differ)."""
+    import json
+
+    if market == "spot":
+        msgs = list(read_collector(os.path.join(DATA, "hftbacktest-collector", "spot_btcusdt_20240808.gz"),
+                                   symbol="BTCUSDT"))
+        tick, unit = "0.01", "0.00000001"
+    else:
+        info = read_exchange_info(os.path.join(DATA, "cryptofeed", f"{prefix}.0"))
+        by = group_by_symbol(read_cryptofeed(os.path.join(DATA, "cryptofeed", f"{prefix}.ws.1.0"),
+                                             os.path.join(DATA, "cryptofeed", f"{prefix}.http.0.0")))
+        sym = max(by, key=lambda s: len(by[s]))
+        msgs = by[sym]
+        tick, unit = decoder_units(info, sym)
+    clean = verify_messages(msgs, tick, unit)
+    assert clean.messages_lost == 0 and clean.ids_lost == 0 and clean.message_loss_rate == 0.0
+    assert clean.messages_expected == clean.depth_updates
+    kept, removed, removed_ids, n = [], 0, 0, 0
+    every = 40 if market == "spot" else 8
+    for m in msgs:
+        obj = json.loads(m.payload)
+        d = obj.get("data", obj)
+        if isinstance(d, dict) and d.get("e") == "depthUpdate":
+            n += 1
+            if n % every == every // 2:
+                removed += 1
+                removed_ids += d["u"] - (d["U"] - 1 if market == "spot" else d["pu"])
+                continue
+        kept.append(m)
+    rep = verify_messages(kept, tick, unit)
+    assert removed >= 5
+    assert rep.messages_lost == removed and rep.messages_expected == clean.messages_expected
+    assert rep.ids_lost == removed_ids and rep.ids_expected == clean.ids_expected
+    assert rep.message_loss_rate == pytest.approx(removed / clean.messages_expected)
+    assert rep.id_loss_rate == pytest.approx(removed_ids / clean.ids_expected)

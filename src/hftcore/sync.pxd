@@ -46,6 +46,31 @@ cdef struct sync_out_t:
 cdef int sync_out_reserve(sync_out_t* o, Py_ssize_t k) except -1 nogil
 
 
+# message-loss accounting of one received depth stream (BookSync's, and each
+# redundant connection's): holes in the chain of update ids, credited back when a
+# late message fills them
+cdef struct stream_loss_t:
+    int64_t last_seen       # final id of the newest event received (HFT_NO_ID: none)
+    int64_t miss_lo[32]     # update-id ranges reported lost (the newest 32)
+    int64_t miss_hi[32]
+    int miss_n
+    int64_t ids_lost        # update ids missing from the stream
+    int64_t ids_received    # update ids the received messages carry
+    int64_t msgs_lost       # holes in the chain: each is at least one message
+    int64_t msgs_received   # distinct messages (duplicates not counted)
+    int64_t duplicates      # messages received again (nothing new)
+    int64_t late            # messages that arrived after a later one and filled a hole
+
+cdef void stream_loss_init(stream_loss_t* s) noexcept nogil
+cdef int64_t stream_loss_account(stream_loss_t* s, bint spot, int64_t first_id, int64_t last_id,
+                                 int64_t prev_id) noexcept nogil
+
+
+cdef class StreamLoss:
+    cdef stream_loss_t s
+    cdef readonly bint spot
+
+
 cdef class BookSync:
     cdef readonly L2Book book
     cdef readonly int market
@@ -53,7 +78,7 @@ cdef class BookSync:
     cdef bint _synced
     cdef bint _first_pending
     cdef int64_t _book_id
-    cdef int64_t _last_seen     # final id of the newest event received on the stream
+    cdef stream_loss_t _loss    # the received stream: newest id (last_seen) and its losses
     cdef int64_t _prev_book     # the newest applied event owns ids (_prev_book, book id] (HFT_NO_ID: none)
     cdef int64_t _prev_rx       # final id of the previous event received (HFT_NO_ID: none)
     cdef int _behind            # received events in a row, each chained to the one before, all behind the head
@@ -70,11 +95,6 @@ cdef class BookSync:
     cdef readonly int64_t max_span
     cdef readonly int behind_limit
     cdef readonly int snapshot_behind_limit
-    # update-id ranges reported lost, so a late (reordered) event is credited back
-    cdef int64_t _miss_lo[32]
-    cdef int64_t _miss_hi[32]
-    cdef int _miss_n
-    cdef readonly int64_t late
     cdef int _reason
     cdef sync_buf_ev_t* _ev
     cdef Py_ssize_t _ev_n
@@ -89,7 +109,6 @@ cdef class BookSync:
     cdef readonly int64_t gaps
     cdef readonly int64_t crossed
     cdef readonly int64_t resyncs
-    cdef readonly int64_t ids_lost
     cdef readonly int64_t snapshots
     cdef readonly int64_t stale_snapshots
     cdef readonly int64_t buffer_dropped

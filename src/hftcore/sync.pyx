@@ -45,12 +45,17 @@ update ids are also checked against what an honest stream can send:
   id, is refused.
 
 Counters: applied, dropped_old, buffered, gaps (discontinuities that broke a
-valid book), crossed, resyncs, ids_lost (update ids missing from the received
-stream, counted on arrival whether the book was valid or buffering: the
-message-loss figure; spot: U - last u - 1, USD-M: pu - last u), snapshots,
-stale_snapshots, buffer_dropped (buffered events discarded: before an internal
-gap of the buffer, or beyond max_buffer), refused, contradictions, late (events that arrived after a later
-one and filled a hole already reported: credited back from ids_lost).
+valid book), crossed, resyncs, snapshots, stale_snapshots, buffer_dropped
+(buffered events discarded: before an internal gap of the buffer, or beyond
+max_buffer), refused, contradictions; and the loss of the received stream,
+counted on arrival whether the book was valid or buffering (snapshots do not
+hide losses; :class:`StreamLoss` applies the same rule to a stream without a
+book): ids_lost / ids_received (update ids missing from / carried by the stream;
+spot: U - last u - 1 and u - U + 1, USD-M: pu - last u and u - pu -- USD-M ids
+are shared by all symbols, so there the message chain is the figure that
+counts), messages_lost / messages_received (holes in the chain, each at least
+one message / distinct messages), late (events that arrived after a later one
+and filled a hole already reported: credited back) and duplicates.
 """
 cimport cython
 cimport numpy as cnp
@@ -151,6 +156,140 @@ cdef object _take(sync_out_t* o):
 
 
 @cython.final
+cdef void stream_loss_init(stream_loss_t* s) noexcept nogil:
+    memset(s, 0, sizeof(stream_loss_t))
+    s.last_seen = HFT_NO_ID
+
+
+cdef int64_t stream_loss_account(stream_loss_t* s, bint spot, int64_t first_id, int64_t last_id,
+                                 int64_t prev_id) noexcept nogil:
+    """Message-loss accounting on a received stream, whatever the book's state
+    (snapshots do not hide losses): ids between the newest event received and
+    this one are lost (spot: U - last u - 1; USD-M: pu - last u) and the hole is
+    at least one message; an older event that falls in a range reported lost was
+    late, not lost, and is credited back (a hole it fills entirely is gone; one it
+    splits is two holes). Returns the ids newly reported lost."""
+    cdef int64_t seen = s.last_seen, lost = 0, lo, hi, a, b, ov, got = 0
+    cdef int i
+    cdef bint filled = False
+    if seen == HFT_NO_ID or last_id > seen:
+        s.msgs_received += 1
+        s.ids_received += (last_id - first_id + 1 if spot or prev_id == HFT_NO_ID
+                           else last_id - prev_id)
+    if seen == HFT_NO_ID:
+        s.last_seen = last_id
+        return 0
+    if last_id > seen:
+        if spot:
+            lo, hi = seen + 1, first_id - 1
+        else:
+            lo, hi = seen + 1, prev_id if prev_id != HFT_NO_ID else seen
+        if hi >= lo:
+            lost = hi - lo + 1
+            s.ids_lost += lost
+            s.msgs_lost += 1
+            if s.miss_n == 32:          # forget the oldest range (it stays counted)
+                for i in range(31):
+                    s.miss_lo[i] = s.miss_lo[i + 1]
+                    s.miss_hi[i] = s.miss_hi[i + 1]
+                s.miss_n = 31
+            s.miss_lo[s.miss_n] = lo
+            s.miss_hi[s.miss_n] = hi
+            s.miss_n += 1
+        s.last_seen = last_id
+        return lost
+    # an older event: a duplicate, or a late one filling a reported hole
+    a = first_id if spot else (prev_id + 1 if prev_id != HFT_NO_ID else last_id)
+    b = last_id
+    i = 0
+    while i < s.miss_n:
+        lo = s.miss_lo[i]
+        hi = s.miss_hi[i]
+        ov = (b if b < hi else hi) - (a if a > lo else lo) + 1
+        if ov > 0:
+            s.ids_lost -= ov
+            got += ov
+            filled = True
+            if a <= lo and b >= hi:           # the whole hole arrived: forget it
+                s.msgs_lost -= 1
+                s.miss_n -= 1
+                s.miss_lo[i] = s.miss_lo[s.miss_n]
+                s.miss_hi[i] = s.miss_hi[s.miss_n]
+                continue
+            if a <= lo:
+                s.miss_lo[i] = b + 1
+            elif b >= hi:
+                s.miss_hi[i] = a - 1
+            elif s.miss_n < 32:           # the middle arrived: split
+                s.miss_lo[s.miss_n] = b + 1
+                s.miss_hi[s.miss_n] = hi
+                s.miss_hi[i] = a - 1
+                s.miss_n += 1
+                s.msgs_lost += 1
+            else:
+                s.miss_hi[i] = a - 1
+        i += 1
+    if filled:
+        s.late += 1
+        s.msgs_received += 1
+        s.ids_received += got
+    else:
+        s.duplicates += 1
+    return 0
+
+
+cdef class StreamLoss:
+    """Message-loss accounting of one received depth stream (the same rule as
+    :class:`BookSync`'s counters), for a stream that does not keep a book -- e.g.
+    each connection of a redundant feed. Feed every depth message's ids in arrival
+    order: ``add(U, u, pu)`` (``pu`` -1 / omitted on spot)."""
+
+    def __init__(self, market="spot"):
+        if market not in ("spot", "usdm"):
+            raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
+        self.spot = market == "spot"
+        stream_loss_init(&self.s)
+
+    def add(self, int64_t first_id, int64_t last_id, int64_t prev_id=HFT_NO_ID):
+        """Account one message; returns the update ids newly reported lost."""
+        if not self.spot and prev_id == HFT_NO_ID:
+            raise ValueError("USD-M messages need pu (prev_id)")
+        return stream_loss_account(&self.s, self.spot, first_id, last_id, prev_id)
+
+    def restart(self):
+        """Forget the stream's position (counters are kept): the next message opens
+        a new window, nothing before it is counted lost."""
+        self.s.last_seen = HFT_NO_ID
+        self.s.miss_n = 0
+
+    @property
+    def last_seen(self):
+        return None if self.s.last_seen == HFT_NO_ID else self.s.last_seen
+
+    def stats(self):
+        """Counters as a dict (see :func:`loss_figures` for the rates)."""
+        return _loss_dict(&self.s)
+
+
+cdef dict _loss_dict(stream_loss_t* s):
+    return {"messages_received": s.msgs_received, "messages_lost": s.msgs_lost,
+            "ids_received": s.ids_received, "ids_lost": s.ids_lost,
+            "duplicates": s.duplicates, "late": s.late}
+
+
+def loss_figures(dict c):
+    """The two loss figures from a dict of loss counters (``messages_lost``,
+    ``messages_received``, ``ids_lost``, ``ids_received``): messages lost /
+    messages expected and update ids lost / ids expected (0.0 when nothing was
+    expected). ``messages_lost`` counts holes in the chain, each at least one
+    message: exact unless consecutive messages are lost (then a lower bound, and
+    ``ids_lost`` says how much is missing)."""
+    ml, mr = c.get("messages_lost", 0), c.get("messages_received", 0)
+    il, ir = c.get("ids_lost", 0), c.get("ids_received", 0)
+    return {"messages_expected": ml + mr, "message_loss_rate": ml / (ml + mr) if ml + mr else 0.0,
+            "ids_expected": il + ir, "id_loss_rate": il / (il + ir) if il + ir else 0.0}
+
+
 cdef class BookSync:
     """Binance book synchroniser feeding an :class:`hftcore.book.L2Book`.
 
@@ -214,14 +353,13 @@ cdef class BookSync:
         self._synced = False
         self._first_pending = False
         self._book_id = HFT_NO_ID
-        self._last_seen = HFT_NO_ID
+        stream_loss_init(&self._loss)
         self._prev_book = HFT_NO_ID
         self._prev_rx = HFT_NO_ID
         self._behind = 0
         self._min_delay = INT64_MAX
         self._snap_local = self._snap_exch = self._max_exch = 0
         self._rx_n = self._rx_i = 0
-        self._miss_n = 0
         self._reason = -1
         self._out = &self._outbuf if emit_events else NULL
 
@@ -235,63 +373,7 @@ cdef class BookSync:
     # ------------------------------------------------------------------
 
     cdef int64_t _account_stream(self, int64_t first_id, int64_t last_id, int64_t prev_id) noexcept nogil:
-        """Message-loss accounting on the received stream, whatever the book's state
-        (snapshots do not hide losses): ids between the newest event received and
-        this one are lost (spot: U - last u - 1; USD-M: pu - last u); an older event
-        that falls in a range reported lost was late, not lost, and is credited back.
-        Returns the ids newly reported lost."""
-        cdef int64_t seen = self._last_seen, lost = 0, lo, hi, a, b, ov
-        cdef int i
-        if seen == HFT_NO_ID:
-            self._last_seen = last_id
-            return 0
-        if last_id > seen:
-            if self.market == SYNC_SPOT:
-                lo, hi = seen + 1, first_id - 1
-            else:
-                lo, hi = seen + 1, prev_id if prev_id != HFT_NO_ID else seen
-            if hi >= lo:
-                lost = hi - lo + 1
-                self.ids_lost += lost
-                if self._miss_n == 32:          # forget the oldest range
-                    for i in range(31):
-                        self._miss_lo[i] = self._miss_lo[i + 1]
-                        self._miss_hi[i] = self._miss_hi[i + 1]
-                    self._miss_n = 31
-                self._miss_lo[self._miss_n] = lo
-                self._miss_hi[self._miss_n] = hi
-                self._miss_n += 1
-            self._last_seen = last_id
-            return lost
-        # an older event: a duplicate, or a late one filling a reported hole
-        a = first_id if self.market == SYNC_SPOT else (prev_id + 1 if prev_id != HFT_NO_ID else last_id)
-        b = last_id
-        i = 0
-        while i < self._miss_n:
-            lo = self._miss_lo[i]
-            hi = self._miss_hi[i]
-            ov = (b if b < hi else hi) - (a if a > lo else lo) + 1
-            if ov > 0:
-                self.ids_lost -= ov
-                self.late += 1
-                if a <= lo and b >= hi:           # the whole hole arrived: forget it
-                    self._miss_n -= 1
-                    self._miss_lo[i] = self._miss_lo[self._miss_n]
-                    self._miss_hi[i] = self._miss_hi[self._miss_n]
-                    continue
-                if a <= lo:
-                    self._miss_lo[i] = b + 1
-                elif b >= hi:
-                    self._miss_hi[i] = a - 1
-                elif self._miss_n < 32:           # the middle arrived: split
-                    self._miss_lo[self._miss_n] = b + 1
-                    self._miss_hi[self._miss_n] = hi
-                    self._miss_hi[i] = a - 1
-                    self._miss_n += 1
-                else:
-                    self._miss_hi[i] = a - 1
-            i += 1
-        return 0
+        return stream_loss_account(&self._loss, self.market == SYNC_SPOT, first_id, last_id, prev_id)
 
     cdef void _start_resync(self, int reason) noexcept nogil:
         self._synced = False
@@ -313,8 +395,8 @@ cdef class BookSync:
     cdef void _reanchor(self, int64_t last_id) noexcept nogil:
         """The head (the book's or the buffer's newest id) was false: the stream's
         position is last_id; the loss accounting restarts there."""
-        self._last_seen = last_id
-        self._miss_n = 0
+        self._loss.last_seen = last_id
+        self._loss.miss_n = 0
         self._behind = 0
         self.contradictions += 1
 
@@ -332,7 +414,7 @@ cdef class BookSync:
         if self._behind >= limit:
             return True
         if self._behind >= 8:
-            head = <double>(self._book_id if self._synced else self._last_seen)
+            head = <double>(self._book_id if self._synced else self._loss.last_seen)
             pace = <double>(last_id - self._behind_u0) / (self._behind - 1)
             if pace < 1.0:
                 pace = 1.0
@@ -517,8 +599,8 @@ cdef class BookSync:
         cdef bint chained, behind, reanchor, overlap
         if self.market == SYNC_USDM and prev_id == HFT_NO_ID:
             return _raise_no_pu()
-        overlap = (self._last_seen != HFT_NO_ID and last_id > self._last_seen
-                   and (first_id <= self._last_seen if self.market == SYNC_SPOT else prev_id < self._last_seen))
+        overlap = (self._loss.last_seen != HFT_NO_ID and last_id > self._loss.last_seen
+                   and (first_id <= self._loss.last_seen if self.market == SYNC_SPOT else prev_id < self._loss.last_seen))
         if overlap or self._impossible(first_id, last_id, prev_id):
             # impossible ids, or newer than the newest message received yet overlapping
             # its ids (messages partition the ids: one of the two lies, so the stream's
@@ -526,8 +608,8 @@ cdef class BookSync:
             # a wrong book, so it is refused
             self.refused += 1
             if overlap:
-                self._last_seen = HFT_NO_ID
-                self._miss_n = 0
+                self._loss.last_seen = HFT_NO_ID
+                self._loss.miss_n = 0
             if self._synced:
                 # the book misses this message: it no longer follows the stream
                 self._emit_invalid(HFT_INVALID_IDS)
@@ -555,7 +637,7 @@ cdef class BookSync:
             # behind the newest event received and below everything buffered: not a
             # duplicate of a buffered event; a chained run of these is a live stream
             # running behind a false head
-            behind = last_id < self._last_seen and (self._ev_n == 0 or last_id < self._ev[0].first_id)
+            behind = last_id < self._loss.last_seen and (self._ev_n == 0 or last_id < self._ev[0].first_id)
             reanchor = behind and self._count_behind(chained, last_id, self.behind_limit)
             if not behind:
                 self._behind = 0
@@ -608,7 +690,7 @@ cdef class BookSync:
         cdef const int64_t* p
         cdef int out
         self.snapshots += 1
-        if L < 0 or (self._last_seen != HFT_NO_ID and L > self._last_seen and L - self._last_seen > self.max_span):
+        if L < 0 or (self._loss.last_seen != HFT_NO_ID and L > self._loss.last_seen and L - self._loss.last_seen > self.max_span):
             # a negative id, or further ahead of the stream than any message could carry it
             self.refused += 1
             return SYNC_REFUSED
@@ -678,7 +760,7 @@ cdef class BookSync:
         for i in range(self._ev_n):
             if self._ev[i].last_id > newest:
                 newest = self._ev[i].last_id
-        if newest != HFT_NO_ID and newest < self._last_seen:
+        if newest != HFT_NO_ID and newest < self._loss.last_seen:
             self._reanchor(newest)
         self._ev_n = 0
         self._pool_n = 0
@@ -730,14 +812,14 @@ cdef class BookSync:
         self._synced = False
         self._first_pending = False
         self._book_id = HFT_NO_ID
-        self._last_seen = HFT_NO_ID
+        self._loss.last_seen = HFT_NO_ID
         self._prev_book = HFT_NO_ID
         self._prev_rx = HFT_NO_ID
         self._behind = 0
         self._min_delay = INT64_MAX
         self._snap_local = self._snap_exch = self._max_exch = 0
         self._rx_n = self._rx_i = 0
-        self._miss_n = 0
+        self._loss.miss_n = 0
         self._reason = -1
         self._ev_n = 0
         self._pool_n = 0
@@ -795,14 +877,54 @@ cdef class BookSync:
             "gaps": self.gaps,
             "crossed": self.crossed,
             "resyncs": self.resyncs,
-            "ids_lost": self.ids_lost,
+            "ids_lost": self._loss.ids_lost,
             "snapshots": self.snapshots,
             "stale_snapshots": self.stale_snapshots,
             "buffer_dropped": self.buffer_dropped,
             "refused": self.refused,
             "contradictions": self.contradictions,
-            "late": self.late,
+            "late": self._loss.late,
+            "messages_received": self._loss.msgs_received,
+            "messages_lost": self._loss.msgs_lost,
+            "ids_received": self._loss.ids_received,
+            "duplicates": self._loss.duplicates,
         }
+
+    @property
+    def ids_lost(self):
+        """Update ids missing from the received stream (see the module docstring)."""
+        return self._loss.ids_lost
+
+    @property
+    def late(self):
+        """Messages that arrived after a later one and filled a reported hole."""
+        return self._loss.late
+
+    @property
+    def messages_lost(self):
+        """Holes in the received chain of messages (each at least one message)."""
+        return self._loss.msgs_lost
+
+    @property
+    def messages_received(self):
+        """Distinct depth messages received (duplicates not counted)."""
+        return self._loss.msgs_received
+
+    @property
+    def duplicates(self):
+        """Depth messages received again (nothing new in them)."""
+        return self._loss.duplicates
+
+    @property
+    def ids_received(self):
+        """Update ids carried by the messages received (spot u-U+1, USD-M u-pu)."""
+        return self._loss.ids_received
+
+    def loss_stats(self):
+        """Loss counters and the two figures (:func:`loss_figures`)."""
+        d = _loss_dict(&self._loss)
+        d.update(loss_figures(d))
+        return d
 
     def __repr__(self):
         return (f"BookSync(market={'spot' if self.market == SYNC_SPOT else 'usdm'}, "

@@ -39,13 +39,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     import threading
     import time
 
+    from hftmm.cli_common import feed_options
     from hftmm.data_ingestion import BinanceConnector, Recorder
 
     stop = threading.Event()
     _install_stop_signals(stop)
     conn = BinanceConnector(args.symbol, market=args.market, testnet=args.testnet, rest_url=args.rest_url,
                             ws_url=args.ws_url, depth_speed_ms=args.depth_speed_ms,
-                            snapshot_limit=args.snapshot_limit)
+                            snapshot_limit=args.snapshot_limit, **feed_options(args))
     rec = Recorder(args.out, args.symbol, args.market, flush_interval_s=args.flush_interval)
     conn.on_raw = rec.write
     conn.start()          # exchangeInfo first: a URL with nothing behind it fails here (ConnectError)
@@ -85,9 +86,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from hftmm.config import load_toml
 
     fields: dict = {}
+    data: dict = {}
     if args.config:
         data = load_toml(args.config)
-        fields.update(data.get("backtest", data))
+        fields.update(data.get("backtest", {k: v for k, v in data.items() if k != "portfolio"}))
     for name in _BACKTEST_OPTIONS:
         v = getattr(args, name)
         if v is not None:
@@ -105,6 +107,9 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         fields["start_date"] = fields["end_date"] = args.date
     if args.data:
         fields["data_path"] = args.data
+    symbols = [x.strip().upper() for x in str(fields.get("symbol") or "").split(",") if x.strip()]
+    if len(symbols) > 1:
+        return _portfolio_backtest(args, data, fields, symbols)
     config = BacktestConfig.from_dict(fields)
     show = not args.json and not args.no_progress
     if show:
@@ -116,7 +121,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         from hftmm.strategy.base import load_strategy
 
         strategy = load_strategy(args.strategy)
-    result = BacktestEngine(args.data_dir).run_backtest(config, progress=show, strategy=strategy)
+    result = BacktestEngine(args.data_dir, args.synthetic_seconds).run_backtest(config, progress=show,
+                                                                                strategy=strategy)
     if args.save:
         result.save(args.save)
     if args.plot:
@@ -127,6 +133,50 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         print(result.summary())
         print(f"({result.events:,} events in {result.elapsed_s:.1f} s, "
               f"{result.events / max(result.elapsed_s, 1e-9) / 1e6:.1f}M events/s)", file=sys.stderr)
+        if args.plot:
+            print(f"charts: {args.plot}", file=sys.stderr)
+    return 0
+
+
+def _portfolio_backtest(args: argparse.Namespace, data: dict, fields: dict, symbols: list[str]) -> int:
+    """``hftmm backtest --symbol A,B``: the symbols together under the portfolio limits."""
+    import dataclasses
+
+    from hftmm.backtesting import BacktestConfig, BacktestEngine
+    from hftmm.config import build_portfolio_config
+
+    portfolio = build_portfolio_config(data)
+    over = {k: v for k, v in (("max_total_notional", args.max_total_notional),
+                              ("max_total_daily_loss", args.max_total_daily_loss)) if v is not None}
+    if over:
+        portfolio = dataclasses.replace(portfolio, **over)
+    configs = [BacktestConfig.from_dict({**fields, "symbol": s}) for s in symbols]
+    show = not args.json and not args.no_progress
+    if args.strategy:
+        from hftmm.strategy.base import load_strategy
+
+        strategies = [load_strategy(args.strategy) for _ in symbols]
+    else:
+        strategies = None
+    res = BacktestEngine(args.data_dir, args.synthetic_seconds).run_portfolio_backtest(configs, portfolio,
+                                                                                       progress=show,
+                                                               strategies=strategies)
+    if args.save:
+        import os
+
+        for sym, r in res.results.items():
+            r.save(os.path.join(args.save, sym))
+        res.portfolio.to_parquet(os.path.join(args.save, "portfolio.parquet"), index=False)
+    if args.plot:
+        res.plot(args.plot)
+    if args.json:
+        print(json.dumps({"total_pnl": res.total_pnl, "max_notional": res.max_notional, "killed": res.killed,
+                          "events": [(str(t), k, r) for t, k, r in res.events],
+                          "symbols": {s: r.metrics_dict() for s, r in res.results.items()}}, indent=2, default=float))
+    else:
+        for sym, r in res.results.items():
+            print(f"{sym}:\n{r.summary()}")
+        print(res.summary())
         if args.plot:
             print(f"charts: {args.plot}", file=sys.stderr)
     return 0
@@ -161,7 +211,7 @@ def _config_default(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     import hftmm
-    from hftmm.cli_common import HelpFormatter
+    from hftmm.cli_common import HelpFormatter, add_feed_arguments
 
     parser = argparse.ArgumentParser(prog="hftmm", description="hftmm market-making toolkit: record, convert and "
                                      "verify Binance market data, backtest and sweep the Avellaneda-Stoikov / GLFT "
@@ -187,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws-url", default=None, help="WebSocket base URL (default: Binance's for the market)")
     p.add_argument("--depth-speed-ms", type=int, default=100, help="diff-depth stream interval, ms")
     p.add_argument("--snapshot-limit", type=int, default=1000, help="levels per side of the REST snapshot")
+    add_feed_arguments(p)
     p.add_argument("--flush-interval", type=float, default=1.0,
                    help="seconds between gzip members (at most this much is lost to kill -9)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
@@ -204,11 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="event store directory (hftmm data convert); default: the synthetic market")
     p.add_argument("--data-dir", default="./data", help="where a relative --data path is looked up")
     p.add_argument("--date", metavar="YYYY-MM-DD", help="one UTC day (sets start and end)")
+    p.add_argument("--synthetic-seconds", type=float, default=None, help=argparse.SUPPRESS)  # tests
     p.add_argument("--start-date", dest="start_date", metavar="YYYY-MM-DD",
                    help=f"first UTC day (default {_config_default('start_date')})")
     p.add_argument("--end-date", dest="end_date", metavar="YYYY-MM-DD",
                    help=f"last UTC day, inclusive (default {_config_default('end_date')})")
-    p.add_argument("--symbol", help=f"symbol (default {_config_default('symbol')})")
+    p.add_argument("--symbol", help=f"symbol, or several comma-separated: one backtest of them together under "
+                                    f"the [portfolio] limits (default {_config_default('symbol')})")
+    p.add_argument("--max-total-notional", type=float, default=None, metavar="QUOTE",
+                   help="several symbols: the portfolio's notional limit (sum of |position| x mid)")
+    p.add_argument("--max-total-daily-loss", type=float, default=None, metavar="QUOTE",
+                   help="several symbols: the loss of all symbols together that kills every one "
+                        "(default: the per-symbol max_daily_loss)")
     p.add_argument("--gamma", type=float,
                    help=f"risk aversion, 1/(price x base) (default {_config_default('gamma')})")
     p.add_argument("--time-horizon", dest="time_horizon", type=float,

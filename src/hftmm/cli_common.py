@@ -39,3 +39,20 @@ def fail(prog: str, exc: BaseException) -> int:
     """Print ``<prog>: <message>`` to stderr; exit status 2 (the command could not run)."""
     print(f"{prog}: {one_line(exc)}", file=sys.stderr)
     return 2
+
+
+def add_feed_arguments(p) -> None:
+    """--feeds / --ws-urls: redundant market-data connections (BinanceConnector)."""
+    p.add_argument("--feeds", type=int, default=2, metavar="N",
+                   help="parallel market-data connections, merged by update id")
+    p.add_argument("--ws-urls", default=None, metavar="URL,URL",
+                   help="stream base URLs the feeds use in turn (default: --ws-url, or on spot production "
+                        "wss://stream.binance.com:9443 and :443)")
+
+
+def feed_options(args) -> dict:
+    """Connector keyword arguments from --feeds / --ws-urls."""
+    out: dict = {"feeds": args.feeds}
+    if args.ws_urls:
+        out["ws_urls"] = [u.strip() for u in args.ws_urls.split(",") if u.strip()]
+    return out

@@ -32,7 +32,7 @@ PROD_CONFIRM = "I UNDERSTAND"
 
 
 def add_parser(sub: Any) -> None:
-    from hftmm.cli_common import HelpFormatter
+    from hftmm.cli_common import HelpFormatter, add_feed_arguments
 
     p = sub.add_parser("live", help="run the market maker: paper (default), Binance testnet or production",
                        formatter_class=HelpFormatter,
@@ -50,7 +50,15 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
                       help="real orders on Binance production (asks for confirmation)")
     p.set_defaults(mode="paper")
-    p.add_argument("--symbol", default=None, help="symbol (default: the config's, BTCUSDT)")
+    p.add_argument("--symbol", default=None,
+                   help="symbol, or several comma-separated (BTCUSDT,ETHUSDT: one engine, one state DB, one "
+                        "kill switch, the [portfolio] limits over all; default: the config's, BTCUSDT)")
+    p.add_argument("--max-total-notional", type=float, default=None, metavar="QUOTE",
+                   help="several symbols: the portfolio's notional limit (sum of |position| x mid); "
+                        "overrides [portfolio] max_total_notional")
+    p.add_argument("--max-total-daily-loss", type=float, default=None, metavar="QUOTE",
+                   help="several symbols: the loss of all symbols together that kills every one; overrides "
+                        "[portfolio] max_total_daily_loss (default: the per-symbol max_daily_loss)")
     p.add_argument("--config", metavar="FILE.toml",
                    help="TOML with [trading], [risk], [exchange] (paper's exchange model) and [alerts] sections "
                         "(HFTMM_TRADING_* / HFTMM_RISK_* / HFTMM_EXCHANGE_* environment variables override)")
@@ -71,6 +79,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--yes-i-mean-production", action="store_true",
                    help=f"skip the interactive confirmation of --live (else type {PROD_CONFIRM!r})")
     p.add_argument("--no-status", action="store_true", help="no terminal status line")
+    add_feed_arguments(p)
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve Prometheus metrics on this port (/metrics; needs hftmm[monitoring]; default: off)")
     p.add_argument("--metrics-addr", default="127.0.0.1",
@@ -92,15 +101,21 @@ def add_parser(sub: Any) -> None:
 def _load(args: argparse.Namespace):
     import dataclasses
 
-    from hftmm.config import build_alert_config, build_config, build_exchange_config, load_toml
+    from hftmm.config import (build_alert_config, build_config, build_exchange_config, build_portfolio_config,
+                              load_toml)
 
     data = load_toml(args.config) if args.config else {}
-    trading, risk = build_config(data, extra_sections=("exchange", "paper", "alerts"))
+    trading, risk = build_config(data, extra_sections=("exchange", "paper", "alerts", "portfolio"))
     exchange = build_exchange_config(data)
     alerts = build_alert_config(data)
-    if args.symbol:
-        trading = dataclasses.replace(trading, symbol=args.symbol)
-    return trading, risk, exchange, alerts
+    portfolio = build_portfolio_config(data)
+    over = {k: v for k, v in (("max_total_notional", args.max_total_notional),
+                              ("max_total_daily_loss", args.max_total_daily_loss)) if v is not None}
+    if over:
+        portfolio = dataclasses.replace(portfolio, **over)
+    symbols = [s.strip().upper() for s in args.symbol.split(",") if s.strip()] if args.symbol else [trading.symbol]
+    tradings = [dataclasses.replace(trading, symbol=s) for s in symbols]
+    return tradings, risk, exchange, alerts, portfolio
 
 
 def _ws_api_url(args: argparse.Namespace) -> str:
@@ -113,43 +128,31 @@ def _ws_api_url(args: argparse.Namespace) -> str:
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
+    from hftmm.cli_common import feed_options
     from hftmm.live.engine import LiveEngine
     from hftmm.live.status import StatusLine
 
     from hftmm.strategy.base import load_strategy
 
-    trading, risk, exchange, alerts = _load(args)      # ConfigError: one line from hftmm.cli
+    tradings, risk, exchange, alerts, portfolio = _load(args)      # ConfigError: one line from hftmm.cli
     strategy = load_strategy(args.strategy) if args.strategy else None
+    if len(tradings) > 1:
+        return _run_portfolio(args, tradings, risk, exchange, alerts, portfolio, strategy)
+    trading = tradings[0]
     gateway = None
     if args.mode in ("testnet", "live"):
-        if args.mode == "live" and not args.yes_i_mean_production:
-            print(f"hftmm live --live trades REAL funds on Binance production ({trading.symbol}).\n"
-                  f"Type {PROD_CONFIRM!r} to continue: ", end="", file=sys.stderr, flush=True)
-            if sys.stdin.readline().strip() != PROD_CONFIRM:
-                print("not confirmed; nothing was sent", file=sys.stderr)
-                return 2
-        from hftmm.execution.signing import CredentialsError, load_credentials
-        from hftmm.live.binance_gateway import PRODUCTION_REST_URL, TESTNET_REST_URL, BinanceGateway
-
-        try:
-            signer = load_credentials(dotenv_path=args.env_file)
-        except CredentialsError as exc:
-            print(f"hftmm live: {exc}", file=sys.stderr)
+        if not _confirm_production(args, trading.symbol):
             return 2
-        preset = TESTNET_REST_URL if args.mode == "testnet" else PRODUCTION_REST_URL
-        gateway = BinanceGateway(trading.symbol, signer, rest_url=args.rest_url or preset,
-                                 ws_api_url=_ws_api_url(args), allow_production=args.mode == "live")
+        gateway = _gateway(args, trading.symbol)
+        if gateway is None:
+            return 2
     status = None if args.no_status else StatusLine()
     engine = LiveEngine(trading, risk, mode=args.mode, gateway=gateway, exchange=exchange, strategy=strategy,
                         rest_url=args.rest_url,
                         ws_url=args.ws_url, state_db=args.state_db, status=status, record_dir=args.record,
                         alerts=alerts if alerts.enabled else None, metrics_port=args.metrics_port,
-                        metrics_addr=args.metrics_addr)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, lambda *_: engine.stop("interrupted (SIGINT)"))
-        signal.signal(signal.SIGTERM, lambda *_: engine.stop("terminated (SIGTERM)"))
-        if hasattr(signal, "SIGUSR1"):
-            signal.signal(signal.SIGUSR1, lambda *_: engine.request_kill("SIGUSR1", source="signal"))
+                        metrics_addr=args.metrics_addr, connector_options=feed_options(args))
+    _install_signals(engine)
     summary = engine.run(args.duration or None)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))
     left = summary.get("unconfirmed_orders") or []
@@ -158,6 +161,80 @@ def _cmd_live(args: argparse.Namespace) -> int:
               f"on the exchange now: {', '.join(left)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _install_signals(engine: Any) -> None:
+    """SIGINT/SIGTERM end the session (orders cancelled); SIGUSR1 trips the kill switch."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: engine.stop("interrupted (SIGINT)"))
+        signal.signal(signal.SIGTERM, lambda *_: engine.stop("terminated (SIGTERM)"))
+        if hasattr(signal, "SIGUSR1"):
+            signal.signal(signal.SIGUSR1, lambda *_: engine.request_kill("SIGUSR1", source="signal"))
+
+
+def _confirm_production(args: argparse.Namespace, what: str) -> bool:
+    if args.mode != "live" or args.yes_i_mean_production:
+        return True
+    print(f"hftmm live --live trades REAL funds on Binance production ({what}).\n"
+          f"Type {PROD_CONFIRM!r} to continue: ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip() != PROD_CONFIRM:
+        print("not confirmed; nothing was sent", file=sys.stderr)
+        return False
+    return True
+
+
+def _gateway(args: argparse.Namespace, symbol: str) -> Any:
+    """The order gateway of a testnet / live session (None: no credentials, said on stderr)."""
+    from hftmm.execution.signing import CredentialsError, load_credentials
+    from hftmm.live.binance_gateway import PRODUCTION_REST_URL, TESTNET_REST_URL, BinanceGateway
+
+    try:
+        signer = load_credentials(dotenv_path=args.env_file)
+    except CredentialsError as exc:
+        print(f"hftmm live: {exc}", file=sys.stderr)
+        return None
+    preset = TESTNET_REST_URL if args.mode == "testnet" else PRODUCTION_REST_URL
+    return BinanceGateway(symbol, signer, rest_url=args.rest_url or preset, ws_api_url=_ws_api_url(args),
+                          allow_production=args.mode == "live")
+
+
+def _run_portfolio(args: argparse.Namespace, tradings: list, risk: Any, exchange: Any, alerts: Any,
+                   portfolio: Any, strategy: Any) -> int:
+    """Several symbols: one PortfolioEngine (one state DB, one kill switch, portfolio limits)."""
+    from hftmm.cli_common import feed_options
+    from hftmm.live.portfolio import PortfolioEngine
+
+    symbols = ", ".join(t.symbol for t in tradings)
+    if args.metrics_port is not None:
+        print("hftmm live: --metrics-port serves one symbol's session; run several symbols without it "
+              "(the state DB and the dashboard show every symbol)", file=sys.stderr)
+        return 2
+    gateways = {}
+    if args.mode in ("testnet", "live"):
+        if not _confirm_production(args, symbols):
+            return 2
+        for t in tradings:
+            gw = _gateway(args, t.symbol)
+            if gw is None:
+                return 2
+            gateways[t.symbol] = gw
+    engine = PortfolioEngine(tradings, risk, portfolio, mode=args.mode, gateways=gateways, exchange=exchange,
+                             strategy=strategy, rest_url=args.rest_url, ws_url=args.ws_url, state_db=args.state_db,
+                             record_dir=args.record, alerts=alerts if alerts.enabled else None,
+                             connector_options=feed_options(args))
+    _install_signals(engine)
+    summary = engine.run(args.duration or None)
+    print(" ".join(f"{k}={summary[k]}" for k in ("mode", "symbols", "end_reason", "pnl", "notional", "max_notional",
+                                                  "killed")))
+    code = 0
+    for sym, leg in summary["legs"].items():
+        print(f"{sym}: " + " ".join(f"{k}={v}" for k, v in leg.items() if k != "unconfirmed_orders"))
+        left = leg.get("unconfirmed_orders") or []
+        if left:
+            print(f"hftmm live: WARNING: {sym}: {len(left)} orders were NOT confirmed cancelled at the end -- "
+                  f"check them on the exchange now: {', '.join(left)}", file=sys.stderr)
+            code = 1
+    return code
 
 
 def _cmd_kill(args: argparse.Namespace) -> int:

@@ -341,6 +341,38 @@ class AlertConfig:
         return bool(self.webhook_url or self.slack_webhook_url or self.telegram_bot_token)
 
 
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """Limits over every symbol of one engine (:class:`hftmm.live.portfolio.PortfolioEngine`),
+    on top of each symbol's own RiskConfig. Units in brackets.
+
+    max_total_notional [quote]: sum over symbols of |position| x mid, held before a
+    fill: each symbol may hold, with its working orders filled, its position plus an
+    equal share of the room left under the limit (orders that would
+    cross it are refused or cancelled); reported as binding while there is less room
+    than one order per symbol, lifted when ``1 - resume_fraction`` of the limit more
+    is free (None: no limit). max_total_daily_loss [quote]: the loss of all symbols together
+    (PnL since the session started, fees included) that trips the kill switch of
+    every symbol (None: the per-symbol ``max_daily_loss``; 0: none).
+    """
+
+    max_total_notional: Optional[float] = None
+    max_total_daily_loss: Optional[float] = None
+    resume_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        _check(self, {"max_total_notional": ("optnum", 0.0, True), "max_total_daily_loss": ("optnum", 0.0, False),
+                      "resume_fraction": ("num", 0.0, True, 1.0)})
+
+
+def build_portfolio_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> PortfolioConfig:
+    """``[portfolio]`` with ``HFTMM_PORTFOLIO_*`` environment overrides."""
+    values = data.get("portfolio", {}) or {}
+    if not isinstance(values, Mapping):
+        raise ConfigError("portfolio", f"must be a table ([portfolio]), got {values!r}")
+    return _build(PortfolioConfig, "portfolio", values, os.environ if env is None else env)
+
+
 def build_alert_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> AlertConfig:
     """``[alerts]`` with ``HFTMM_ALERTS_*`` environment overrides (the bot token belongs there)."""
     values = data.get("alerts", {}) or {}

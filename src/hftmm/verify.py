@@ -51,6 +51,16 @@ class VerifyReport:
     resyncs: int = 0
     crossed: int = 0
     ids_lost: int = 0
+    #: loss of the recorded depth stream, two figures (a message carries many ids):
+    #: messages lost (holes in the chain, each at least one message) / expected, and
+    #: update ids lost / expected (hftcore.sync.loss_figures)
+    messages_received: int = 0
+    messages_lost: int = 0
+    messages_expected: int = 0
+    message_loss_rate: float = 0.0
+    ids_received: int = 0
+    ids_expected: int = 0
+    id_loss_rate: float = 0.0
     stale_snapshots: int = 0
     ticker_checks: int = 0
     ticker_mismatches: int = 0
@@ -177,6 +187,9 @@ def verify_messages(messages: Iterable[RawMessage], tick_size: str, lot_size: st
         s = sync.stats()
         for k in ("applied", "dropped_old", "gaps", "resyncs", "crossed", "ids_lost", "stale_snapshots"):
             setattr(rep, k, s[k])
+        for k, v in sync.loss_stats().items():
+            if hasattr(rep, k):
+                setattr(rep, k, v)
         rep.unrecovered = not sync.ready and rep.depth_updates > 0
     return rep
 

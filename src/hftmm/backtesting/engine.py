@@ -332,6 +332,17 @@ class BacktestEngine:
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
 
+    def run_portfolio_backtest(self, configs: list[BacktestConfig], portfolio: Any = None,
+                               progress: bool | Callable[[float, int], None] = False, check_interval_s: float = 0.1,
+                               strategies: Optional[list[Any]] = None) -> Any:
+        """Several symbols at once (one config per symbol) under the portfolio limits of
+        live trading (a :class:`hftmm.config.PortfolioConfig`), checked every
+        ``check_interval_s`` [s] of the data's clock; see :mod:`hftmm.backtesting.portfolio`.
+        Returns a :class:`~hftmm.backtesting.portfolio.PortfolioBacktestResult`."""
+        from hftmm.backtesting.portfolio import run_portfolio_backtest
+
+        return run_portfolio_backtest(self, configs, portfolio, progress, check_interval_s, strategies)
+
     def run_parameter_sweep(self, base_config: BacktestConfig, grid: Any, executor: Any = None,
                             **kw: Any) -> pd.DataFrame:
         """Grid (or ``method="random"``) search over BacktestConfig fields; one row

@@ -120,7 +120,7 @@ def live_sessions(db_path: str) -> pd.DataFrame:
         df["started"] = _time_col(df["started_ns"])
         df["last"] = pd.to_datetime(df["last_ns"], unit="ns", utc=True)
         who = running_session(db_path)
-        df["running"] = df["session_id"] == (who or {}).get("session_id")
+        df["running"] = df["session_id"].isin((who or {}).get("sessions") or [])
     return df
 
 

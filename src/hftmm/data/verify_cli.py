@@ -137,7 +137,8 @@ def verify_files(paths: Sequence[str], market: Optional[str] = None, tick_size: 
     return {"ok": ok, "files": file_dicts, "symbols": symbols,
             "totals": {k: sum(s[k] for s in symbols.values())
                        for k in ("messages", "depth_updates", "snapshots", "trades", "book_tickers", "gaps",
-                                 "resyncs", "crossed", "ticker_checks", "ticker_mismatches", "malformed")}
+                                 "resyncs", "crossed", "ticker_checks", "ticker_mismatches", "malformed",
+                                 "messages_lost", "messages_expected", "ids_lost", "ids_expected")}
             | {"malformed_lines": sum(f.malformed for f in files),
                "unrecovered": sum(1 for s in symbols.values() if s["unrecovered"])}}
 
@@ -156,6 +157,9 @@ def format_report(res: dict) -> str:
         out.append(f"  gaps {s['gaps']}, resyncs {s['resyncs']}, crossed {s['crossed']}, "
                    f"bookTicker checks {s['ticker_checks']}, mismatches {s['ticker_mismatches']}, "
                    f"malformed {s['malformed']}, unrecovered {s['unrecovered']}")
+        out.append(f"  loss: messages {s['messages_lost']:,} / {s['messages_expected']:,} expected "
+                   f"({s['message_loss_rate']:.4%}), update ids {s['ids_lost']:,} / {s['ids_expected']:,} "
+                   f"({s['id_loss_rate']:.4%})")
         out += [f"  {e}" for e in (s["mismatch_examples"][:3] + s["malformed_examples"][:3])]
     out.append("OK" if res["ok"] else "FAILED")
     return "\n".join(out)

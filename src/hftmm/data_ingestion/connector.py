@@ -8,6 +8,15 @@ Spot and USD-M futures. The protocol logic is the compiled, sans-I/O core
   it answers the server's pings itself). Spot uses one combined-stream
   connection; USD-M routes depth/bookTicker (``/public``) and trades
   (``/market``) to two connections, as Binance does since 2026;
+- redundant feeds: ``feeds`` (default 2) parallel copies of those connections,
+  optionally to different endpoints (spot: the :9443 and :443 stream hosts, or
+  the market-data-only host), merged by update id -- the first arrival wins,
+  duplicates are dropped (trades by trade id, bookTickers by update id). A hole
+  in one feed waits (at most ``merge_wait_s``) for another feed to fill it; the
+  book resyncs only when every live feed has passed the hole without it;
+- loss figures that mean what they say: messages lost / messages expected and
+  update ids lost / ids expected, separately (:func:`hftcore.sync.loss_figures`),
+  for the merged stream and for each feed;
 - a snapshot thread fetches ``/api/v3/depth`` or ``/fapi/v1/depth`` when the sync
   asks for one, while the I/O thread keeps buffering, so nothing is lost; the
   REST weight of the request is checked against the budget from the server's
@@ -35,14 +44,14 @@ import urllib.parse
 import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import websocket
 
 from hftcore.binance import BinanceDecoder, BookTicker, DecodeError, DepthSnapshot, DepthUpdate, Trade, UnknownEvent
 from hftcore.book import L2Book
-from hftcore.sync import RESYNC_OUTCOMES, STALE_SNAPSHOT, BookSync
+from hftcore.sync import RESYNC_OUTCOMES, STALE_SNAPSHOT, BookSync, StreamLoss, loss_figures
 
 from hftmm.captures import decoder_units
 from hftmm.errors import ConnectError
@@ -65,6 +74,10 @@ _SPOT_LIMIT_WEIGHT = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 _USDM_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _USDM_LIMIT_WEIGHT = {5: 2, 10: 2, 20: 2, 50: 2, 100: 5, 500: 10, 1000: 20}
 _MAX_ATTEMPTS_PER_5MIN = 300
+#: spot production stream hosts redundant feeds use by default, in turn (BINANCE.md
+#: "Connection rules"; wss://data-stream.binance.vision serves market data only)
+SPOT_STREAM_HOSTS = ("wss://stream.binance.com:9443", "wss://stream.binance.com:443")
+_MAX_FEEDS = 8
 
 
 def depth_weight(market: str, limit: int) -> int:
@@ -194,15 +207,37 @@ class ConnectorStats:
     lifetime_renewals: int = 0
     ticker_checks: int = 0
     ticker_mismatches: int = 0
+    #: loss of the (merged) depth stream: distinct messages received, holes in the
+    #: chain (each at least one message), update ids received; duplicates reached
+    #: the sync again (a feed's own repeats)
+    messages_received: int = 0
+    messages_lost: int = 0
+    ids_received: int = 0
+    duplicates: int = 0
+    #: redundant feeds: frames dropped because another feed delivered them first;
+    #: holes that waited for another feed, were filled by one, or were passed on
+    #: to the book (no live feed had the message)
+    feed_duplicates: int = 0
+    feed_holds: int = 0
+    feed_fills: int = 0
+    feed_unfilled: int = 0
     malformed_examples: list[str] = field(default_factory=list)
 
 
 class _Conn:
     """One WebSocket connection and its I/O thread."""
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, feed: int = 0, market: str = "spot") -> None:
         self.name = name
         self.url = url
+        self.feed = feed
+        #: this connection's own view of the depth stream (its losses, whatever the merge)
+        self.loss = StreamLoss(market)
+        self.newest = -1          # final id of the newest depth message it delivered
+        self.progress_at = 0.0    # when `newest` last grew (monotonic s)
+        self.frames = 0           # data frames received
+        self.first = 0            # frames it delivered before any other feed
+        self.duplicates = 0       # frames another feed had delivered first
         self.ws: Optional[websocket.WebSocket] = None
         self.thread: Optional[threading.Thread] = None
         self.connected = threading.Event()
@@ -238,6 +273,13 @@ class BinanceConnector:
       book: the L2Book to keep (in the market data's units), shared with a driver that
         applies the same records to it (live trading's one book); default: its own.
       trade_watchdog_s [s]: watchdog of a trades-only connection (quiet markets trade rarely).
+      feeds: parallel connections per stream set (redundant market data, merged by update id).
+      ws_urls: stream base URLs the feeds use in turn (default: ``ws_url`` for all; on spot
+        production :data:`SPOT_STREAM_HOSTS`).
+      merge_wait_s [s]: how long a hole in one feed waits for a live feed that has not
+        reached it and stands still, before the book is told (and resyncs); a feed still
+        moving towards the hole is waited for up to ``watchdog_s``; no wait when every
+        live feed has passed the hole.
     """
 
     def __init__(self, symbol: str, market: str = "spot", testnet: bool = False, *,
@@ -254,7 +296,8 @@ class BinanceConnector:
                  on_raw: Optional[Callable[[int, bytes], None]] = None,
                  trade_watchdog_s: float = 300.0,
                  on_sync: Optional[Callable[[BookSync, int], None]] = None,
-                 lock: Optional[Any] = None, book: Optional[L2Book] = None) -> None:
+                 lock: Optional[Any] = None, book: Optional[L2Book] = None,
+                 feeds: int = 2, ws_urls: Optional[Sequence[str]] = None, merge_wait_s: float = 0.5) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not symbol or not symbol.isalnum():
@@ -263,6 +306,13 @@ class BinanceConnector:
             raise ValueError(f"snapshot_limit must be in [1, 5000] on spot, got {snapshot_limit}")
         if market == "usdm" and snapshot_limit not in _USDM_LIMITS:
             raise ValueError(f"snapshot_limit must be one of {_USDM_LIMITS} on USD-M, got {snapshot_limit}")
+        if not isinstance(feeds, int) or not 1 <= feeds <= _MAX_FEEDS:
+            raise ValueError(f"feeds must be an integer in [1, {_MAX_FEEDS}], got {feeds!r}")
+        if not merge_wait_s >= 0:
+            raise ValueError(f"merge_wait_s must be >= 0 s, got {merge_wait_s}")
+        if ws_urls is not None and (not ws_urls or not all(isinstance(u, str) and u.startswith(("ws://", "wss://"))
+                                                             for u in ws_urls)):
+            raise ValueError(f"ws_urls must be a non-empty list of ws:// or wss:// URLs, got {ws_urls!r}")
         for name, v in (("watchdog_s", watchdog_s), ("max_lifetime_s", max_lifetime_s),
                         ("backoff_initial_s", backoff_initial_s), ("backoff_max_s", backoff_max_s)):
             if not v > 0:
@@ -272,6 +322,15 @@ class BinanceConnector:
         default_rest, default_ws = ENDPOINTS[(market, bool(testnet))]
         self.rest_url = (rest_url or default_rest).rstrip("/")
         self.ws_url = (ws_url or default_ws).rstrip("/")
+        if ws_urls is not None:
+            urls = [u.rstrip("/") for u in ws_urls]
+        elif ws_url is None and market == "spot" and not testnet:
+            urls = list(SPOT_STREAM_HOSTS)
+        else:
+            urls = [self.ws_url]
+        self.feeds = feeds
+        self.feed_urls = [urls[i % len(urls)] for i in range(feeds)]
+        self.merge_wait_s = merge_wait_s
         self.book_streams, self.trade_streams = stream_names(self.symbol, market, depth_speed_ms, trade_stream)
         self.snapshot_limit = snapshot_limit
         self.watchdog_s = watchdog_s
@@ -297,7 +356,8 @@ class BinanceConnector:
         self.stats = ConnectorStats()
         self._latency_ms: deque[float] = deque(maxlen=20_000)
         self._lock = lock if lock is not None else threading.RLock()
-        self._frame_lock = lock if lock is not None else contextlib.nullcontext()
+        # feeds > 1: the I/O threads of all feeds take turns (one merged stream)
+        self._frame_lock = lock if lock is not None else (self._lock if feeds > 1 else contextlib.nullcontext())
         self._stop = threading.Event()
         self._snap_request = threading.Event()
         self._snap_thread: Optional[threading.Thread] = None
@@ -313,6 +373,13 @@ class BinanceConnector:
         self._last_exch_ns = 0
         self._last_local_ns = 0
         self._tickers: dict[int, BookTicker] = {}
+        # the merge of redundant feeds (under _lock)
+        self._m_last: Optional[int] = None          # final id of the newest depth message passed on
+        self._m_recent = _Recent(8192)              # final ids of depth messages passed on
+        self._m_held: list[tuple] = []              # (msg, data, conn): behind a hole, waiting
+        self._m_held_since = 0.0
+        self._m_trades = _Recent(8192)
+        self._m_tickers = _Recent(8192)
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> "BinanceConnector":
@@ -332,17 +399,19 @@ class BinanceConnector:
         self.book = gb if gb is not None else L2Book(tick, lot)
         self.sync = BookSync(self.book, market=self.market, emit_events=self.on_sync is not None)
         self._stop.clear()
-        if self.market == "spot":
-            urls = [("book+trades", self._stream_url("", self.book_streams + self.trade_streams))]
-        elif self.routed_usdm:
-            urls = [("book", self._stream_url("/public", self.book_streams)),
-                    ("trades", self._stream_url("/market", self.trade_streams))]
-        else:
-            urls = [("book+trades", self._stream_url("", self.book_streams + self.trade_streams))]
-        for name, url in urls:
-            conn = _Conn(name, url)
-            conn.thread = threading.Thread(target=self._run_conn, args=(conn,), name=f"hftmm-ws-{name}", daemon=True)
-            self._conns.append(conn)
+        for feed, base in enumerate(self.feed_urls):
+            if self.market == "spot" or not self.routed_usdm:
+                urls = [("book+trades", self._stream_url(base, "", self.book_streams + self.trade_streams))]
+            else:
+                urls = [("book", self._stream_url(base, "/public", self.book_streams)),
+                        ("trades", self._stream_url(base, "/market", self.trade_streams))]
+            for name, url in urls:
+                if self.feeds > 1:
+                    name = f"{name}#{feed}"
+                conn = _Conn(name, url, feed, self.market)
+                conn.thread = threading.Thread(target=self._run_conn, args=(conn,), name=f"hftmm-ws-{name}",
+                                               daemon=True)
+                self._conns.append(conn)
         self._snap_thread = threading.Thread(target=self._run_snapshots, name="hftmm-snapshot", daemon=True)
         self._snap_thread.start()
         for conn in self._conns:
@@ -380,10 +449,12 @@ class BinanceConnector:
     # ------------------------------------------------------------ state
     @property
     def ready(self) -> bool:
-        """True when connected and the book equals the exchange's book (as of its update id)."""
+        """True when a book feed is connected and the book equals the exchange's book
+        (as of its update id)."""
         if self.sync is None or not self.sync.ready:
             return False
-        return all(c.connected.is_set() for c in self._conns if "book" in c.name)
+        book = [c for c in self._conns if "book" in c.name]
+        return not book or any(c.connected.is_set() for c in book)     # (stopped: as it ended)
 
     def get_order_book(self) -> OrderBookView:
         """The live book (``.get_snapshot(depth)`` gives an immutable copy)."""
@@ -399,17 +470,39 @@ class BinanceConnector:
         return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
 
     def statistics(self) -> dict:
-        """Counters plus latency percentiles and the message-loss rate."""
+        """Counters, latency percentiles and the loss figures.
+
+        ``message_loss_rate`` is messages lost / messages expected and
+        ``id_loss_rate`` update ids lost / ids expected, of the merged depth stream
+        (what the book saw); ``feeds`` gives each connection's own figures (what it
+        lost, whatever the others delivered). A message is lost when its hole is
+        seen: messages lost at the very end of a session are not known yet."""
         d = {k: v for k, v in self.stats.__dict__.items() if k != "malformed_examples"}
         d["ready"] = self.ready
         d["latency_ms"] = self.latency_percentiles()
-        applied = max(self.stats.applied, 1)
-        d["message_loss_rate"] = self.stats.ids_lost / (self.stats.ids_lost + applied)
+        d.update(loss_figures(d))
+        d["feeds"] = self.feed_statistics()
         return d
 
+    def feeds_up(self) -> int:
+        """Book feeds (connections carrying depth) connected now."""
+        return sum(1 for c in list(self._conns) if "book" in c.name and c.connected.is_set())
+
+    def feed_statistics(self) -> list[dict]:
+        """Per connection: name, feed, URL, connected, frames, the frames it was first
+        or second with, and its own loss counters and figures."""
+        out = []
+        for c in list(self._conns):
+            f = c.loss.stats()
+            f.update(loss_figures(f))
+            f.update(name=c.name, feed=c.feed, url=c.url.split("?")[0], connected=c.connected.is_set(),
+                     frames=c.frames, first=c.first, feed_duplicates=c.duplicates)
+            out.append(f)
+        return out
+
     # ------------------------------------------------------------ I/O thread
-    def _stream_url(self, prefix: str, streams: list[str]) -> str:
-        return f"{self.ws_url}{prefix}/stream?streams={'/'.join(streams)}"
+    def _stream_url(self, base: str, prefix: str, streams: list[str]) -> str:
+        return f"{base}{prefix}/stream?streams={'/'.join(streams)}"
 
     def _close_ws(self, conn: _Conn) -> None:
         close_websocket(conn.ws)
@@ -452,6 +545,9 @@ class BinanceConnector:
             conn.connected.clear()
             self._close_ws(conn)
             conn.ws = None
+            if self._m_held:
+                with self._frame_lock:      # a hole no longer waits for this feed
+                    self._merge_release(False)
             if self._stop.is_set():
                 break
             self.stats.reconnects += 1
@@ -488,6 +584,8 @@ class BinanceConnector:
                     break
                 if is_book:
                     with self._frame_lock:
+                        if self._m_held:
+                            self._merge_release(False)
                         self._maybe_apply_snapshot()
                 continue
             except (websocket.WebSocketConnectionClosedException, OSError, ValueError) as exc:
@@ -517,7 +615,9 @@ class BinanceConnector:
         st = self.stats
         st.messages += 1
         st.bytes += len(data)
-        if self.on_raw is not None:
+        conn.frames += 1
+        merged = self.feeds > 1
+        if self.on_raw is not None and not merged:
             self.on_raw(local_ns, data)
         try:
             msg = self.decoder.decode(data)
@@ -526,7 +626,123 @@ class BinanceConnector:
             if len(st.malformed_examples) < 20:
                 st.malformed_examples.append(f"{conn.name}: {exc}")
             log.debug("%s: malformed frame skipped: %s", self.symbol, exc)
+            if merged and self.on_raw is not None:
+                self.on_raw(local_ns, data)         # recorded, as it is counted: once per arrival
             return
+        if merged:
+            self._merge(msg, data, local_ns, conn)
+            return
+        self._handle(msg, data, local_ns, conn)
+
+    # -- the merge of redundant feeds (holding the frame lock)
+    def _merge(self, msg: Any, data: bytes, local_ns: int, conn: _Conn) -> None:
+        if isinstance(msg, DepthUpdate):
+            u = msg.last_id
+            conn.loss.add(msg.first_id, u, msg.prev_id)
+            if u > conn.newest:
+                conn.newest = u
+                conn.progress_at = time.monotonic()
+            last = self._m_last
+            if u in self._m_recent or (last is not None and u <= last and u < self._m_recent.oldest):
+                self._feed_duplicate(conn)
+                return
+            if self._m_held or (last is not None and u > last and self._hole_before(msg, last)):
+                if not self._m_held:
+                    self.stats.feed_holds += 1
+                    self._m_held_since = time.monotonic()
+                self._m_held.append((msg, data, conn))
+                self._merge_release(False)
+                return
+            self._pass_depth(msg, data, local_ns, conn)
+            if self._m_held:
+                self._merge_release(True)
+            return
+        if isinstance(msg, Trade):
+            if msg.trade_id in self._m_trades:
+                self._feed_duplicate(conn)
+                return
+            self._m_trades.add(msg.trade_id)
+        elif isinstance(msg, BookTicker):
+            if msg.update_id in self._m_tickers:
+                self._feed_duplicate(conn)
+                return
+            self._m_tickers.add(msg.update_id)
+        conn.first += 1
+        if self.on_raw is not None:
+            self.on_raw(local_ns, data)
+        self._handle(msg, data, local_ns, conn)
+
+    def _feed_duplicate(self, conn: _Conn) -> None:
+        conn.duplicates += 1
+        self.stats.feed_duplicates += 1
+
+    def _hole_before(self, msg: DepthUpdate, last: int) -> bool:
+        """True when update ids are missing between `last` and `msg`."""
+        return msg.first_id > last + 1 if self.market == "spot" else msg.prev_id > last
+
+    def _pass_depth(self, msg: DepthUpdate, data: bytes, local_ns: int, conn: _Conn) -> None:
+        """Hand one depth message of the merged stream to the book."""
+        conn.first += 1
+        u = msg.last_id
+        self._m_recent.add(u)
+        contradictions = self.sync.contradictions
+        if self.on_raw is not None:
+            self.on_raw(local_ns, data)
+        self._handle(msg, data, local_ns, conn)
+        if self._m_last is None or u > self._m_last or self.sync.contradictions != contradictions:
+            self._m_last = u        # (the stream re-anchored: the merge follows it)
+
+    def _merge_release(self, filled: bool) -> None:
+        """Pass on the held messages that now follow the merged stream; and all of
+        them once every live book feed has passed the hole without filling it,
+        the wait is over, or too much is held."""
+        held = self._m_held
+        held.sort(key=lambda h: h[0].last_id)
+        progressed = False
+        while held:
+            msg, data, conn = held[0]
+            u, last = msg.last_id, self._m_last
+            if u in self._m_recent or (last is not None and u <= last):
+                held.pop(0)
+                if u in self._m_recent:
+                    self._feed_duplicate(conn)
+                    continue
+                self._pass_depth(msg, data, time.time_ns(), conn)
+                continue
+            if last is not None and self._hole_before(msg, last):
+                break
+            held.pop(0)
+            self._pass_depth(msg, data, time.time_ns(), conn)
+            progressed = True
+        if not held:
+            if progressed or filled:
+                self.stats.feed_fills += 1
+            return
+        if progressed:
+            self._m_held_since = time.monotonic()      # a new hole
+        last = self._m_last
+        now = time.monotonic()
+        lagging = [c for c in self._conns if "book" in c.name and c.connected.is_set()
+                   and last is not None and c.newest <= last]
+        if lagging and len(held) <= 50_000:
+            # a live feed that has not reached the hole yet may still bring it: wait
+            # while it moves (a slow consumer's backlog), at most the watchdog time;
+            # a feed that stands still for merge_wait_s is not waited for
+            waited = now - self._m_held_since
+            moving = any(now - c.progress_at < self.merge_wait_s for c in lagging)
+            if waited < self.watchdog_s and (moving or waited < self.merge_wait_s):
+                return
+        # no live feed has the missing message: the book learns of the hole now
+        self.stats.feed_unfilled += 1
+        self._m_held = []
+        for msg, data, conn in held:
+            if msg.last_id in self._m_recent:
+                self._feed_duplicate(conn)
+            else:
+                self._pass_depth(msg, data, time.time_ns(), conn)
+
+    def _handle(self, msg: Any, data: bytes, local_ns: int, conn: _Conn) -> None:
+        st = self.stats
         if isinstance(msg, DepthUpdate):
             st.depth_updates += 1
             self._latency(msg.event_time_ns, local_ns)
@@ -575,6 +791,9 @@ class BinanceConnector:
         st.resyncs, st.crossed, st.ids_lost = s.resyncs, s.crossed, s.ids_lost
         st.stale_snapshots = s.stale_snapshots
         st.refused, st.contradictions = s.refused, s.contradictions
+        st.messages_received, st.messages_lost = s.messages_received, s.messages_lost
+        st.ids_received = s.ids_received
+        st.duplicates = s.duplicates
 
     # bookTicker cross-check: a bookTicker carrying the book's update id must
     # show exactly the book's best levels (zero silent divergence)
@@ -735,6 +954,34 @@ class BinanceConnector:
             log.warning("%s: %s failed (attempt %d); retrying in %.2fs", self.symbol, path, attempt + 1, wait)
             time.sleep(wait)
         raise RuntimeError("unreachable")
+
+
+class _Recent:
+    """The newest `n` ids seen, for membership tests (the merge's duplicate check)."""
+
+    __slots__ = ("_set", "_q", "_n")
+
+    def __init__(self, n: int) -> None:
+        self._set: set[int] = set()
+        self._q: deque[int] = deque()
+        self._n = n
+
+    def add(self, x: int) -> None:
+        if x in self._set:
+            return
+        self._set.add(x)
+        self._q.append(x)
+        if len(self._q) > self._n:
+            self._set.discard(self._q.popleft())
+
+    def __contains__(self, x: int) -> bool:
+        return x in self._set
+
+    @property
+    def oldest(self) -> int:
+        """The first id of the window remembered (-1 when none): an id below it is
+        older than the memory (ids arrive nearly in order)."""
+        return self._q[0] if self._q else -1
 
 
 def _http_body(exc: "urllib.error.HTTPError") -> str:

@@ -145,7 +145,7 @@ class LiveEngine:
                  connector_options: Optional[dict] = None, publish_interval_s: float = 1.0,
                  record_decisions: bool = False, paper: Optional[ExchangeModelConfig] = None,
                  alerts: Any = None, metrics_port: Optional[int] = None,
-                 metrics_addr: str = "127.0.0.1") -> None:
+                 metrics_addr: str = "127.0.0.1", session_group: Any = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode != "paper" and gateway is None:
@@ -188,6 +188,8 @@ class LiveEngine:
         self._feed_seen = (0, 0)             # the connector's (resyncs, reconnects) already reported
         self._reconnect_times: list[int] = []
         self.metrics_port, self.metrics_addr = metrics_port, metrics_addr
+        self.session_group = session_group   # a SessionGroup: several symbols, one state DB lock
+        self.setup_done = threading.Event()  # set once the session is set up (or failed to be)
         self.metrics: Any = None             # the Prometheus exporter (metrics_port)
         self._feed_hist: Any = None
 
@@ -257,7 +259,7 @@ class LiveEngine:
                                           **self.connector_options)
         if self.state_db:
             from hftmm.live.state import StateStore
-            self.store = StateStore(self.state_db)
+            self.store = StateStore(self.state_db, group=self.session_group)
             cfg = {"trading": asdict(t), "risk": asdict(r), "mode": self.mode,
                    "exchange": asdict(self.exchange_config) if self.mode == "paper" else None,
                    "rest_url": self.rest_url, "ws_url": self.ws_url,
@@ -403,6 +405,17 @@ class LiveEngine:
             self.kernel.flush()
             self._after(time.time_ns())
 
+    def set_cap(self, lots: int) -> None:
+        """A portfolio's cap on |position| with every order filled [lots] (-1: none): the
+        trader refuses what would cross it; working orders that would are cancelled."""
+        from hftmm.strategy.portfolio import apply_cap
+
+        with self.lock:
+            now = time.time_ns()
+            if apply_cap(self.trader, lots, now):
+                self.kernel.flush()
+                self._after(now)
+
     def _on_kill(self, reason: str, flatten: bool) -> None:
         self.stats["kills"] += 1
         log.warning("%s: KILL SWITCH: %s -- cancelling all orders%s", self.trading.symbol, reason,
@@ -419,7 +432,10 @@ class LiveEngine:
     def run(self, duration_s: Optional[float] = None) -> dict:
         """Run until ``duration_s`` [s] passes or :meth:`stop` is called; then cancel
         every order and return a summary."""
-        self._setup()
+        try:
+            self._setup()
+        finally:
+            self.setup_done.set()
         if self.metrics_port is not None:
             from hftmm.ops.metrics import MetricsExporter
 
@@ -583,6 +599,10 @@ class LiveEngine:
             "gaps": cst.gaps, "resyncs": cst.resyncs, "reconnects": getattr(cst, "reconnects", 0),
             "malformed": cst.malformed,
             "synced": int(bool(self.connector.sync is not None and self.connector.sync.ready)),
+            "messages_lost": cst.messages_lost, "messages_expected": cst.messages_lost + cst.messages_received,
+            "ids_lost": cst.ids_lost, "ids_expected": cst.ids_lost + cst.ids_received,
+            "feeds_up": self.connector.feeds_up(),
+            "feed_duplicates": cst.feed_duplicates,
         }
 
     def _publish(self, now: int) -> None:

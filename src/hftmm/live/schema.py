@@ -10,6 +10,9 @@ system: the engine converts from ticks/lots when it publishes).
 * ``status``: one row per publish (>= 1 Hz): book top, our quotes, position,
   PnL (``pnl`` = cash + position at mid, fees included; ``realized_pnl``
   average-cost, before fees), risk state, latencies, feed health counters.
+  Feed loss: ``messages_lost``/``messages_expected`` and ``ids_lost``/``ids_expected``
+  of the merged depth stream (two separate figures: a message carries many ids),
+  ``feeds_up`` of the redundant feeds, ``feed_duplicates``.
   ``feed_latency_ms`` is receive time minus the exchange's event time, raw: it
   includes the offset between the two clocks and can be negative. The newest
   row is "now"; the history is the time series the dashboard plots.
@@ -24,7 +27,18 @@ system: the engine converts from ticks/lots when it publishes).
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: feed loss columns of ``status`` (version 2): the merged depth stream's messages
+#: lost / expected and update ids lost / expected (``hftcore.sync.loss_figures``),
+#: feeds (book connections) up, and frames dropped because another feed was first
+LOSS_COLUMNS = ("messages_lost", "messages_expected", "ids_lost", "ids_expected", "feeds_up",
+                "feed_duplicates")
+
+#: statements that bring a database of an older version to this one
+MIGRATIONS = {
+    1: [f"ALTER TABLE status ADD COLUMN {c} INTEGER" for c in LOSS_COLUMNS],
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,7 +55,9 @@ CREATE TABLE IF NOT EXISTS status (
     open_orders INTEGER NOT NULL, orders_sent INTEGER NOT NULL, fills INTEGER NOT NULL,
     order_rtt_ms REAL, feed_age_ms REAL, feed_latency_ms REAL,
     messages INTEGER, trades INTEGER, trade_volume REAL, gaps INTEGER, resyncs INTEGER,
-    reconnects INTEGER, malformed INTEGER, synced INTEGER NOT NULL);
+    reconnects INTEGER, malformed INTEGER, synced INTEGER NOT NULL,
+    messages_lost INTEGER, messages_expected INTEGER, ids_lost INTEGER, ids_expected INTEGER,
+    feeds_up INTEGER, feed_duplicates INTEGER);
 CREATE INDEX IF NOT EXISTS status_ts ON status (session_id, ts_ns);
 CREATE TABLE IF NOT EXISTS book (
     ts_ns INTEGER NOT NULL, session_id TEXT NOT NULL, bids_json TEXT NOT NULL, asks_json TEXT NOT NULL);
@@ -70,4 +86,4 @@ STATUS_COLUMNS = (
     "risk_state", "kill_reason", "open_orders", "orders_sent", "fills", "order_rtt_ms", "feed_age_ms",
     "feed_latency_ms", "messages", "trades", "trade_volume", "gaps", "resyncs", "reconnects", "malformed",
     "synced",
-)
+) + LOSS_COLUMNS

@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from hftmm.errors import HftmmError
-from hftmm.live.schema import SCHEMA, SCHEMA_VERSION, STATUS_COLUMNS
+from hftmm.live.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, STATUS_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
     "StateStore", "StateReader", "StatePublisher", "StateStoreError", "Command",
-    "send_command", "sanitize_config", "COMMANDS", "BOOK_DEPTH", "SessionInUse", "running_session",
+    "send_command", "sanitize_config", "COMMANDS", "BOOK_DEPTH", "SessionInUse", "running_session", "SessionGroup",
     "lock_path",
 ]
 
@@ -158,12 +158,17 @@ def _lock_holder(path: PathLike) -> Optional[dict[str, Any]]:
 
 def running_session(path: PathLike) -> Optional[dict[str, Any]]:
     """The session running on state database ``path``: ``{"session_id", "pid", "mode",
-    "symbol", "market", "started_ns"}``, or None when no process holds its lock (a session
-    row without an end time and no lock holder is one whose process died)."""
+    "symbol", "market", "started_ns", "sessions"}``, or None when no process holds its lock
+    (a session row without an end time and no lock holder is one whose process died).
+    A process trading several symbols (:class:`SessionGroup`) runs one session per
+    symbol: ``sessions`` lists them all, ``session_id`` is the first, ``symbol`` names
+    them all (comma-separated)."""
     info = _lock_holder(path)
     if info is None:
         return None
-    return {k: info.get(k) for k in ("session_id", "pid", "mode", "symbol", "market", "started_ns")}
+    out = {k: info.get(k) for k in ("session_id", "pid", "mode", "symbol", "market", "started_ns")}
+    out["sessions"] = list(info.get("sessions") or ([out["session_id"]] if out["session_id"] else []))
+    return out
 
 
 class _SessionLock:
@@ -201,6 +206,36 @@ class _SessionLock:
             finally:
                 os.close(self.fd)
                 self.fd = None
+
+
+class SessionGroup:
+    """The sessions of one process that trades several symbols on one state database
+    (:class:`hftmm.live.portfolio.PortfolioEngine`): one session per symbol (its own
+    rows), one lock for all of them -- a second process is refused as for one session,
+    and the lock file names every session (:func:`running_session`)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = path
+        self._lock: Optional[_SessionLock] = _SessionLock(path)    # SessionInUse: another process runs
+        self.sessions: list[dict[str, Any]] = []
+        self._mutex = threading.Lock()
+
+    def add(self, info: Mapping[str, Any]) -> None:
+        """A session of the group started (``session_id``, ``mode``, ``symbol``, ``market``, ...)."""
+        with self._mutex:
+            self.sessions.append(dict(info))
+            first = self.sessions[0]
+            if self._lock is not None:
+                self._lock.write({**first, "pid": os.getpid(),
+                                  "symbol": ",".join(str(x["symbol"]) for x in self.sessions),
+                                  "sessions": [x["session_id"] for x in self.sessions]})
+
+    def release(self) -> None:
+        """Release the database's lock (idempotent): when every session has ended."""
+        with self._mutex:
+            lk, self._lock = self._lock, None
+        if lk is not None:
+            lk.release()
 
 
 def _connect(path: PathLike, *, readonly: bool = False, must_exist: bool = False,
@@ -262,11 +297,14 @@ class StateStore:
 
     ``path``: the database file (created with the schema if missing).
     ``clock``: wall clock, ns; every ``ts_ns`` argument defaults to it.
+    ``group``: a :class:`SessionGroup` whose lock this store's session shares (several
+    symbols in one process); the group, not the store, releases it.
     """
 
     def __init__(self, path: PathLike, *, clock: Callable[[], int] = time.time_ns,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS, group: Optional[SessionGroup] = None) -> None:
         self.path = Path(path)
+        self.group = group
         self.clock = clock
         self.session_id: Optional[str] = None
         self._started_ns: Optional[int] = None
@@ -278,6 +316,22 @@ class StateStore:
         if str(mode).lower() != "wal":
             log.warning("state store %s: journal_mode is %s, not WAL", path, mode)
         conn.execute("PRAGMA synchronous=NORMAL")
+        has_status = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'status'").fetchone() is not None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
+        if has_status and row is not None and row[0].isdigit() and int(row[0]) < SCHEMA_VERSION:
+            old = int(row[0])
+            conn.execute("BEGIN IMMEDIATE")  # older database: migrate in one transaction
+            try:
+                for v in range(old, SCHEMA_VERSION):
+                    for stmt in MIGRATIONS.get(v, ()):
+                        conn.execute(stmt)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("state store %s: migrated schema %d -> %d", path, old, SCHEMA_VERSION)
         conn.executescript(SCHEMA)
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
@@ -316,7 +370,7 @@ class StateStore:
         for name, value in (("mode", mode), ("symbol", symbol), ("market", market)):
             if not isinstance(value, str) or not value:
                 raise StateStoreError(f"{name} must be a non-empty string, got {value!r}")
-        if self._session_lock is None:
+        if self._session_lock is None and self.group is None:
             self._session_lock = _SessionLock(self.path)     # SessionInUse: another session runs
         sid = uuid.uuid4().hex
         started = self._ts(ts_ns)
@@ -327,8 +381,12 @@ class StateStore:
         except BaseException:
             self._release_session()
             raise
-        self._session_lock.write({"session_id": sid, "pid": os.getpid(), "mode": mode, "symbol": symbol,
-                                  "market": market, "started_ns": started})
+        info = {"session_id": sid, "pid": os.getpid(), "mode": mode, "symbol": symbol, "market": market,
+                "started_ns": started}
+        if self.group is not None:
+            self.group.add(info)
+        else:
+            self._session_lock.write(info)
         self.session_id, self._started_ns = sid, started
         log.info("state store: session %s started (%s %s %s)", sid, mode, market, symbol)
         return sid

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 #: default severity of each alert kind
 SEVERITY = {"kill": "critical", "risk_pause": "warning", "risk_resume": "info", "feed_resync": "warning",
             "feed_down": "critical", "reconnect_storm": "warning", "session_start": "info",
-            "session_end": "info", "test": "info"}
+            "session_end": "info", "portfolio_limit": "warning", "test": "info"}
 #: kinds the rate limit never drops
 NEVER_SUPPRESSED = frozenset({"kill", "session_end"})
 QUEUE_SIZE = 1000

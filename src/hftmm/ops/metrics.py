@@ -17,6 +17,11 @@ hftmm_feed_resyncs_total           counter    book re-snapshots
 hftmm_feed_reconnects_total        counter    WebSocket reconnects
 hftmm_feed_malformed_total         counter    malformed frames (counted and skipped)
 hftmm_feed_update_ids_lost_total   counter    update ids missing from the stream
+hftmm_feed_update_ids_expected_total counter  update ids the stream should have carried
+hftmm_feed_messages_lost_total     counter    depth messages missing (holes, each >= 1 message)
+hftmm_feed_messages_expected_total counter    depth messages the stream should have carried
+hftmm_feed_duplicates_total        counter    frames dropped: another feed delivered them first
+hftmm_feeds_up                     gauge      redundant book feeds connected
 hftmm_feed_age_seconds             gauge      since the last market-data frame
 hftmm_book_synced                  gauge      1 while the book follows the stream
 hftmm_feed_latency_seconds         histogram  receive time - exchange event time (raw clocks)
@@ -54,7 +59,13 @@ RTT_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
 #: the engine's status keys served as hftmm_feed_<key> counters
 FEED_COUNTERS = (("messages", "market-data frames handled"), ("trades", "trades received"),
                  ("gaps", "sequence gaps detected"), ("resyncs", "book re-snapshots"),
-                 ("reconnects", "WebSocket reconnects"), ("malformed", "malformed frames, counted and skipped"))
+                 ("reconnects", "WebSocket reconnects"), ("malformed", "malformed frames, counted and skipped"),
+                 ("messages_lost", "depth messages missing (holes in the chain, each at least one message)"),
+                 ("messages_expected", "depth messages the stream should have carried"),
+                 ("update_ids_expected", "update ids the stream should have carried"),
+                 ("duplicates", "frames dropped because another feed delivered them first"))
+#: status keys of the counters not named as their metric
+_STATUS_KEY = {"duplicates": "feed_duplicates", "update_ids_expected": "ids_expected"}
 #: (metric, trader counter, help)
 ORDER_COUNTERS = (("hftmm_orders_sent", "sent", "new orders sent (a replace counts one)"),
                   ("hftmm_cancels_sent", "cancels", "cancels sent"), ("hftmm_fills", "fills", "fills"),
@@ -131,8 +142,9 @@ class _EngineCollector:
             return m
 
         for key, doc in FEED_COUNTERS:
-            yield counter(f"hftmm_feed_{key}", doc, st[key])
+            yield counter(f"hftmm_feed_{key}", doc, st[_STATUS_KEY.get(key, key)])
         yield counter("hftmm_feed_update_ids_lost", "update ids missing from the stream", ids_lost)
+        yield gauge("hftmm_feeds_up", "redundant book feeds connected", st["feeds_up"])
         age = st["feed_age_ms"]
         yield gauge("hftmm_feed_age_seconds", "seconds since the last market-data frame",
                     None if age is None else age / 1000.0)

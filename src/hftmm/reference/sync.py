@@ -39,7 +39,8 @@ class RefBookSync:
         self.buffer: list[tuple] = []
         self.counters = dict(applied=0, dropped_old=0, buffered=0, gaps=0, crossed=0, resyncs=0,
                              ids_lost=0, snapshots=0, stale_snapshots=0, buffer_dropped=0, refused=0,
-                             contradictions=0, late=0)
+                             contradictions=0, late=0, messages_received=0, messages_lost=0,
+                             ids_received=0, duplicates=0)
 
     # -- helpers
     def _account_stream(self, U: int, u: int, pu: Optional[int]) -> int:
@@ -47,6 +48,9 @@ class RefBookSync:
         late events that fill a reported hole are credited back."""
         c = self.counters
         seen = self.last_seen
+        if seen is None or u > seen:
+            c["messages_received"] += 1
+            c["ids_received"] += u - U + 1 if self.market == "spot" or pu is None else u - pu
         if seen is None:
             self.last_seen = u
             return 0
@@ -57,6 +61,7 @@ class RefBookSync:
             if hi >= lo:
                 lost = hi - lo + 1
                 c["ids_lost"] += lost
+                c["messages_lost"] += 1
                 if len(self.missing) == 32:
                     self.missing.pop(0)
                 self.missing.append([lo, hi])
@@ -65,13 +70,15 @@ class RefBookSync:
         a = U if self.market == "spot" else (pu + 1 if pu is not None else u)
         b = u
         i = 0
+        got = 0
         while i < len(self.missing):
             lo, hi = self.missing[i]
             ov = min(b, hi) - max(a, lo) + 1
             if ov > 0:
                 c["ids_lost"] -= ov
-                c["late"] += 1
+                got += ov
                 if a <= lo and b >= hi:
+                    c["messages_lost"] -= 1
                     last = self.missing.pop()
                     if i < len(self.missing):
                         self.missing[i] = last
@@ -83,9 +90,16 @@ class RefBookSync:
                 elif len(self.missing) < 32:
                     self.missing.append([b + 1, hi])
                     self.missing[i][1] = a - 1
+                    c["messages_lost"] += 1
                 else:
                     self.missing[i][1] = a - 1
             i += 1
+        if got:
+            c["late"] += 1
+            c["messages_received"] += 1
+            c["ids_received"] += got
+        else:
+            c["duplicates"] += 1
         return 0
 
     def _impossible(self, U: int, u: int, pu: Optional[int]) -> bool:

@@ -96,11 +96,19 @@ class Fault:
 @dataclass
 class FaultConfig:
     """Random (``rates``: kind -> probability per message / per REST request)
-    and scripted (``script``: list of :class:`Fault`) faults, with a seed."""
+    and scripted (``script``: list of :class:`Fault`) faults, with a seed.
+
+    ``endpoints``: the stream endpoints (0 = the main port, 1.. the simulator's
+    ``extra_ports``) whose connections get WebSocket faults -- random ones and
+    scripted ones without a ``connection``; None = all. A redundant client with
+    one feed per endpoint then has faults on some feeds only, across reconnects.
+    ``after_message``: random faults spare each connection's first N data messages."""
 
     seed: int = 0
     rates: dict[str, float] = field(default_factory=dict)
     script: list[Fault] = field(default_factory=list)
+    endpoints: Optional[tuple[int, ...]] = None
+    after_message: int = 0
 
     def __post_init__(self) -> None:
         for k, v in self.rates.items():
@@ -144,15 +152,18 @@ class Action:
 class ConnectionFaults:
     """Fault decisions for one WebSocket connection."""
 
-    def __init__(self, config: FaultConfig, index: int) -> None:
+    def __init__(self, config: FaultConfig, index: int, endpoint: int = 0) -> None:
         self.index = index
+        self.endpoint = endpoint
+        chosen = config.endpoints is None or endpoint in config.endpoints
         self.rng = random.Random(config.seed * 1_000_003 + index)
-        self.cum = _cumulative(config.rates, WS_KINDS)
+        self.cum = _cumulative(config.rates, WS_KINDS) if chosen else []
         self.script = sorted((f for f in config.script if f.kind in WS_KINDS and f.at_message is not None
-                              and (f.connection is None or f.connection == index)),
+                              and (f.connection == index or (f.connection is None and chosen))),
                              key=lambda f: f.at_message)
         self.pending: list[Action] = []
         self.count = 0
+        self.after = config.after_message
 
     def add(self, fault: Fault) -> None:
         self.pending.append(Action(fault.kind, dict(fault.params), True))
@@ -174,7 +185,7 @@ class ConnectionFaults:
         script = self.script
         while script and script[0].at_message <= self.count:
             self.add(script.pop(0))
-        if self.cum:
+        if self.cum and self.count > self.after:
             u = self.rng.random()
             for acc, kind in self.cum:
                 if u < acc:

@@ -107,7 +107,7 @@ class WsConnection:
     send queue, pings, pong timeout, lifetime, incoming-message rate limit."""
 
     def __init__(self, sim: "ExchangeSimulator", reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 handler: WsHandler, index: int, path: str) -> None:
+                 handler: WsHandler, index: int, path: str, endpoint: int = 0) -> None:
         self.sim = sim
         self.reader = reader
         self.writer = writer
@@ -127,7 +127,8 @@ class WsConnection:
         self._close_received = asyncio.Event()
         self._incoming: collections.deque = collections.deque()
         self._pings: dict[bytes, float] = {}
-        self.faults: Optional[ConnectionFaults] = (ConnectionFaults(sim.faults, index)
+        self.endpoint = endpoint   # which listening port accepted it (0: the main one)
+        self.faults: Optional[ConnectionFaults] = (ConnectionFaults(sim.faults, index, endpoint)
                                                    if sim.faults is not None else None)
         self._tasks: list[asyncio.Task] = []
         self.loop = asyncio.get_running_loop()
@@ -544,6 +545,7 @@ class MarketStreamHandler(WsHandler):
         sim = self.sim
         frames = [frame]
         extra: list[bytes] = []
+        skipped = False
         for a in acts:
             k = a.kind
             sim._fault(k, conn.index, f.count)
@@ -554,6 +556,7 @@ class MarketStreamHandler(WsHandler):
             elif k == "skip":
                 frames = []
                 sim._count("faults_effect", "update_ids_skipped", msg.u - msg.pu)
+                skipped = True
             elif k == "duplicate":
                 frames = frames + frames if frames else [frame, frame]
             elif k == "reorder":
@@ -562,6 +565,8 @@ class MarketStreamHandler(WsHandler):
                     frames = frames[1:]
             elif k == "malformed":
                 extra.append(self._malformed(a.params.get("variant"), msg, frame, stream))
+        if skipped and not frames and ch == "depth" and (self._held is None or self._held[0] is not frame):
+            sim._skipped.append((conn.index, msg.U, msg.u, msg.pu))   # withheld for good (ground truth)
         for fr in frames:
             conn.push(fr, ch)
         for fr in extra:
@@ -649,7 +654,7 @@ class ExchangeSimulator:
                  incoming_rate: Optional[int] = None, max_streams: Optional[int] = None,
                  limits: Optional[SpotLimits] = None, order_fault_seed: int = 0,
                  order_fault_rates: Optional[dict[str, float]] = None, tls: Union[bool, str] = False,
-                 max_trades: int = 200_000) -> None:
+                 max_trades: int = 200_000, extra_ports: int = 0) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
@@ -664,6 +669,16 @@ class ExchangeSimulator:
         self.faults = faults
         self.host = host
         self.port = port
+        if not 0 <= extra_ports <= 8:
+            raise ValueError(f"extra_ports must be in [0, 8], got {extra_ports}")
+        self.extra_ports = extra_ports
+        #: listening ports: [main, extra...] (each serves everything; connections
+        #: remember which one accepted them, FaultConfig.endpoints picks by it)
+        self.ports: list[int] = []
+        #: depth messages withheld by skip faults: (connection index, U, u, pu)
+        self._skipped: collections.deque = collections.deque(maxlen=1_000_000)
+        self._depth_first: Optional[tuple[int, int, int]] = None   # (U, u, pu) of the first depth published
+        self._depth_count = 0
         self.depth_interval_ms = depth_interval_ms
         self.ping_interval_s = float(ping_interval_s if ping_interval_s is not None else PING_INTERVAL_S[market])
         self.pong_timeout_s = float(pong_timeout_s if pong_timeout_s is not None else PONG_TIMEOUT_S[market])
@@ -882,6 +897,23 @@ class ExchangeSimulator:
     def ws_url(self) -> str:
         return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
 
+    @property
+    def ws_urls(self) -> list[str]:
+        """Stream base URLs of every listening port (the main one first)."""
+        return [f"{'wss' if self.tls else 'ws'}://{self.host}:{p}" for p in self.ports]
+
+    def depth_published(self) -> tuple[int, Optional[tuple[int, int, int]]]:
+        """(depth messages published on the primary depth stream, (U, u, pu) of the first)."""
+        return self._depth_count, self._depth_first
+
+    def skipped_depth(self) -> list[tuple[int, int, int, int]]:
+        """Depth messages withheld by skip faults, in order: (connection index, U, u, pu)."""
+        return list(self._skipped)
+
+    def connection_endpoints(self) -> dict[int, int]:
+        """Open WebSocket connections: index -> endpoint (listening port number in ``ports``)."""
+        return {i: c.endpoint for i, c in list(self._conns.items())}
+
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
         self._loop = loop
@@ -914,6 +946,13 @@ class ExchangeSimulator:
                                                 reuse_address=True, ssl=ssl_ctx)
             self.port = server.sockets[0].getsockname()[1]
             self._server = server
+            self.ports = [self.port]
+            self._extra_servers = []
+            for _ in range(self.extra_ports):
+                extra = await asyncio.start_server(self._on_client, self.host, 0, limit=1 << 16,
+                                                   reuse_address=True, ssl=ssl_ctx)
+                self._extra_servers.append(extra)
+                self.ports.append(extra.sockets[0].getsockname()[1])
         except BaseException as e:
             self._start_error = e
             self._started.set()
@@ -925,6 +964,8 @@ class ExchangeSimulator:
         await self._stop_event.wait()
         self._stopping = True
         server.close()
+        for extra in self._extra_servers:
+            extra.close()
         for t in (engine, scheduler):
             t.cancel()
         for conn in list(self._conns.values()):
@@ -1080,6 +1121,9 @@ class ExchangeSimulator:
                 top = src.book.top(SPOT_DEPTH_MAX)
                 self._history.append((msg.ts, self._last_update_id, tuple(np.array(a) for a in top)))
             self._depth_ids.append((msg.U, msg.u))
+            if self._depth_first is None:
+                self._depth_first = (msg.U, msg.u, msg.pu)
+            self._depth_count += 1
         elif msg.channel == "trade":
             if self.trading is not None and self.trading.engine.has_resting():
                 t = self.tape.parse_trade(msg.payload)     # our resting orders see the print now
@@ -1202,6 +1246,9 @@ class ExchangeSimulator:
             for conn in list(self._conns.values()):
                 if f.connection is not None and conn.index != f.connection:
                     continue
+                eps = self.faults.endpoints
+                if f.connection is None and eps is not None and conn.endpoint not in eps:
+                    continue
                 if conn.closing or not isinstance(conn.handler, MarketStreamHandler):
                     continue
                 if f.kind in CONNECTION_KINDS:
@@ -1314,7 +1361,10 @@ class ExchangeSimulator:
             f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n").encode("ascii"))
         index = self._n_conns
         self._n_conns += 1
-        conn = WsConnection(self, reader, writer, handler, index, req.path)
+        sockname = writer.get_extra_info("sockname")
+        port = sockname[1] if sockname else self.port
+        endpoint = self.ports.index(port) if port in self.ports else 0
+        conn = WsConnection(self, reader, writer, handler, index, req.path, endpoint)
         self._conns[index] = conn
         await conn.run()
 

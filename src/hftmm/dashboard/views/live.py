@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any, Optional
 
 import pandas as pd
 import streamlit as st
@@ -53,7 +54,18 @@ POSITION_TILES = ((("Mid", "mid", "{:,.2f}"), ("Spread", "spread", "{:,.4g}"),
 FEED_TILES = ((("Gaps", "gaps", "{:,.0f}"), ("Resyncs", "resyncs", "{:,.0f}"),
                ("Reconnects", "reconnects", "{:,.0f}"), ("Malformed", "malformed", "{:,.0f}")),
               (("Feed latency ms", "feed_latency_ms", "{:,.1f}"), ("Feed age ms", "feed_age_ms", "{:,.0f}"),
-               ("Order RTT ms", "order_rtt_ms", "{:,.1f}"), ("Messages", "messages", "{:,.0f}")))
+               ("Order RTT ms", "order_rtt_ms", "{:,.1f}"), ("Messages", "messages", "{:,.0f}")),
+              (("Messages lost", "message_loss", "{}"), ("Update ids lost", "id_loss", "{}"),
+               ("Feeds up", "feeds_up", "{:,.0f}"), ("Feed duplicates", "feed_duplicates", "{:,.0f}")))
+
+
+def loss_text(lost: Any, expected: Any) -> Optional[str]:
+    """'lost / expected (rate)' of a loss figure, or None when not published."""
+    if lost is None or expected is None or lost != lost or expected != expected:
+        return None
+    lost, expected = int(lost), int(expected)
+    rate = lost / expected if expected else 0.0
+    return f"{lost:,} / {expected:,} ({rate:.3%})"
 
 
 def tiles(row: dict, spec: tuple) -> None:
@@ -100,6 +112,8 @@ def live_panel() -> None:
         chart(fg.indicators_chart(status), key="live-indicators")
     with c2:
         st.markdown("**Feed health**")
+        last = dict(last, message_loss=loss_text(last.get("messages_lost"), last.get("messages_expected")),
+                    id_loss=loss_text(last.get("ids_lost"), last.get("ids_expected")))
         tiles(last, FEED_TILES)
         chart(fg.latency_chart(status), key="live-latency")
 
