@@ -101,6 +101,7 @@ cdef class Trader:
     cdef readonly int64_t kill_ns   # when the kill switch tripped, ns on the driver's clock (-1: never)
     cdef readonly int last_refusal
     cdef public int64_t now         # the driver's clock at the current event, ns (for Python strategies)
+    cdef public int64_t cap_lots    # a portfolio's cap on |position| with every order filled, lots (-1: none)
     # loss limits
     cdef int64_t _day
     cdef double _day_start_pnl

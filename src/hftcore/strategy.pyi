@@ -50,6 +50,7 @@ class Trader:
     @property
     def last_refusal(self) -> int: ...
     now: int
+    cap_lots: int
     @property
     def last_pnl(self) -> float: ...
     @property

@@ -126,6 +126,7 @@ cdef class Trader:
             raise MemoryError()
         self.book_valid = True
         self.enabled = True
+        self.cap_lots = -1
         self.seq = 1
         self._day = -1
         self.last_pnl = NAN
@@ -218,12 +219,22 @@ cdef class Trader:
     # ------------------------------------------------------------ limits
     cdef int64_t room_c(self, int side) noexcept nogil:
         """Lots a new order on ``side`` may have so that the position limit holds even
-        if every order not known to be done fills (INT64_MAX: no limit)."""
+        if every order not known to be done fills (INT64_MAX: no limit); ``cap_lots``
+        (a portfolio's share, >= 0) bounds it the same way (0: only what reduces
+        the position)."""
+        cdef int64_t room, c
         if self.lim.max_lots <= 0:
-            return INT64_MAX
-        if side == 0:
-            return self.lim.max_lots - self.position - self.olots[0]
-        return self.lim.max_lots + self.position - self.olots[1]
+            room = INT64_MAX
+        elif side == 0:
+            room = self.lim.max_lots - self.position - self.olots[0]
+        else:
+            room = self.lim.max_lots + self.position - self.olots[1]
+        if self.cap_lots >= 0:
+            c = (self.cap_lots - self.position - self.olots[0] if side == 0
+                 else self.cap_lots + self.position - self.olots[1])
+            if c < room:
+                room = c
+        return room
 
     cdef int64_t budget_c(self, int64_t now) noexcept nogil:
         """New orders (or replaces) the order-rate limit allows at ``now``. The sends
