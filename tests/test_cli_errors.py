@@ -170,7 +170,10 @@ def test_ctrl_c_stops_a_sweep_and_keeps_the_finished_rows(tmp_path):
     # sweep is far from done when the first rows appear, even on a loaded machine
     proc = subprocess.Popen([sys.executable, "-m", "hftmm.cli", "sweep", "--grid", grid, "--out", str(out),
                              "--workers", "2", "--group-size", "1", "--no-progress", "--synthetic-seconds", "7200"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as at a terminal: a suite started in the background (nohup, &)
+                            # has SIGINT ignored, and a child would inherit that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     results = out / "results.parquet"
     guard = time.monotonic() + 600
     while not results.exists() and proc.poll() is None and time.monotonic() < guard:
