@@ -364,3 +364,32 @@ def test_a_dead_process_releases_its_session(tmp_path):
     s = StateStore(path)
     s.start_session("paper", "ETHUSDT", "spot", {})
     s.close()
+
+
+def test_session_group_one_lock_for_several_symbols(tmp_path):
+    """Several symbols in one process: a session per symbol under one lock; the lock
+    file names them all, a second process's session is refused, the dashboard marks
+    every one running, and the lock goes with the group."""
+    from hftmm.dashboard.sources import live_sessions
+    from hftmm.live.state import SessionGroup, SessionInUse, running_session
+
+    path = tmp_path / "multi.db"
+    StateStore(path).close()                     # (the schema)
+    group = SessionGroup(path)
+    stores = [StateStore(path, group=group) for _ in range(2)]
+    sids = [st.start_session("paper", sym, "spot", {}) for st, sym in zip(stores, ("BTCUSDT", "ETHUSDT"))]
+    who = running_session(path)
+    assert who["sessions"] == sids and who["session_id"] == sids[0] and who["symbol"] == "BTCUSDT,ETHUSDT"
+    assert who["pid"] == os.getpid()
+    other = StateStore(path)
+    with pytest.raises(SessionInUse, match=sids[0]):
+        other.start_session("paper", "SOLUSDT", "spot", {})
+    other.close()
+    df = live_sessions.__wrapped__(str(path)) if hasattr(live_sessions, "__wrapped__") else live_sessions(str(path))
+    assert set(df.loc[df["running"], "session_id"]) == set(sids)
+    for st in stores:
+        st.end_session("test over")
+        st.close()
+    assert running_session(path) is not None      # the group still holds the lock
+    group.release()
+    assert running_session(path) is None
