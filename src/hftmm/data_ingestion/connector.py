@@ -547,7 +547,7 @@ class BinanceConnector:
             conn.ws = None
             if self._m_held:
                 with self._frame_lock:      # a hole no longer waits for this feed
-                    self._merge_release(False)
+                    self._merge_release()
             if self._stop.is_set():
                 break
             self.stats.reconnects += 1
@@ -585,7 +585,7 @@ class BinanceConnector:
                 if is_book:
                     with self._frame_lock:
                         if self._m_held:
-                            self._merge_release(False)
+                            self._merge_release()
                         self._maybe_apply_snapshot()
                 continue
             except (websocket.WebSocketConnectionClosedException, OSError, ValueError) as exc:
@@ -651,11 +651,9 @@ class BinanceConnector:
                     self.stats.feed_holds += 1
                     self._m_held_since = time.monotonic()
                 self._m_held.append((msg, data, conn))
-                self._merge_release(False)
+                self._merge_release()
                 return
             self._pass_depth(msg, data, local_ns, conn)
-            if self._m_held:
-                self._merge_release(True)
             return
         if isinstance(msg, Trade):
             if msg.trade_id in self._m_trades:
@@ -692,7 +690,7 @@ class BinanceConnector:
         if self._m_last is None or u > self._m_last or self.sync.contradictions != contradictions:
             self._m_last = u        # (the stream re-anchored: the merge follows it)
 
-    def _merge_release(self, filled: bool) -> None:
+    def _merge_release(self) -> None:
         """Pass on the held messages that now follow the merged stream; and all of
         them once every live book feed has passed the hole without filling it,
         the wait is over, or too much is held."""
@@ -702,20 +700,18 @@ class BinanceConnector:
         while held:
             msg, data, conn = held[0]
             u, last = msg.last_id, self._m_last
-            if u in self._m_recent or (last is not None and u <= last):
+            if u in self._m_recent:
                 held.pop(0)
-                if u in self._m_recent:
-                    self._feed_duplicate(conn)
-                    continue
-                self._pass_depth(msg, data, time.time_ns(), conn)
+                self._feed_duplicate(conn)
                 continue
-            if last is not None and self._hole_before(msg, last):
+            newer = last is None or u > last
+            if newer and last is not None and self._hole_before(msg, last):
                 break
             held.pop(0)
-            self._pass_depth(msg, data, time.time_ns(), conn)
-            progressed = True
+            self._pass_depth(msg, data, time.time_ns(), conn)     # (an older one: late, the sync judges)
+            progressed = progressed or newer
         if not held:
-            if progressed or filled:
+            if progressed:
                 self.stats.feed_fills += 1
             return
         if progressed:
