@@ -539,6 +539,57 @@ def test_429_pauses_and_reports_the_code(make_gw, rest):
     assert len(rest.seen("GET", "/api/v3/openOrders")) == n_reads
 
 
+def test_429_for_the_order_count_still_lets_cancels_out(make_gw, rest):
+    """-1015 is the account's order count: new orders wait out Retry-After, but cancels
+    (which do not count) still go -- a session must be able to take its quotes down."""
+    rest.route("POST", "/api/v3/order", lambda r: (429, {"code": -1015, "msg": "Too many new orders; current "
+                                                   "limit is 100 orders per 10 SECOND."}, {"Retry-After": "5"}))
+    rest.route("DELETE", "/api/v3/order", lambda r: (200, order_body("old", 7, status="CANCELED")))
+    gw, ev = make_gw()
+    gw.place_order(place_params("a"))
+    assert ev.wait_kind("new_reject")[0].data["code"] == -1015
+    gw.place_order(place_params("b"))                  # refused locally, not sent
+    r2 = ev.wait_kind("new_reject", 2)[1]
+    assert r2.data["sent"] is False and r2.data["code"] == -1015 and r2.data["http_status"] == 429
+    gw.cancel_order({"symbol": "BTCUSDT", "origClientOrderId": "old"})
+    assert ev.wait_kind("cancel_ack")[0].client_order_id == "old"
+    assert len(rest.seen("POST", "/api/v3/order")) == 1 and len(rest.seen("DELETE", "/api/v3/order")) == 1
+    n_reads = len(rest.seen("GET", "/api/v3/openOrders"))
+    gw.reconcile("BTCUSDT")                            # reads are not held either
+    ev.wait_kind("open_orders", n_reads + 1)
+    assert gw.rate_limiter.pending_orders == 0         # every order request answered: none in flight
+
+
+def test_order_count_in_flight_is_counted_until_the_answer(make_gw, rest):
+    """The limiter counts an order request from acquire to its answer: the server's
+    X-MBX-ORDER-COUNT-10S in one answer (1: it has seen one order) does not erase
+    another still in flight. Taking the header as is let the next orders past the
+    limit (HTTP 429 -1015 in a restart test)."""
+    gate = threading.Event()
+
+    def route(r):
+        cid = r.params["newClientOrderId"]
+        if cid == "b":
+            gate.wait(0.4)            # held by the server (the gateway's timeout is 0.6 s)
+        return 200, order_body(cid, 1 if cid == "a" else 2), {"X-MBX-ORDER-COUNT-10S": "1" if cid == "a" else "2"}
+
+    rest.route("POST", "/api/v3/order", route)
+    limiter = RateLimiter.from_exchange_info({"rateLimits": [
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100}]})
+    gw, ev = make_gw(rate_limiter=limiter, pace_orders=True)
+    if time.time() % 10 > 8.5:        # not across a 10 s window: its count starts again
+        time.sleep(10 - time.time() % 10 + 0.05)
+    gw.place_order(place_params("b"))
+    time.sleep(0.05)
+    gw.place_order(place_params("a"))
+    assert ev.wait_kind("new_ack")[0].client_order_id == "a"
+    assert limiter.pending_orders == 1
+    assert limiter.usage()["ORDERS 10 SECOND"][0] == 2      # the server's 1 + "b" in flight
+    gate.set()
+    ev.wait_kind("new_ack", 2)
+    assert limiter.pending_orders == 0 and limiter.usage()["ORDERS 10 SECOND"][0] == 2
+
+
 def test_418_ban_stops_everything(make_gw, rest):
     ban_end_ms = int(time.time() * 1000) + 120_000
     rest.route("POST", "/api/v3/order", lambda r: (418, {"code": -1003,

@@ -71,6 +71,7 @@ def test_headers():
     clk = FakeClock()
     rl = RateLimiter.from_exchange_info(INFO, clock=clk)
     rl.acquire(weight=2, orders=1)
+    rl.settle(1)                      # its answer is in: the headers below count it
     rl.update_from_headers({"x-mbx-used-weight-1m": "18", "X-MBX-ORDER-COUNT-10S": "5",
                             "X-MBX-ORDER-COUNT-1D": "3", "X-MBX-USED-WEIGHT": "18", "Content-Type": "json"})
     u = rl.usage()
@@ -83,6 +84,40 @@ def test_headers():
     u = rl.usage()
     assert u["REQUEST_WEIGHT 1 MINUTE"] == (18, 20) and u["ORDERS 10 SECOND"] == (2, 5)
     assert rl.acquire(weight=1, orders=1) == 0
+
+
+def test_order_count_headers_add_the_orders_still_in_flight():
+    """Two senders: the answer of the first carries the server's count, which does not
+    hold the second (still in flight); taking it as is let the next order past the limit."""
+    clk = FakeClock(100.0)
+    info = {"rateLimits": [{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 3}]}
+    rl = RateLimiter.from_exchange_info(info, clock=clk)
+    assert rl.acquire(orders=1) == 0 and rl.acquire(orders=1) == 0 and rl.acquire(orders=1) == 0
+    assert rl.pending_orders == 3
+    rl.settle(1)
+    rl.update_from_headers({"X-MBX-ORDER-COUNT-10S": "1"})     # the server has seen one so far
+    assert rl.usage()["ORDERS 10 SECOND"] == (3, 3)            # 1 + the 2 in flight
+    assert rl.acquire(orders=1) > 0                            # the limit holds
+    rl.settle(1)
+    rl.settle(1)
+    rl.update_from_headers({"X-MBX-ORDER-COUNT-10S": "2"})     # one was filled: the count went down
+    assert rl.pending_orders == 0 and rl.usage()["ORDERS 10 SECOND"] == (2, 3)
+    assert rl.acquire(orders=1) == 0
+    rl.settle(5)
+    assert rl.pending_orders == 0                              # never below zero
+
+
+def test_429_for_the_order_count_pauses_only_orders():
+    clk = FakeClock()
+    rl = RateLimiter.from_exchange_info(INFO, clock=clk)
+    rl.on_429(4, code=-1015)
+    assert rl.acquire(weight=1, orders=1) == pytest.approx(4.0)
+    assert rl.acquire(weight=1, orders=0) == 0                 # a cancel still goes out
+    assert rl.pause_remaining() == 0 and rl.pause_remaining(orders=True) == pytest.approx(4.0)
+    clk.t += 4
+    assert rl.acquire(weight=1, orders=1) == 0
+    rl.on_429(3, code=-1003)                                   # weight: everything waits
+    assert rl.acquire(weight=1, orders=0) == pytest.approx(3.0) and rl.pause_remaining() == pytest.approx(3.0)
 
 
 def test_429_and_418():

@@ -130,6 +130,8 @@ cdef class Trader:
     cdef int64_t replace_c(self, int64_t oid, int64_t px, int64_t lots, int64_t now) except -1 nogil
     cdef int cancel_all_c(self, int64_t now) except -1 nogil
     cdef int on_report_c(self, const xm_report_t* r) except -1 nogil
+    cdef int foreign_fill_c(self, int side, int64_t px, int64_t lots, double fee) except -1 nogil
+    cdef void _book_fill(self, int side, int64_t px, int64_t lots, double fee) noexcept nogil
     cdef int mark_c(self, int64_t now, double mid_price) except -1 nogil
     cdef int kill_c(self, int reason, int64_t now) except -1 nogil
     cdef int64_t flatten_c(self, int64_t now) except -1 nogil

@@ -393,7 +393,6 @@ cdef class Trader:
         """Apply an exchange report (unknown ids are ignored: 0; applied: 1)."""
         cdef tr_order_t* o = self.get_c(r.id)
         cdef int slot
-        cdef double notional
         if o == NULL:
             return 0
         slot = <int>(r.id & SLOT_MASK)
@@ -403,16 +402,7 @@ cdef class Trader:
         elif r.kind == RPT_FILL:
             o.filled += r.lots
             self.olots[o.side] -= r.lots
-            notional = <double>r.px * self.lim.tick_size * <double>r.lots * self.lim.lot_size
-            if o.side == 0:
-                self.position += r.lots
-                self.cash -= notional
-            else:
-                self.position -= r.lots
-                self.cash += notional
-            self.cash -= r.fee
-            self.fees += r.fee
-            self.fills += 1
+            self._book_fill(o.side, r.px, r.lots, r.fee)
             if o.state == TR_PENDING:
                 o.state = TR_OPEN
             if r.leaves <= 0 or o.filled >= o.qty:
@@ -421,6 +411,28 @@ cdef class Trader:
             if r.kind == RPT_REJECTED:
                 self.rejects += 1
             self._release(slot, r.ts)
+        return 1
+
+    cdef void _book_fill(self, int side, int64_t px, int64_t lots, double fee) noexcept nogil:
+        """A fill into position, cash and fees (``side`` 0 buy / 1 sell, ``px`` ticks)."""
+        cdef double notional = <double>px * self.lim.tick_size * <double>lots * self.lim.lot_size
+        if side == 0:
+            self.position += lots
+            self.cash -= notional
+        else:
+            self.position -= lots
+            self.cash += notional
+        self.cash -= fee
+        self.fees += fee
+        self.fills += 1
+
+    cdef int foreign_fill_c(self, int side, int64_t px, int64_t lots, double fee) except -1 nogil:
+        """A fill of an order this trader did not place (an earlier session's order,
+        adopted and being cancelled): position and cash move as for its own fills;
+        no open order of its own changes. ``side`` 0 buy / 1 sell, ``px`` ticks."""
+        if lots <= 0:
+            return 0
+        self._book_fill(side, px, lots, fee)
         return 1
 
     cdef int mark_c(self, int64_t now, double mid_price) except -1 nogil:
@@ -590,6 +602,12 @@ cdef class Trader:
 
     def set_book_valid(self, bint valid, now=None):
         self.set_book_valid_c(valid, self.now if now is None else now)
+
+    def foreign_fill(self, int side, int64_t px, int64_t lots, double fee=0.0):
+        """Take in a fill of an order this trader did not place (``side`` 0 buy / 1 sell,
+        ``px`` ticks, ``lots``, ``fee`` quote): e.g. an earlier session's order that
+        filled before its cancel landed. The limits count it at once."""
+        return self.foreign_fill_c(side, px, lots, fee)
 
     def inherit_position(self, int64_t lots):
         """Start from a position held before this session (a restart: the account's

@@ -52,7 +52,16 @@ class RateLimiter:
 
     A non-zero answer records nothing: wait that long and call again.
     ``update_from_headers`` syncs with the server counters; ``on_429``/``on_418``
-    stop everything until ``Retry-After`` has passed (418 = IP banned).
+    stop everything until ``Retry-After`` has passed (418 = IP banned), except
+    that a 429 for the order count (-1015) stops only requests that count as
+    orders: cancels do not, and must still go out.
+
+    Order requests in flight: ``acquire(orders=n)`` adds ``n`` to
+    ``pending_orders`` and the sender calls ``settle(n)`` when the request's
+    answer (or failure) is in, before feeding that answer's headers. The server's
+    ``X-MBX-ORDER-COUNT-*`` does not include requests it has not seen yet, so the
+    local count is the server's plus those still pending; taking the server's
+    figure alone let concurrent senders place past the limit (HTTP 429 -1015).
     """
 
     def __init__(self, limits: list[RateLimit], clock: Callable[[], float] = time.time, safety: float = 1.0):
@@ -60,7 +69,9 @@ class RateLimiter:
         self.clock = clock
         self.safety = safety  # fraction of each limit we allow ourselves to use
         self.paused_until = 0.0
+        self.orders_paused_until = 0.0   # after 429 -1015: only order-count requests wait
         self.banned = False
+        self.pending_orders = 0          # order-count units acquired, answer not in yet
 
     @classmethod
     def from_exchange_info(cls, info: Mapping, clock: Callable[[], float] = time.time,
@@ -86,6 +97,8 @@ class RateLimiter:
         now = self._now(now)
         if now < self.paused_until:
             return self.paused_until - now
+        if orders > 0 and now < self.orders_paused_until:
+            return self.orders_paused_until - now
         self.banned = False
         waits = [0.0]
         for lim in self.limits:
@@ -101,14 +114,26 @@ class RateLimiter:
             return wait
         for lim in self.limits:
             lim.used += self._amount(lim, weight, orders)
+        self.pending_orders += max(0, orders)
         return 0.0
+
+    def settle(self, orders: int = 1) -> None:
+        """An order request acquired with ``orders`` has its answer (or failed): no longer pending."""
+        self.pending_orders = max(0, self.pending_orders - max(0, orders))
+
+    def pause_remaining(self, orders: bool = False, now: float | None = None) -> float:
+        """Seconds left of Binance's 429/418 pause for a request (``orders``: one that counts as an order)."""
+        now = self._now(now)
+        end = max(self.paused_until, self.orders_paused_until) if orders else self.paused_until
+        return max(0.0, end - now)
 
     def update_from_headers(self, headers: Mapping[str, str], now: float | None = None) -> None:
         """Sync with ``X-MBX-USED-WEIGHT-1M`` / ``X-MBX-ORDER-COUNT-10S`` ... headers.
 
         Weight only grows within a window, so we keep the larger of local and
         server counts (requests may be in flight). The order count can shrink
-        (fills decrement it), so the server value is taken as is.
+        (fills decrement it), so it is the server value plus the order requests
+        still in flight (``pending_orders``).
         """
         now = self._now(now)
         for name, value in headers.items():
@@ -124,12 +149,17 @@ class RateLimiter:
             for lim in self.limits:
                 if lim.kind == kind and lim.interval == interval and lim.interval_num == num:
                     lim.roll(now)
-                    lim.used = max(lim.used, used) if kind == "REQUEST_WEIGHT" else used
+                    lim.used = max(lim.used, used) if kind == "REQUEST_WEIGHT" else used + self.pending_orders
 
-    def on_429(self, retry_after_s: float, now: float | None = None) -> None:
-        """HTTP 429 (-1003/-1015): stop sending until Retry-After has passed."""
+    def on_429(self, retry_after_s: float, now: float | None = None, code: int | None = None) -> None:
+        """HTTP 429: stop sending until Retry-After has passed; for -1015 (too many new
+        orders, an account's order count) stop only requests that count as orders."""
         now = self._now(now)
-        self.paused_until = max(self.paused_until, now + max(0.0, float(retry_after_s)))
+        until = now + max(0.0, float(retry_after_s))
+        if code == -1015:
+            self.orders_paused_until = max(self.orders_paused_until, until)
+        else:
+            self.paused_until = max(self.paused_until, until)
 
     def on_418(self, retry_after_s: float, now: float | None = None) -> None:
         """HTTP 418: the IP is banned until Retry-After has passed."""

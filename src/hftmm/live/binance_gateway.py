@@ -22,8 +22,11 @@ Binance spot (testnet first; see /work/shared/BINANCE.md section 3):
   wait (queued, not blocking a worker) when it says so. Order requests are
   paced by the caller, which acquires from the same limiter before calling
   (:class:`~hftmm.strategy.quote_manager.QuoteManager` does; ``pace_orders=True``
-  makes the gateway do it instead). After HTTP 429 nothing is sent until
-  ``Retry-After`` has passed, after 418 nothing until the ban ends: an order
+  makes the gateway do it instead); the limiter counts order requests in
+  flight until their answer is in. After HTTP 429 nothing is sent until
+  ``Retry-After`` has passed (after 429 -1015, the account's order count, only
+  new orders and cancel-replaces wait: cancels still go out), after 418
+  nothing until the ban ends: an order
   request meanwhile is answered ``new_reject`` / ``cancel_reject`` with
   ``"sent": False`` and the code and status (-1003/-1015, 429/418; -1015 or
   -1003 with status None for the local budget when ``pace_orders``), a read
@@ -155,6 +158,7 @@ class _Request:
     cid: Optional[str] = None
     new_cid: Optional[str] = None
     attempt: int = 0
+    settled: bool = False   # its order count no longer pending in the limiter
 
     @property
     def endpoint(self) -> _Endpoint:
@@ -510,6 +514,10 @@ class BinanceGateway:
     def reconcile(self, symbol: str) -> None:
         """``GET /api/v3/openOrders`` and ``GET /api/v3/account`` -> ``open_orders``, ``account``."""
         self._submit(_Request("open_orders", self._params({"symbol": symbol})))
+        self.read_account()
+
+    def read_account(self) -> None:
+        """``GET /api/v3/account`` -> ``account``."""
         self._submit(_Request("account", {"omitZeroBalances": "true"}))
 
     def _params(self, params: Mapping[str, Any]) -> dict:
@@ -601,6 +609,7 @@ class BinanceGateway:
                 except Exception:  # noqa: BLE001 -- a bug must not kill the worker or leak secrets
                     text = self._redact("".join(traceback.format_exc()))
                     log.error("%s: %s failed unexpectedly:\n%s", self.symbol, req.op, text)
+                    self._settle(req)
                     self._emit_all(failure_events(req.op, "internal error (see log)", True, req.cid, req.new_cid))
         finally:
             self._close_thread_conn()
@@ -608,6 +617,7 @@ class BinanceGateway:
     def _requeue(self, req: _Request, delay_s: float) -> None:
         """Run ``req`` again after ``delay_s`` [s]; once stopped, answer it as never sent."""
         if not self._queue.put(req, delay_s=delay_s, dedupe=req.is_read):
+            self._settle(req)
             self._emit_all([e for e in failure_events(req.op, "gateway stopped before sending", False,
                                                       req.cid, req.new_cid) if e[0] != "error"])
 
@@ -621,13 +631,15 @@ class BinanceGateway:
         with self._limiter_lock:
             now = self._clock()
             if req.op in _PACED_BY_CALLER and not self.pace_orders:
-                wait = max(0.0, lim.paused_until - now)     # only Binance's 429/418 pause
+                wait = lim.pause_remaining(bool(ep.orders), now)   # only Binance's 429/418 pause
             else:
                 try:
                     wait = lim.acquire(ep.weight, ep.orders, now)
                 except ValueError as exc:   # a single request above a whole limit
                     wait, detail = math.inf, str(exc)
-            banned, paused = lim.is_banned(now), now < lim.paused_until
+            banned = lim.is_banned(now)
+            orders_paused = bool(ep.orders) and now < lim.orders_paused_until
+            paused = now < lim.paused_until or orders_paused
         if wait <= 0:
             return True
         if wait <= self.max_rate_wait_s or (req.is_read and not math.isinf(wait)):
@@ -636,11 +648,13 @@ class BinanceGateway:
         if banned:
             code, status, why = ERR_TOO_MANY_REQUESTS, 418, "IP banned (HTTP 418)"
         elif paused:
-            code, status, why = self._last_429_code, 429, "Retry-After pause (HTTP 429)"
+            code = self._last_429_code if now < lim.paused_until else ERR_TOO_MANY_ORDERS
+            status, why = 429, "Retry-After pause (HTTP 429)"
         else:
             code = ERR_TOO_MANY_ORDERS if ep.orders else ERR_TOO_MANY_REQUESTS
             status, why = None, detail or "local rate limit"
         msg = f"not sent: {why}; {wait:.1f} s to wait" if not math.isinf(wait) else f"not sent: {why}"
+        self._settle(req)
         self._emit_all(not_sent_events(req.op, code, msg, status, req.cid, req.new_cid))
         return False
 
@@ -655,9 +669,11 @@ class BinanceGateway:
                 req.attempt += 1   # reads are safe to repeat
                 self._requeue(req, self._backoff(req.attempt))
                 return
+            self._settle(req)
             self._emit_all(failure_events(req.op, self._redact(lost.detail), lost.sent, req.cid, req.new_cid))
             return
         body = decode_body(raw)
+        self._settle(req)                  # before its headers: they count this request
         self._after_answer(status, headers, body)
         if req.is_read and (status >= 500 or status in (418, 429)) and req.attempt < 2 \
                 and not self._stop.is_set():
@@ -665,6 +681,14 @@ class BinanceGateway:
             self._requeue(req, self._backoff(req.attempt))
             return
         self._emit_all(answer_events(req.op, status, body, req.cid, req.new_cid))
+
+    def _settle(self, req: _Request) -> None:
+        """The request's order count is no longer in flight (see ``RateLimiter.settle``)."""
+        if req.settled or not req.endpoint.orders or self._limiter is None:
+            return
+        req.settled = True
+        with self._limiter_lock:
+            self._limiter.settle(req.endpoint.orders)
 
     def _after_answer(self, status: int, headers: Mapping[str, str], body: Any) -> None:
         """Rate-limit headers, 429/418 pauses, -1021 clock resync."""
@@ -679,15 +703,26 @@ class BinanceGateway:
             self._resync_clock()
 
     def _pause(self, status: int, code: Any, retry_s: float) -> None:
-        """HTTP 429 / 418 (REST or WS API): nothing is sent for ``retry_s`` [s]."""
+        """HTTP 429 / 418 (REST or WS API): nothing is sent for ``retry_s`` [s]; after
+        429 -1015 (the account's order count) only new orders and cancel-replaces wait."""
+        try:
+            code = int(code)
+        except (TypeError, ValueError):
+            code = None
+        orders_only = status == 429 and code == ERR_TOO_MANY_ORDERS
         lim = self._limiter
         if lim is not None:
             with self._limiter_lock:
-                (lim.on_418 if status == 418 else lim.on_429)(retry_s)
-        try:
-            self._last_429_code = int(code)
-        except (TypeError, ValueError):
-            pass
+                if status == 418:
+                    lim.on_418(retry_s)
+                else:
+                    lim.on_429(retry_s, code=code)
+        if orders_only:
+            log.warning("%s: HTTP 429 (-1015, order count); no new orders for %.1f s (cancels still go out)",
+                        self.symbol, retry_s)
+            return
+        if code is not None:
+            self._last_429_code = code
         self._ws_retry_at = max(self._ws_retry_at, time.monotonic() + retry_s)
         log.warning("%s: HTTP %d (%s); sending nothing for %.1f s", self.symbol, status, code, retry_s)
 

@@ -172,6 +172,7 @@ class LiveEngine:
         self.session_id: Optional[str] = None
         self.stats = {"frames": 0, "events": 0, "gateway_events": 0, "kills": 0}
         self.unconfirmed: list[str] = []    # client ids not confirmed cancelled at the end
+        self._account_wanted = False        # an account read came too early for the position
         self.decisions: list = []           # INTENT_DTYPE arrays (record_decisions)
         self.started_ns = 0
         self._last_publish_ns = 0
@@ -359,13 +360,28 @@ class LiveEngine:
             self.stats["gateway_events"] += 1
             k = ev.kind
             if k == "account" and "position" in self.risk._extra:
-                self._reconcile_position(ev.data)
+                if self.qm.open_orders_seen and not self.qm.adopted_open:
+                    self._reconcile_position(ev.data)
+                else:
+                    self._account_wanted = True     # read again once no earlier order can fill
             elif k == "user_stream":
                 ok = ev.data.get("state") == "subscribed"
                 self.risk.set_condition("user_stream", None if ok else
                                         f"user data stream {ev.data.get('state')}: not quoting until it is back")
             self.qm.on_gateway_event(ev)
+            self._read_account_when_settled()
             self._after(ev.ts_ns or time.time_ns())
+
+    def _read_account_when_settled(self) -> None:
+        """The position comes from an account read made after the open orders were seen
+        and every order of an earlier session is final: none of their fills can then be
+        missing from it, nor be counted twice."""
+        if self._account_wanted and self.qm.open_orders_seen and not self.qm.adopted_open \
+                and "position" in self.risk._extra:
+            self._account_wanted = False
+            log.info("%s: reading the account again (the open orders are settled)", self.trading.symbol)
+            read = getattr(self.gateway, "read_account", None)
+            read() if read is not None else self.gateway.reconcile(self.trading.symbol)
 
     def _report(self, ts: int, tid: int, kind: int, px: int = 0, lots: int = 0, leaves: int = 0, fee: float = 0.0,
                 taker: bool = False) -> bool:
@@ -393,6 +409,7 @@ class LiveEngine:
         lot = Decimal(self.lot_s)
         lots = int((held - baseline) / lot)
         self.trader.inherit_position(lots)
+        self.qm.position_known = True     # fills of orders it did not place count from now on
         self.risk.set_condition("position", None)
         log.info("%s: position %s %s from the account (%s %s held, baseline %s from %s)", self.trading.symbol,
                  lots * lot, base, held, base, baseline, source)
@@ -698,6 +715,28 @@ class LiveEngine:
                 reason=o.history[-1].reason if o.history else "")
 
     # ------------------------------------------------------------ shutdown
+    def _await_cancels(self, wait_s: float = 10.0, retry_s: float = 1.0, max_pause_s: float = 70.0) -> None:
+        """Wait [s] for every order to be confirmed cancelled. A cancel the exchange
+        refused (or the gateway could not send during Binance's Retry-After pause)
+        is sent again every ``retry_s``; a pause (not a ban) extends the wait to its
+        end plus a few seconds, up to ``max_pause_s``."""
+        start = time.monotonic()
+        deadline, next_retry = start + wait_s, start + retry_s
+        limiter = getattr(self.gateway, "rate_limiter", None)
+        while self.qm.active_orders():
+            now = time.monotonic()
+            if limiter is not None and not limiter.is_banned():
+                pause = limiter.pause_remaining()
+                if pause > 0:
+                    deadline = max(deadline, min(start + max_pause_s, now + pause + 5.0))
+            if now >= deadline:
+                break
+            if now >= next_retry:
+                next_retry = now + retry_s
+                with self.lock:
+                    self.qm.cancel_all_orders("shutdown: cancel again")
+            time.sleep(0.05)
+
     def _shutdown(self) -> None:
         """Stop quoting, cancel everything and wait for the answers, close down."""
         log.info("%s: shutting down (%s): cancelling all orders", self.trading.symbol, self.end_reason or "end")
@@ -718,9 +757,7 @@ class LiveEngine:
             else:
                 self.qm.cancel_all_orders("shutdown")
         if self.qm is not None:
-            deadline = time.monotonic() + 10.0
-            while self.qm.active_orders() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            self._await_cancels()
             left = self.qm.active_orders()
             self.unconfirmed = [o.client_order_id for o in left]
             if left:

@@ -153,6 +153,12 @@ class QuoteManager:
         self._logged_filters: set[str] = set()
         self.volume = 0.0                       # traded quote notional
         self._cost = AverageCost(float(self.lot))
+        #: True once the position was read from the account (the engine reads it after the
+        #: open orders, with every order of an earlier session final): from then on fills of
+        #: orders the trader did not place move its position; before, they are in that read
+        self.position_known = False
+        self.open_orders_seen = False           # the first open-orders snapshot was applied
+        self._adopted: dict[str, int] = {}      # an earlier session's open orders -> last cancel sent, ns
 
     # ------------------------------------------------------------ intents out
     def send(self, intents: np.ndarray) -> None:
@@ -346,10 +352,12 @@ class QuoteManager:
         elif k == "open_orders":
             res = tr.reconcile_open_orders(d.get("orders", []))
             fills = res.fills
+            self.open_orders_seen = True
             for o in res.adopted:
                 log.warning("%s: open order %s found on the exchange that this session did not place; "
                             "cancelling it", self.symbol, o.client_order_id)
                 req = tr.request_cancel(o.client_order_id)
+                self._adopted[o.client_order_id] = ts
                 self.gateway.cancel_order(req.params())
             for o in res.to_query:
                 self._query(o.client_order_id)
@@ -363,6 +371,16 @@ class QuoteManager:
         for o in touched:
             self._sync(o, ts)
             self._order_changed(o)
+        self._adopted_state()
+
+    def _adopted_state(self) -> None:
+        """No quote while an earlier session's order may still fill: the trader does
+        not count it, so both could fill past max_position (a risk condition)."""
+        for cid in [c for c in self._adopted if c not in self.tracker.orders or self.tracker.orders[c].is_terminal]:
+            del self._adopted[cid]
+        if self.risk is not None:
+            self.risk.set_condition("adopted", None if not self._adopted else
+                                    f"{len(self._adopted)} open orders of an earlier session: cancelling them first")
 
     def _sync(self, o: Order, ts: int) -> None:
         """The trader hears once that the order is live, and once that it is done."""
@@ -388,9 +406,7 @@ class QuoteManager:
         side = f.side or (o.side if o else "")
         px = float(f.price)
         notional = float(f.quote_qty) if f.quote_qty else px * float(f.qty)
-        # commission in the quote asset, or in the base asset (received on a buy)
-        fee = float(f.commission) if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset \
-            else float(f.commission) * px
+        fee = self._fee(f)
         lots = int(f.qty / self.lot)
         self.volume += notional
         self._cost.fill(lots if side == "BUY" else -lots, px)
@@ -399,8 +415,23 @@ class QuoteManager:
             leaves = int(o.leaves_qty / self.lot) if o is not None else 0
             self.on_report(ts, tid, FILL, int(f.price / self.tick), lots, leaves, fee,
                                   not bool(f.maker) if f.maker is not None else False)
+        elif self.position_known:
+            log.warning("%s: fill of %s (not this session's order): %s %s at %s; the position counts it",
+                        self.symbol, f.client_order_id, side, f.qty, f.price)
+            self.trader.foreign_fill(0 if side == "BUY" else 1, int(f.price / self.tick), lots, fee)
         if self.on_fill is not None:
             self.on_fill(f, self.trader.position)
+
+    def _fee(self, f: Fill) -> float:
+        """The commission in the quote asset (one paid in the base asset, received on a buy, at the fill price)."""
+        if f.commission_asset in (None, "", self.quote_asset) or not self.quote_asset:
+            return float(f.commission)
+        return float(f.commission) * float(f.price)
+
+    @property
+    def adopted_open(self) -> int:
+        """Orders of an earlier session not known final yet (being cancelled)."""
+        return len(self._adopted)
 
     @property
     def realized_pnl(self) -> float:
@@ -429,9 +460,20 @@ class QuoteManager:
         self.gateway.query_order(p)
 
     def check_timeouts(self, now: int) -> None:
-        """Requests unanswered for too long become UNKNOWN: query them."""
+        """Requests unanswered for too long become UNKNOWN: query them. An earlier
+        session's order whose cancel was refused (e.g. not sent during a 429 pause)
+        is cancelled again, at most once a second."""
         for o in self.tracker.on_timeout_check(now):
             self._query(o.client_order_id)
+        for cid, sent in list(self._adopted.items()):
+            o = self.tracker.orders.get(cid)
+            if o is not None and not o.is_terminal and not o.cancel_requested and now - sent >= 1_000_000_000:
+                self._adopted[cid] = now
+                req = self.tracker.request_cancel(cid)
+                self.counters.cancels_sent += 1
+                self.gateway.cancel_order(req.params())
+        if self._adopted:
+            self._adopted_state()
 
     def _mid_price(self) -> Optional[Decimal]:
         return self.reference_price
