@@ -115,3 +115,30 @@ def test_all_2021_symbols_parse_and_round_trip():
         assert Decimal(f.format_price(p)) == p and Decimal(f.format_qty(q)) == q
         n += 1
     assert n > 1000
+
+
+USDM_2021 = DATA / "cryptofeed" / "BINANCE_FUTURES.0"
+
+
+def test_parse_real_usdm_exchange_info():
+    """USD-M spells MAX_NUM_ORDERS ``limit`` and MIN_NOTIONAL ``notional`` (was KeyError 'maxNumOrders')."""
+    info = read_exchange_info(str(USDM_2021))
+    btc = SymbolFilters.from_exchange_info(info, "BTCUSDT")
+    assert btc.tick_size == Decimal("0.01") and btc.min_price == Decimal("556.72")
+    assert btc.step_size == Decimal("0.001") and btc.min_qty == Decimal("0.001") and btc.max_qty == Decimal("1000")
+    assert btc.max_num_orders == 200
+    assert btc.notional_filter == "MIN_NOTIONAL" and btc.min_notional == Decimal("5")
+    assert btc.percent_up == Decimal("1.1500") and btc.percent_down == Decimal("0.8500")
+    assert btc.check("BUY", "40000.00", "0.001") == []
+    assert btc.check("BUY", "4000.00", "0.001") == ["MIN_NOTIONAL: notional 4.00000 < minNotional 5"]
+    n = 0
+    for s in info["symbols"]:
+        f = SymbolFilters.from_exchange_info(info, s["symbol"])
+        assert f.tick_size > 0 and f.step_size > 0 and f.max_num_orders and f.min_notional > 0
+        n += 1
+    assert n > 100
+
+
+def test_max_num_orders_without_a_count_is_named():
+    with pytest.raises(ValueError, match="MAX_NUM_ORDERS"):
+        SymbolFilters.from_filters("X", [{"filterType": "MAX_NUM_ORDERS"}])

@@ -1,4 +1,8 @@
-"""Binance symbol filters (exchangeInfo ``symbols[].filters``) with exact decimals."""
+"""Binance symbol filters (exchangeInfo ``symbols[].filters``) with exact decimals.
+
+Spot and USD-M futures spell some filters differently (USD-M: ``MAX_NUM_ORDERS``
+``limit``, ``MIN_NOTIONAL`` ``notional``); both are read.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -78,7 +82,9 @@ class SymbolFilters:
                           step_size=_opt(f, "stepSize") or _ZERO)
             elif ft == "MIN_NOTIONAL":
                 if kw.get("notional_filter") != "NOTIONAL":  # NOTIONAL is the newer one; prefer it
-                    kw.update(min_notional=_opt(f, "minNotional") or _ZERO, notional_filter=ft)
+                    # spot spells it minNotional, USD-M notional
+                    kw.update(min_notional=_opt(f, "minNotional") or _opt(f, "notional") or _ZERO,
+                              notional_filter=ft)
             elif ft == "NOTIONAL":
                 kw.update(min_notional=_opt(f, "minNotional") or _ZERO,
                           max_notional=_opt(f, "maxNotional") or _ZERO, notional_filter=ft)
@@ -88,7 +94,10 @@ class SymbolFilters:
                 kw.update(bid_up=_opt(f, "bidMultiplierUp"), bid_down=_opt(f, "bidMultiplierDown"),
                           ask_up=_opt(f, "askMultiplierUp"), ask_down=_opt(f, "askMultiplierDown"))
             elif ft == "MAX_NUM_ORDERS":
-                kw.update(max_num_orders=int(f["maxNumOrders"]))
+                n = f.get("maxNumOrders", f.get("limit"))      # spot: maxNumOrders; USD-M: limit
+                if n is None:
+                    raise ValueError(f"{symbol}: MAX_NUM_ORDERS filter without maxNumOrders or limit: {f}")
+                kw.update(max_num_orders=int(n))
         return cls(**kw)
 
     @classmethod
