@@ -203,6 +203,7 @@ def assert_same_run(a: list[dict], b: list[dict]) -> None:
 def check_invariants(res: dict, cfg: BacktestConfig, lot: float, tick: float) -> None:
     """What holds whatever the configuration (after finish far enough for every report)."""
     f, s, it = res["fills"], res["samples"], res["intents"]
+    funded = res["counters"].get("fundings", 0) > 0     # funding moves the cash between fills
     pos, cash = 0, 0.0
     for row in f:
         notional = float(row["px"]) * tick * float(row["qty"]) * lot
@@ -211,7 +212,7 @@ def check_invariants(res: dict, cfg: BacktestConfig, lot: float, tick: float) ->
         else:
             pos, cash = pos - int(row["qty"]), cash + notional
         cash -= float(row["fee"])
-        assert row["position"] == pos and row["cash"] == cash
+        assert row["position"] == pos and (funded or row["cash"] == cash)
     assert np.all(f["report_ts"] - f["exch_ts"] == round(cfg.response_latency * 1e9))
     eq = s["cash"] + s["position"].astype(np.float64) * lot * s["mid"]
     assert np.array_equal(eq, s["equity"], equal_nan=True)
@@ -297,6 +298,7 @@ FEATURES = {
                and c["refused_invalid"] >= 0 and c["book_invalid_ns"] > 0),
     "gapped_depth_kept": (dict(post_only=False, min_order_lifetime=0.2, requote_threshold=2, rolling_horizon=True),
                           "gapped_depth", lambda c, r: c["book_invalid"] > 0),
+    "funding": (dict(max_position=0.01), "funding", lambda c, r: c["fundings"] > 2 and c["funding"] != 0.0),
 }
 
 
@@ -308,7 +310,25 @@ def _data(variant: str, seed: int = 1, seconds: float = 8.0) -> np.ndarray:
         return gapped(ev, seed, 3)
     if variant == "gapped_depth":
         return gapped(perturbed(ev, seed), seed, 3, keep_depth=True)
+    if variant == "funding":
+        return with_funding_every(ev, 0.5)
     return ev
+
+
+def with_funding_every(ev: np.ndarray, every_s: float) -> np.ndarray:
+    """USD-M funding records every ``every_s`` [s] of the data: rates of both signs,
+    half with a mark price (a tick above the first mid), half without (the book's mid)."""
+    from decimal import Decimal
+
+    from hftmm.data.funding import FundingRow, funding_events, with_funding
+
+    t0, t1 = int(ev["local_ts"][0]), int(ev["local_ts"][-1])
+    rows, mark = [], Decimal(int(ev["px"][len(ev) // 2])) * Decimal(TICK)
+    for i, t in enumerate(range(t0 + int(every_s * 1e9), t1, int(every_s * 1e9))):
+        rate = Decimal(("0.0005", "-0.0003", "0.00012345")[i % 3])
+        rows.append(FundingRow(t // 1_000_000, rate, mark if i % 2 else None))
+    [out] = list(with_funding([ev], funding_events(rows, TICK)))
+    return out
 
 
 @pytest.mark.parametrize("name", list(FEATURES))

@@ -39,6 +39,12 @@ typedef int64_t hft_ts_t;   /* nanoseconds since the Unix epoch */
                                 * SNAPSHOT run (a gap, a crossed book, a reset);
                                 * px holds the reason (HFT_INVALID_*), qty 0,
                                 * first_id = last_id = the last valid update id */
+#define HFT_EV_FUNDING  6  /* a futures funding payment at exch_ts (the funding
+                            * time): px = the mark price in ticks (0: unknown,
+                            * the book's mid is used), qty = the funding rate in
+                            * units of HFT_FUNDING_RATE_SCALE (1e-10); longs pay
+                            * position x mark x rate when it is positive        */
+#define HFT_FUNDING_RATE_SCALE 10000000000LL  /* rate = qty / this             */
 
 /* Reasons of an HFT_EV_BOOK_INVALID record (its px) */
 #define HFT_INVALID_GAP     1  /* update ids missing from the stream         */

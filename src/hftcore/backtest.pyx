@@ -48,7 +48,7 @@ from hftcore.exchange cimport ExchangeModel, xm_report_t
 from hftcore.strategy cimport (INTENT_CANCEL, INTENT_NEW, INTENT_REPLACE, Strategy, Trader, intent_t,
                                tr_order_t)
 from hftcore.sync cimport BookSync
-from hftcore.types cimport (HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_SNAPSHOT, HFT_EV_TRADE, HFT_EVF_BEGIN,
+from hftcore.types cimport (HFT_EV_BOOK_INVALID, HFT_EV_DEPTH, HFT_EV_FUNDING, HFT_FUNDING_RATE_SCALE, HFT_EV_SNAPSHOT, HFT_EV_TRADE, HFT_EVF_BEGIN,
                             HFT_EVF_END, HFT_NO_ID, hft_event_set, hft_event_t)
 
 import numpy as np
@@ -409,7 +409,7 @@ cdef class ReplayKernel:
         cdef int64_t x = _xts(e), l, m
         cdef int kind = e.kind, k
         cdef int64_t bb, ba
-        cdef double mid
+        cdef double mid, mark
         cdef PyObject* tp
         cdef bint has_xm = self.exchange is not None
         if not self.started:
@@ -470,6 +470,26 @@ cdef class ReplayKernel:
                 (<Trader>self.T[k]).now = l
                 (<Strategy>self.S[k]).on_trade_c(l, e.side, e.px, e.qty)
                 self._flush(k)
+        elif kind == HFT_EV_FUNDING:
+            # a perpetual's funding time: every trader pays position x mark x rate (the
+            # mark price of the record, or the book's mid where the record has none)
+            mark = <double>e.px
+            if not (mark > 0):
+                bb = self.book.best_bid_c()
+                ba = self.book.best_ask_c()
+                if bb == BOOK_NO_BID or ba == BOOK_NO_ASK:
+                    return 0
+                mark = (<double>bb + <double>ba) * 0.5
+            # the exchange's accounts pay at the funding time with their true position;
+            # each trader's own books take it in at once (Binance's ACCOUNT_UPDATE, FUNDING_FEE)
+            if has_xm:
+                self.exchange.funding_c(mark * self.exchange.A[0].p.tick_size,
+                                        <double>e.qty / <double>HFT_FUNDING_RATE_SCALE)
+            for k in range(self.n_agents):
+                tp = self.T[k]
+                (<Trader>tp).now = l
+                (<Trader>tp).funding_c(mark * (<Trader>tp).lim.tick_size,
+                                       <double>e.qty / <double>HFT_FUNDING_RATE_SCALE)
         elif kind == HFT_EV_BOOK_INVALID:
             # the book is unknown until the next snapshot (gap, crossed, reset): every
             # trader cancels its orders and sends nothing new; they may fill until

@@ -108,6 +108,8 @@ ctypedef struct xm_account_t:
     int64_t position            # lots
     double cash
     double fees
+    double funding              # USD-M funding paid (quote; < 0: received)
+    int64_t fundings            # funding times with a position
     # reports (a time-ordered ring) and the fills record
     xm_report_t* reports
     Py_ssize_t rep_head
@@ -147,6 +149,7 @@ cdef class ExchangeModel:
     cdef int64_t next_report_ts_c(self, int acct) noexcept nogil
     cdef bint pop_report_c(self, int acct, int64_t upto, xm_report_t* out) noexcept nogil
     cdef double equity_c(self, int acct, double mid_price) noexcept nogil
+    cdef int funding_c(self, double mark_price, double rate) noexcept nogil
 
     cdef int _arrivals(self, xm_account_t* a, int64_t upto) except -1 nogil
     cdef int _report(self, xm_account_t* a, int64_t ts, const xm_order_t* o, int kind, int64_t px,

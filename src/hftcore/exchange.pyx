@@ -707,6 +707,25 @@ cdef class ExchangeModel:
         a.rep_n -= 1
         return True
 
+    cdef int funding_c(self, double mark_price, double rate) noexcept nogil:
+        """A perpetual's funding time: every account pays position x lot x
+        ``mark_price`` (price units) x ``rate`` out of its cash (longs pay a positive
+        rate, shorts receive it) -- the exchange's truth, as its cash is."""
+        cdef int k
+        cdef double paid
+        cdef xm_account_t* a
+        if rate == 0.0 or not (mark_price > 0):
+            return 0
+        for k in range(self.n_accounts):
+            a = &self.A[k]
+            if a.position == 0:
+                continue
+            paid = <double>a.position * a.p.lot_size * mark_price * rate
+            a.cash -= paid
+            a.funding += paid
+            a.fundings += 1
+        return 0
+
     cdef double equity_c(self, int acct, double mid_price) noexcept nogil:
         """Cash + position marked at ``mid_price`` (price units), quote currency."""
         cdef xm_account_t* a = &self.A[acct]
@@ -815,4 +834,4 @@ cdef class ExchangeModel:
         return {"arrived": a.arrived, "rejected": a.rejected, "cancelled": a.cancelled,
                 "fills": a.fill_count, "partial_fills": a.partial_fills, "maker_lots": a.maker_lots,
                 "taker_lots": a.taker_lots, "lifetime_sum_ns": a.lifetime_sum_ns,
-                "lifetime_count": a.lifetime_count}
+                "lifetime_count": a.lifetime_count, "funding": a.funding, "fundings": a.fundings}

@@ -93,6 +93,8 @@ cdef class Trader:
     cdef readonly int64_t position  # known (reported) position, lots
     cdef readonly double cash       # known cash, quote (fees included)
     cdef readonly double fees
+    cdef readonly double funding    # funding paid so far, quote (< 0: received)
+    cdef readonly int64_t fundings  # funding payments applied (times with a position)
     cdef int64_t olots[2]           # lots of orders not known done, per side
     cdef readonly bint book_valid
     cdef readonly bint enabled      # False: no new order (disabled / killed / paused)
@@ -132,6 +134,7 @@ cdef class Trader:
     cdef int on_report_c(self, const xm_report_t* r) except -1 nogil
     cdef int foreign_fill_c(self, int side, int64_t px, int64_t lots, double fee) except -1 nogil
     cdef void _book_fill(self, int side, int64_t px, int64_t lots, double fee) noexcept nogil
+    cdef double funding_c(self, double mark_price, double rate) noexcept nogil
     cdef int mark_c(self, int64_t now, double mid_price) except -1 nogil
     cdef int kill_c(self, int reason, int64_t now) except -1 nogil
     cdef int64_t flatten_c(self, int64_t now) except -1 nogil

@@ -413,6 +413,19 @@ cdef class Trader:
             self._release(slot, r.ts)
         return 1
 
+    cdef double funding_c(self, double mark_price, double rate) noexcept nogil:
+        """A futures funding payment at ``mark_price`` (price units) and ``rate``: the
+        position pays position x lot x mark x rate (longs pay a positive rate, shorts
+        receive it). Returns what was paid (quote; < 0: received)."""
+        cdef double paid
+        if self.position == 0 or rate == 0.0 or not (mark_price > 0):
+            return 0.0
+        paid = <double>self.position * self.lim.lot_size * mark_price * rate
+        self.cash -= paid
+        self.funding += paid
+        self.fundings += 1
+        return paid
+
     cdef void _book_fill(self, int side, int64_t px, int64_t lots, double fee) noexcept nogil:
         """A fill into position, cash and fees (``side`` 0 buy / 1 sell, ``px`` ticks)."""
         cdef double notional = <double>px * self.lim.tick_size * <double>lots * self.lim.lot_size
@@ -603,6 +616,11 @@ cdef class Trader:
     def set_book_valid(self, bint valid, now=None):
         self.set_book_valid_c(valid, self.now if now is None else now)
 
+    def apply_funding(self, double mark_price, double rate):
+        """Pay (or receive) funding: position x lot x ``mark_price`` (price units) x ``rate``
+        out of cash, as a USD-M perpetual does at each funding time. Returns the quote paid."""
+        return self.funding_c(mark_price, rate)
+
     def foreign_fill(self, int side, int64_t px, int64_t lots, double fee=0.0):
         """Take in a fill of an order this trader did not place (``side`` 0 buy / 1 sell,
         ``px`` ticks, ``lots``, ``fee`` quote): e.g. an earlier session's order that
@@ -651,7 +669,8 @@ cdef class Trader:
                 "refused_position": self.refused_position, "refused_size": self.refused_size,
                 "refused_slots": self.refused_slots, "lifetime_sum_ns": self.lifetime_sum_ns,
                 "lifetime_count": self.lifetime_count, "killed": bool(self.killed),
-                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns}
+                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns,
+                "funding": self.funding, "fundings": self.fundings}
 
 
 cdef class Strategy:

@@ -19,6 +19,8 @@ cdef extern from "hftcore/types.h":
     int HFT_EV_SNAPSHOT
     int HFT_EV_BBO
     int HFT_EV_BOOK_INVALID
+    int HFT_EV_FUNDING
+    int64_t HFT_FUNDING_RATE_SCALE
     int HFT_INVALID_GAP
     int HFT_INVALID_CROSSED
     int HFT_INVALID_RESET

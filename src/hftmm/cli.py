@@ -78,7 +78,8 @@ _BACKTEST_OPTIONS = ("start_date", "end_date", "symbol", "market", "gamma", "tim
                      "k", "A", "order_size", "max_position", "min_spread", "quote_refresh_interval",
                      "requote_threshold", "min_order_lifetime", "queue_model", "fill_model", "seed",
                      "feed_latency", "min_feed_latency", "order_latency", "cancel_latency", "response_latency",
-                     "maker_fee", "taker_fee", "max_orders_per_second", "max_daily_loss", "max_drawdown")
+                     "maker_fee", "taker_fee", "max_orders_per_second", "max_daily_loss", "max_drawdown",
+                     "funding_path")
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -276,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fair value the quotes centre on (default {_config_default('fair_value')})")
     p.add_argument("--market", choices=["spot", "usdm"],
                    help="the data's market: decides the default fees (default: the store's; synthetic: spot)")
+    p.add_argument("--funding", dest="funding_path", metavar="FILE|DIR",
+                   help="USD-M: funding-rate history (Binance's fundingRate CSV/ZIP from data.binance.vision, or "
+                        "GET /fapi/v1/fundingRate JSON); the position pays position x mark x rate at each "
+                        "funding time (default: none)")
     p.add_argument("--k", type=float, help=f"fill intensity decay, 1/price (default {_config_default('k')})")
     p.add_argument("--A", type=float, help=f"fill intensity at the touch, 1/s (default {_config_default('A')})")
     p.add_argument("--no-intensity-fit", action="store_true",

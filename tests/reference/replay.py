@@ -65,7 +65,8 @@ NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
 
 # event kinds / flags (include/hftcore/types.h)
-EV_DEPTH, EV_TRADE, EV_SNAPSHOT, EV_BBO, EV_BOOK_INVALID = 1, 2, 3, 4, 5
+EV_DEPTH, EV_TRADE, EV_SNAPSHOT, EV_BBO, EV_BOOK_INVALID, EV_FUNDING = 1, 2, 3, 4, 5, 6
+FUNDING_RATE_SCALE = 10_000_000_000
 EVF_BEGIN, EVF_END = 0x01, 0x02
 
 # hftcore.exchange
@@ -251,6 +252,8 @@ class _Account:
         self.fills: list[tuple] = []
         self.arrived = self.rejected = self.cancelled = self.fill_count = self.partial_fills = 0
         self.maker_lots = self.taker_lots = self.lifetime_sum_ns = self.lifetime_count = 0
+        self.funding = 0.0
+        self.fundings = 0
         self.open_bounds()
 
     def open_bounds(self) -> None:
@@ -657,6 +660,17 @@ class RefExchangeModel:
             return None
         return r.pop(0)
 
+    def funding(self, mark_price: float, rate: float) -> None:
+        if rate == 0.0 or not (mark_price > 0):
+            return
+        for a in self.A:
+            if a.position == 0:
+                continue
+            paid = float(a.position) * a.p.lot_size * mark_price * rate
+            a.cash -= paid
+            a.funding += paid
+            a.fundings += 1
+
     def equity(self, acct: int, mid_price: float) -> float:
         a = self.A[acct]
         return a.cash + float(a.position) * a.p.lot_size * mid_price
@@ -735,7 +749,8 @@ class RefExchangeModel:
         a = self._acct(acct)
         return {"arrived": a.arrived, "rejected": a.rejected, "cancelled": a.cancelled, "fills": a.fill_count,
                 "partial_fills": a.partial_fills, "maker_lots": a.maker_lots, "taker_lots": a.taker_lots,
-                "lifetime_sum_ns": a.lifetime_sum_ns, "lifetime_count": a.lifetime_count}
+                "lifetime_sum_ns": a.lifetime_sum_ns, "lifetime_count": a.lifetime_count,
+                "funding": a.funding, "fundings": a.fundings}
 
 
 def _events(events: np.ndarray) -> list[tuple]:
@@ -822,6 +837,8 @@ class RefTrader:
         self.refused_disabled = self.refused_invalid = self.refused_rate = self.refused_position = 0
         self.refused_size = self.refused_slots = 0
         self.lifetime_sum_ns = self.lifetime_count = 0
+        self.funding = 0.0
+        self.fundings = 0
 
     # ------------------------------------------------------------ bookkeeping
     def get_c(self, oid: int) -> Optional[_TOrder]:
@@ -1181,7 +1198,19 @@ class RefTrader:
                 "refused_position": self.refused_position, "refused_size": self.refused_size,
                 "refused_slots": self.refused_slots, "lifetime_sum_ns": self.lifetime_sum_ns,
                 "lifetime_count": self.lifetime_count, "killed": bool(self.killed),
-                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns}
+                "kill_reason": KILL_REASONS[self.kill_reason], "kill_ns": self.kill_ns,
+                "funding": self.funding, "fundings": self.fundings}
+
+    def funding_c(self, mark_price: float, rate: float) -> float:
+        if self.position == 0 or rate == 0.0 or not (mark_price > 0):
+            return 0.0
+        paid = float(self.position) * self.lim.lot_size * mark_price * rate
+        self.cash -= paid
+        self.funding += paid
+        self.fundings += 1
+        return paid
+
+    apply_funding = funding_c
 
 
 # =========================================================================== strategies
@@ -1716,6 +1745,19 @@ class RefReplayKernel:
                 t.now = l
                 s.on_trade(l, side, px, qty)
                 self._flush(k)
+        elif kind == EV_FUNDING:
+            mark = float(px)
+            if not (mark > 0):
+                bb, ba = _best_bid(self.book), _best_ask(self.book)
+                if bb == NO_BID or ba == NO_ASK:
+                    return
+                mark = (float(bb) + float(ba)) * 0.5
+            rate = float(qty) / float(FUNDING_RATE_SCALE)
+            if self.exchange is not None:
+                self.exchange.funding(mark * self.exchange.A[0].p.tick_size, rate)
+            for _, t in self._agents:
+                t.now = l
+                t.funding_c(mark * t.lim.tick_size, rate)
         elif kind == EV_BOOK_INVALID:
             self.book_invalid += 1
             if self.book_ok:

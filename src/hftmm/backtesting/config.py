@@ -27,6 +27,7 @@ def _data_fields() -> list[tuple[str, Any, Any]]:
         ("tick_size", "Optional[str]", dataclasses.field(default=None)),
         ("lot_size", "Optional[str]", dataclasses.field(default=None)),
         ("sample_interval", "float", dataclasses.field(default=1.0)),
+        ("funding_path", "Optional[str]", dataclasses.field(default=None)),
     ]
 
 
@@ -46,7 +47,11 @@ class _BacktestConfigMethods:
     bundled synthetic market on those dates; ``market`` "spot" or "usdm" (None:
     the store's; the synthetic market is spot) -- it decides the default fees;
     ``tick_size``/``lot_size`` [price / base units per tick / lot] (the store's or
-    the synthetic market's when None); ``sample_interval`` [s] of the equity curve.
+    the synthetic market's when None); ``sample_interval`` [s] of the equity curve;
+    ``funding_path``: USD-M funding-rate history (Binance's fundingRate CSVs or
+    ``GET /fapi/v1/fundingRate`` JSON, a file or a folder; see
+    :mod:`hftmm.data.funding`): the position pays position x mark x rate at each
+    funding time (None: no funding is charged, and the summary says so).
 
     Strategy (:class:`hftmm.config.StrategyConfig`): model, gamma, time_horizon,
     rolling_horizon, xi, fair_value, ewma_half_life, k, A, estimate_intensity,
@@ -75,6 +80,13 @@ class _BacktestConfigMethods:
             raise ConfigError("BacktestConfig.data_path", f"must be a folder path string or None, got {self.data_path!r}")
         if self.market is not None:
             _check(self, {"market": ("choice", ("spot", "usdm"))})
+        if self.funding_path is not None:
+            if not isinstance(self.funding_path, str) or not self.funding_path:
+                raise ConfigError("BacktestConfig.funding_path", f"must be a file or folder path, got "
+                                                                 f"{self.funding_path!r}")
+            if self.market == "spot":
+                raise ConfigError("BacktestConfig.funding_path", "funding applies to USD-M perpetuals "
+                                                                 "(market 'usdm'), not spot")
         _check(self, {"sample_interval": ("num", 0.0, True)})
         for name in ("tick_size", "lot_size"):
             v = getattr(self, name)

@@ -7,6 +7,7 @@ yet), which keeps results independent of the chunk size.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -24,6 +25,7 @@ from hftcore.book import L2Book
 from hftcore.exchange import ExchangeModel
 
 from hftmm.backtesting.config import BacktestConfig
+from hftmm.config import ConfigError
 from hftmm.backtesting.metrics import PerformanceMetrics, compute_metrics
 from hftmm.errors import DataError
 from hftmm.progress import Progress
@@ -72,6 +74,28 @@ def synthetic_source(config: BacktestConfig, day_seconds: Optional[float] = None
         int(DAY_S * 1e9) * (len(dates) - 1)
     return EventSource(chunks(), syn.tick_size, syn.lot_size, (start, start + span),
                        f"synthetic {config.symbol} {dates[0]}..{dates[-1]}")
+
+
+def funded(src: EventSource, config: BacktestConfig) -> EventSource:
+    """``src`` with the config's USD-M funding times merged in (``hftcore.EV_FUNDING``
+    records; see :mod:`hftmm.data.funding`), or ``src`` itself without a ``funding_path``."""
+    if config.funding_path is None:
+        return src
+    market = config.market or src.market
+    if market != "usdm":
+        raise ConfigError("BacktestConfig.funding_path", f"funding applies to USD-M perpetuals; the data is {market}")
+    from hftmm.data.funding import funding_events, read_funding, with_funding
+
+    rows = read_funding(config.funding_path, config.symbol)
+    if not rows:
+        raise ConfigError("BacktestConfig.funding_path", f"no funding rows for {config.symbol} in "
+                                                         f"{config.funding_path}")
+    t0, t1 = src.span_ns
+    inside = [r for r in rows if t0 <= r.time_ms * 1_000_000 <= t1]
+    log.info("%s: %d funding times in the data's span (of %d in %s)", config.symbol, len(inside), len(rows),
+             config.funding_path)
+    return dataclasses.replace(src, chunks=with_funding(src.chunks, funding_events(rows, src.tick_size)),
+                               description=f"{src.description} + funding {config.funding_path}")
 
 
 def store_source(config: BacktestConfig) -> EventSource:
@@ -160,7 +184,11 @@ class BacktestResult:
         rows = [
             ("Total PnL", "$" + f(p.total_pnl)),
             ("PnL Split: Spread + Inventory - Fees", f"${f(p.pnl_spread)} + ${f(p.pnl_inventory)} - "
-                                                      f"${f(p.total_fees)}"),
+                                                      f"${f(p.total_fees)}")
+             if not c.get("fundings") and c.get("market") != "usdm" else
+             ("PnL Split: Spread + Inventory - Fees - Funding",
+              f"${f(p.pnl_spread)} + ${f(p.pnl_inventory)} - ${f(p.total_fees)} - ${f(p.total_funding)}"
+              + ("" if c.get("funding_source") else " (no funding data given)")),
             ("Fees (maker / taker)", ("n/a" if maker is None else
                                       f"{100 * maker:.4g}% / {100 * taker:.4g}%"
                                       + (" (Binance regular tier, " + str(c.get("market")) + ")"
@@ -280,7 +308,7 @@ class BacktestEngine:
         keys = {shared_key(c) for c in configs}
         if len(keys) > 1:
             raise ValueError(f"configs of one pass must share {SHARED_FIELDS}; got {len(keys)} distinct")
-        src = source or self._source(configs[0])
+        src = funded(source or self._source(configs[0]), configs[0])
         market = configs[0].market or src.market
         kernel = build_kernel(configs, src.tick_size, src.lot_size, market, strategies=strategies)
         lot = float(src.lot_size)
@@ -328,6 +356,7 @@ class BacktestEngine:
             counters["clock_shift_ns"] = src.clock_shift_ns
             counters["maker_fee"], counters["taker_fee"] = config.exchange.fees(market)
             counters["market"] = market
+            counters["funding_source"] = config.funding_path
             perf = compute_metrics(trades, ts, counters, config.initial_capital)
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
@@ -362,7 +391,7 @@ class BacktestEngine:
 #: BacktestConfig fields strategies of one replay pass must share: the data, and
 #: what decides the shared clocks and the equity samples.
 SHARED_FIELDS = ("start_date", "end_date", "symbol", "data_path", "market", "tick_size", "lot_size", "feed_latency",
-                 "clock_correction", "min_feed_latency", "sample_interval")
+                 "clock_correction", "min_feed_latency", "sample_interval", "funding_path")
 
 
 def shared_key(config: BacktestConfig) -> tuple:

@@ -3,7 +3,7 @@
 Conventions (documented because they change the numbers):
 
 * Equity = initial capital + cash + position x mid (mark to the exchange mid);
-  PnL figures are in quote currency. Gross PnL excludes fees, net includes them.
+  PnL figures are in quote currency. Gross PnL excludes fees (and funding), net includes them.
 * Realised PnL uses average cost: a fill that reduces the position realises
   (price - average cost) x size; the rest is unrealised at the last mid.
 * Sharpe, Sortino and Calmar use equity resampled every ``metrics_interval``
@@ -30,7 +30,8 @@ Conventions (documented because they change the numbers):
   of (mid at the fill - price) x signed size (what each fill earned against the
   mid; a taker fill's is negative); inventory = the rest, i.e. sum of signed size
   x (last mid - mid at the fill): holding the position while the mid moved.
-  Net PnL = spread + inventory - fees.
+  Net PnL = spread + inventory - fees - funding (USD-M perpetuals: what the
+  position paid at the funding times, position x mark x rate; < 0 received).
 * Adverse selection at h: mean over fills of (mid at the fill - mid(t + h)) x
   side, in bps of the price -- the part of the fill's edge the market took back
   within h (= spread capture - mark-out; our orders do not move the modelled
@@ -92,6 +93,7 @@ class PerformanceMetrics:
     final_position: float
     duration_s: float
     metrics_interval_s: float
+    total_funding: float = 0.0      # USD-M funding paid (quote; < 0: received)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -241,7 +243,8 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
         marks[h] = (math.nan, math.nan)
         adverse[h] = math.nan
     # gross PnL = spread (each fill against its mid) + inventory (the rest), exactly
-    gross = total_pnl + fees_total
+    funding = float(counters.get("funding", 0.0))
+    gross = total_pnl + fees_total + funding
     if n:
         edge_all = np.where(np.isfinite(f_mid), (f_mid - f_px) * sign_all * f_qty, 0.0)
         pnl_spread = float(np.sum(edge_all))
@@ -293,4 +296,5 @@ def compute_metrics(fills: pd.DataFrame, samples: pd.DataFrame, counters: dict, 
         final_position=float(s_pos[-1]) if m else 0.0,
         duration_s=duration,
         metrics_interval_s=metrics_interval_s,
+        total_funding=funding,
     )

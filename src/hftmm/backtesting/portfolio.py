@@ -91,10 +91,10 @@ class PortfolioBacktestResult:
 
 class _Leg:
     def __init__(self, engine: Any, config: BacktestConfig, strategy: Any) -> None:
-        from hftmm.backtesting.engine import build_kernel
+        from hftmm.backtesting.engine import build_kernel, funded
 
         self.config = config
-        self.src = engine._source(config)
+        self.src = funded(engine._source(config), config)
         self.market = config.market or self.src.market
         self.kernel = build_kernel([config], self.src.tick_size, self.src.lot_size, self.market,
                                    strategies=[strategy])

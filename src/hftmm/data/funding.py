@@ -1,0 +1,182 @@
+"""USD-M perpetual funding: Binance's funding-rate history as core events.
+
+A perpetual's position pays ``position x mark price x funding rate`` at each
+funding time (longs pay a positive rate, shorts receive it). The replay kernel
+applies ``hftcore.EV_FUNDING`` records (px = mark price in ticks, 0 = unknown: the
+book's mid at that moment; qty = the rate in units of ``hftcore.FUNDING_RATE_SCALE``)
+to every trader's cash; this module makes them from:
+
+- Binance public data, ``data.binance.vision`` ``futures/um/monthly/fundingRate``
+  CSVs (a header; ``calc_time`` [ms], ``funding_interval_hours``,
+  ``last_funding_rate``) -- no mark price: the book's mid is used;
+- ``GET /fapi/v1/fundingRate`` JSON (``[{"symbol", "fundingTime" [ms],
+  "fundingRate", "markPrice"}, ...]``; ``markPrice`` may be empty for old rows);
+- either of those inside a ``.zip`` as downloaded.
+
+Rates are read as exact decimals (Binance sends 8 decimals), so the payment is
+exactly rate x notional.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from decimal import Decimal, InvalidOperation
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from hftcore import EV_FUNDING, EVENT_DTYPE, EVF_BEGIN, EVF_EMPTY, EVF_END, FUNDING_RATE_SCALE, NO_ID
+
+__all__ = ["FundingRow", "read_funding", "funding_events", "with_funding"]
+
+_MS = 1_000_000
+
+
+class FundingRow(tuple):
+    """(time_ms, rate: Decimal, mark_price: Decimal | None)."""
+
+    __slots__ = ()
+
+    def __new__(cls, time_ms: int, rate: Decimal, mark_price: Optional[Decimal]) -> "FundingRow":
+        return super().__new__(cls, (int(time_ms), rate, mark_price))
+
+    @property
+    def time_ms(self) -> int:
+        return self[0]
+
+    @property
+    def rate(self) -> Decimal:
+        return self[1]
+
+    @property
+    def mark_price(self) -> Optional[Decimal]:
+        return self[2]
+
+
+def _dec(value: object, what: str, where: str) -> Decimal:
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
+    if not d.is_finite():
+        raise ValueError(f"{where}: {what} {value!r} is not finite")
+    return d
+
+
+def _rows_from_text(text: str, where: str, symbol: Optional[str]) -> list[FundingRow]:
+    s = text.lstrip()
+    out: list[FundingRow] = []
+    if s.startswith("["):
+        for i, r in enumerate(json.loads(s)):
+            at = f"{where} item {i}"
+            if symbol is not None and r.get("symbol", symbol).upper() != symbol.upper():
+                continue
+            if "fundingTime" not in r or "fundingRate" not in r:
+                raise ValueError(f"{at}: needs fundingTime and fundingRate, got {sorted(r)}")
+            mp = r.get("markPrice")
+            mark = _dec(mp, "markPrice", at) if mp not in (None, "") else None
+            out.append(FundingRow(int(r["fundingTime"]), _dec(r["fundingRate"], "fundingRate", at),
+                                  mark if mark is not None and mark > 0 else None))
+        return out
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return out
+    cols = [h.strip().lower() for h in header]
+    if "calc_time" in cols and "last_funding_rate" in cols:
+        it, ir, im = cols.index("calc_time"), cols.index("last_funding_rate"), None
+    elif "fundingtime" in cols and "fundingrate" in cols:
+        it, ir = cols.index("fundingtime"), cols.index("fundingrate")
+        im = cols.index("markprice") if "markprice" in cols else None
+    else:
+        raise ValueError(f"{where}: not a Binance funding-rate file (header {header!r}; expected "
+                         "calc_time,funding_interval_hours,last_funding_rate)")
+    for n, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        at = f"{where} line {n}"
+        try:
+            t = int(row[it])
+        except (ValueError, IndexError):
+            raise ValueError(f"{at}: bad funding time {row!r}") from None
+        mark = None
+        if im is not None and im < len(row) and row[im].strip():
+            mark = _dec(row[im], "markPrice", at)
+        out.append(FundingRow(t, _dec(row[ir], "funding rate", at), mark if mark is not None and mark > 0 else None))
+    return out
+
+
+def read_funding(paths: str | Iterable[str], symbol: Optional[str] = None) -> list[FundingRow]:
+    """Funding rows from CSV / JSON / ZIP files (or folders of them), sorted by time,
+    one per funding time (a time given twice must have one rate)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    files: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if f.lower().endswith((".csv", ".json", ".zip")))
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"funding file not found: {p}")
+    rows: dict[int, FundingRow] = {}
+    for f in files:
+        if f.lower().endswith(".zip"):
+            with zipfile.ZipFile(f) as z:
+                texts = [(f"{f}:{n}", z.read(n).decode("utf-8-sig")) for n in z.namelist()
+                         if n.lower().endswith((".csv", ".json"))]
+        else:
+            with open(f, encoding="utf-8-sig") as fh:
+                texts = [(f, fh.read())]
+        for where, text in texts:
+            for r in _rows_from_text(text, where, symbol):
+                old = rows.get(r.time_ms)
+                if old is not None and old.rate != r.rate:
+                    raise ValueError(f"{where}: funding time {r.time_ms} given twice with rates {old.rate} "
+                                     f"and {r.rate}")
+                if old is None or (old.mark_price is None and r.mark_price is not None):
+                    rows[r.time_ms] = r
+    return [rows[t] for t in sorted(rows)]
+
+
+def funding_events(rows: Iterable[FundingRow], tick_size: str) -> np.ndarray:
+    """``EV_FUNDING`` records (EVENT_DTYPE) at each row's time: px = mark price in
+    ticks (0: unknown), qty = rate x FUNDING_RATE_SCALE (exact)."""
+    rows = list(rows)
+    out = np.zeros(len(rows), dtype=EVENT_DTYPE)
+    tick = Decimal(str(tick_size))
+    scale = Decimal(FUNDING_RATE_SCALE)
+    for i, r in enumerate(rows):
+        q = r.rate * scale
+        if q != q.to_integral_value():
+            raise ValueError(f"funding rate {r.rate} at {r.time_ms} has more than "
+                             f"{len(str(FUNDING_RATE_SCALE)) - 1} decimals")
+        ts = r.time_ms * _MS
+        out[i] = (ts, ts, int((r.mark_price / tick).to_integral_value()) if r.mark_price is not None else 0,
+                  int(q), r.time_ms, r.time_ms, NO_ID, EV_FUNDING, 0, EVF_BEGIN | EVF_END | EVF_EMPTY)
+    return out
+
+
+def with_funding(chunks: Iterable[np.ndarray], funding: np.ndarray) -> Iterator[np.ndarray]:
+    """The chunks with the funding records merged in by receive time (``local_ts``):
+    a record goes before the first event at or after its time; records after the
+    last event are dropped (the data has ended)."""
+    f = np.sort(funding, order="local_ts") if len(funding) else funding
+    j = 0
+    for chunk in chunks:
+        if j >= len(f) or not len(chunk):
+            yield chunk
+            continue
+        last = int(chunk["local_ts"][-1])
+        k = j + int(np.searchsorted(f["local_ts"][j:], last, side="right"))
+        if k == j:
+            yield chunk
+            continue
+        part = f[j:k]
+        at = np.searchsorted(chunk["local_ts"], part["local_ts"], side="left")
+        yield np.insert(chunk, at, part)
+        j = k
