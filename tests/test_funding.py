@@ -47,6 +47,9 @@ def test_read_binance_funding_csv_json_and_zip(tmp_path):
     assert both[0].mark_price == Decimal("42314.00000000")      # the JSON's mark price is kept
     assert both[3].mark_price is None
     assert len(read_funding(str(tmp_path), symbol="BTCUSDT")) == 4   # a folder: every file in it
+    # a folder of data.binance.vision files of several symbols: only the symbol's
+    (tmp_path / "ETHUSDT-fundingRate-2024-01.csv").write_text(CSV.replace("0.00037409", "0.00099999"))
+    assert len(read_funding(str(tmp_path), symbol="BTCUSDT")) == 4
 
 
 def test_bad_funding_files_are_refused_with_what_is_wrong(tmp_path):
@@ -72,7 +75,9 @@ def test_funding_events_are_exact_and_merge_in_receive_order():
     chunk = np.zeros(4, dtype=EVENT_DTYPE)
     chunk["local_ts"] = [1704067100000, 1704067200000, 1704100000000, 1704100000001]
     chunk["local_ts"] *= 1_000_000
-    out = list(with_funding([chunk[:2], chunk[2:]], ev))
+    early = funding_events(read_funding_text("calc_time,funding_interval_hours,last_funding_rate\n"
+                                             "1704000000000,8,0.00010000\n"), "0.10")
+    out = list(with_funding([chunk[:2], chunk[2:]], np.concatenate([early, ev]).astype(EVENT_DTYPE)))
     assert [len(c) for c in out] == [3, 3]     # the first before the event at its time; the last after the data
     assert out[0]["kind"][1] == EV_FUNDING and out[1]["kind"][0] == EV_FUNDING
     assert np.all(np.diff(np.concatenate(out)["local_ts"]) >= 0)
@@ -133,6 +138,8 @@ def test_usdm_backtest_pnl_moves_by_exactly_the_funding(tmp_path):
                                                    (4, "0.00020000"))]
     path = tmp_path / "BTCUSDT-fundingRate-2024-08.csv"
     path.write_text("\n".join(lines) + "\n")
+    lines.insert(1, f"{t0 - 8 * 3600_000},8,0.00050000")   # before the data (a monthly file's earlier rows)
+    path.write_text("\n".join(lines) + "\n")
     eng = BacktestEngine(synthetic_day_seconds=600)
     base = BacktestConfig(start_date=day, end_date=day, market="usdm", max_position=0.05, order_size=0.01)
     plain = eng.run_backtest(base)
@@ -149,6 +156,9 @@ def test_usdm_backtest_pnl_moves_by_exactly_the_funding(tmp_path):
     assert p.pnl_spread + p.pnl_inventory - p.total_fees - p.total_funding == pytest.approx(p.total_pnl, abs=1e-9)
     assert "Spread + Inventory - Fees - Funding" in funded.summary()
     assert "no funding data given" in plain.summary()
+    # the replay starts at the data, not at the earlier funding row
+    assert int(funded.timeseries["ts"].iloc[0]) == int(plain.timeseries["ts"].iloc[0])
+    assert len(funded.timeseries) == len(plain.timeseries)
     # one payment per funding time with a position (the trader's, from the fills it knew of)
     tr = funded.trades
     known = tr["report_ts"].to_numpy()

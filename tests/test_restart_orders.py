@@ -43,8 +43,13 @@ class ScriptedGateway:
     def reconcile(self, symbol: str) -> None:
         self.calls.append(("reconcile", symbol))
 
-    def read_account(self) -> None:
-        self.calls.append(("read_account", None))
+    def read_account(self, tag: str | None = None) -> None:
+        self.calls.append(("read_account", tag))
+
+    def read_tag(self) -> str:
+        tags = [p for k, p in self.calls if k == "read_account"]
+        assert len(tags) == 1 and tags[0]
+        return tags[0]
 
     def kinds(self) -> list[str]:
         return [c[0] for c in self.calls]
@@ -102,7 +107,9 @@ def test_leftover_order_fills_before_its_cancel_and_is_counted_once():
                  side="BUY"))
     assert "adopted" not in eng.risk._extra
     assert gw.kinds().count("read_account") == 1      # now nothing of the old session can fill
-    eng._sink(ev("account", **account("1.00200000")))  # 1.001 before the restart + the leftover fill
+    eng._sink(ev("account", **account("1.00100000")))  # a reconcile's read, sent before: not taken
+    assert "position" in eng.risk._extra
+    eng._sink(ev("account", gw.read_tag(), **account("1.00200000")))  # 1.001 + the leftover fill
     assert "position" not in eng.risk._extra
     assert eng.trader.position == round(0.002 / eng.lot)   # counted once (the report was not added on top)
     # from now on a fill of an order this session did not place moves the position
@@ -118,24 +125,63 @@ def test_leftover_order_fills_before_its_cancel_and_is_counted_once():
                           8)))
     assert eng.trader.position == round(0.0015 / eng.lot)
 
-def test_no_leftover_orders_reads_the_position_after_the_open_orders():
+def test_no_leftover_orders_reads_the_position_from_a_read_sent_after_the_open_orders():
+    """The reconcile's account read went out beside the open orders' read: the exchange
+    may have served it first, before a fill the open-orders read no longer showed."""
     eng, gw = make_engine()
     eng._sink(ev("user_stream", state="subscribed", subscription_id=0))
     eng._sink(ev("open_orders", orders=[]))
-    assert "read_account" not in gw.kinds()
-    eng._sink(ev("account", **account("1.00050000")))
+    tag = gw.read_tag()
+    eng._sink(ev("account", **account("1.00040000")))           # the reconcile's: arrived later, still not taken
+    assert "position" in eng.risk._extra
+    eng._sink(ev("error", tag, detail="GET /api/v3/account failed: HTTP 500", request="account"))
+    eng.qm.check_timeouts(time.time_ns())
+    eng._read_account_when_settled()
+    assert gw.kinds().count("read_account") == 1                # again only after a second
+    eng._position_read_at = 0.0
+    eng._read_account_when_settled()
+    assert gw.kinds().count("read_account") == 2
+    eng._sink(ev("account", tag, **account("1.00050000")))
     assert "position" not in eng.risk._extra and eng.trader.position == round(0.0005 / eng.lot)
-    assert "read_account" not in gw.kinds()            # that read came after the open orders: good as is
+
+
+def test_an_earlier_order_first_seen_in_a_report_is_cancelled_too():
+    eng, gw = make_engine()
+    eng._sink(ev("user_stream", state="subscribed", subscription_id=0))
+    # its fill report comes before the open-orders answer
+    eng._sink(ev("execution_report", "old-bid",
+                 **report("old-bid", 31, "BUY", "TRADE", "PARTIALLY_FILLED", "0.00200000", "0.00100000",
+                          "0.00100000", 9)))
+    eng._sink(ev("open_orders", orders=[{**open_order("old-bid", 31, "BUY", "0.00200000"),
+                                         "executedQty": "0.00100000", "status": "PARTIALLY_FILLED"}]))
+    assert any(k == "cancel" and p.get("orderId") == 31 for k, p in gw.calls)
+    assert "adopted" in eng.risk._extra and "read_account" not in gw.kinds()
+
+
+def test_a_lost_cancel_answer_then_a_query_saying_open_lets_the_cancel_go_again():
+    """cancel_unknown -> query: still NEW -> the adopted order is cancelled again (its
+    cancel flags used to stay set: no resend, no quote, the order left at shutdown)."""
+    eng, gw = make_engine()
+    eng._sink(ev("user_stream", state="subscribed", subscription_id=0))
+    eng._sink(ev("open_orders", orders=[open_order("old-ask", 41, "SELL", "0.00100000")]))
+    eng._sink(ev("cancel_unknown", "old-ask", detail="no answer", sent=True))
+    assert "query" in gw.kinds()
+    eng._sink(ev("query_result", "old-ask", **open_order("old-ask", 41, "SELL", "0.00100000")))
+    o = eng.qm.tracker.orders["old-ask"]
+    assert not o.is_terminal and not o.cancel_requested
+    eng.qm.check_timeouts(time.time_ns() + 2_000_000_000)
+    assert gw.kinds().count("cancel") == 2
 
 def test_leftover_cancel_refused_during_a_pause_is_sent_again():
     eng, gw = make_engine()
     eng._sink(ev("user_stream", state="subscribed", subscription_id=0))
     eng._sink(ev("open_orders", orders=[open_order("old-ask", 21, "SELL", "0.00100000")]))
     assert gw.kinds().count("cancel") == 1
+    sent_ns = eng.qm._adopted["old-ask"]
     eng._sink(ev("cancel_reject", "old-ask", code=-1003, msg="not sent: Retry-After pause (HTTP 429); 3.0 s to wait",
                  http_status=429, sent=False))
     assert "adopted" in eng.risk._extra
-    now = time.time_ns()
+    now = sent_ns
     eng.qm.check_timeouts(now + 500_000_000)
     assert gw.kinds().count("cancel") == 1             # at most once a second
     eng.qm.check_timeouts(now + 1_500_000_000)

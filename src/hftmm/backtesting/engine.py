@@ -94,7 +94,9 @@ def funded(src: EventSource, config: BacktestConfig) -> EventSource:
     inside = [r for r in rows if t0 <= r.time_ms * 1_000_000 <= t1]
     log.info("%s: %d funding times in the data's span (of %d in %s)", config.symbol, len(inside), len(rows),
              config.funding_path)
-    return dataclasses.replace(src, chunks=with_funding(src.chunks, funding_events(rows, src.tick_size)),
+    # only the data's own span: an earlier record would start the replay (its clock,
+    # samples and timers) weeks before the first event of a monthly file
+    return dataclasses.replace(src, chunks=with_funding(src.chunks, funding_events(inside, src.tick_size)),
                                description=f"{src.description} + funding {config.funding_path}")
 
 

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 import zipfile
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Iterator, Optional
@@ -33,6 +34,7 @@ from hftcore import EV_FUNDING, EVENT_DTYPE, EVF_BEGIN, EVF_EMPTY, EVF_END, FUND
 __all__ = ["FundingRow", "read_funding", "funding_events", "with_funding"]
 
 _MS = 1_000_000
+_FILE_SYMBOL = re.compile(r"^([A-Za-z0-9]+)-fundingRate-", re.I)
 
 
 class FundingRow(tuple):
@@ -124,6 +126,10 @@ def read_funding(paths: str | Iterable[str], symbol: Optional[str] = None) -> li
         else:
             raise FileNotFoundError(f"funding file not found: {p}")
     rows: dict[int, FundingRow] = {}
+    if symbol is not None:
+        # data.binance.vision names its files <SYMBOL>-fundingRate-<month>: skip other symbols'
+        files = [f for f in files if not _FILE_SYMBOL.match(os.path.basename(f))
+                 or _FILE_SYMBOL.match(os.path.basename(f)).group(1).upper() == symbol.upper()]
     for f in files:
         if f.lower().endswith(".zip"):
             with zipfile.ZipFile(f) as z:
@@ -163,11 +169,15 @@ def funding_events(rows: Iterable[FundingRow], tick_size: str) -> np.ndarray:
 
 def with_funding(chunks: Iterable[np.ndarray], funding: np.ndarray) -> Iterator[np.ndarray]:
     """The chunks with the funding records merged in by receive time (``local_ts``):
-    a record goes before the first event at or after its time; records after the
-    last event are dropped (the data has ended)."""
+    a record goes before the first event at or after its time; records before the
+    first event (no position yet) or after the last (the data has ended) are dropped."""
     f = np.sort(funding, order="local_ts") if len(funding) else funding
     j = 0
+    first = True
     for chunk in chunks:
+        if first and len(chunk):
+            first = False
+            j = int(np.searchsorted(f["local_ts"], int(chunk["local_ts"][0]), side="left")) if len(f) else 0
         if j >= len(f) or not len(chunk):
             yield chunk
             continue

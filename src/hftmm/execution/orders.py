@@ -480,7 +480,9 @@ class OrderTracker:
             return  # still waiting for the cancel
         if not authoritative and cur != S.UNKNOWN and _RANK[target] < _RANK[cur]:
             return
-        if cur == S.PENDING_CANCEL and target in (S.OPEN, S.PARTIALLY_FILLED):
+        if cur in (S.PENDING_CANCEL, S.UNKNOWN) and target in (S.OPEN, S.PARTIALLY_FILLED):
+            # (UNKNOWN: e.g. a cancel whose answer was lost, and a query says it is still open:
+            # the cancel did not happen and may be sent again)
             order.cancel_requested = order.cancel_sent = False
         order._transition(target, now, reason)
 

@@ -158,7 +158,8 @@ class _Request:
     cid: Optional[str] = None
     new_cid: Optional[str] = None
     attempt: int = 0
-    settled: bool = False   # its order count no longer pending in the limiter
+    counted: bool = False   # its order count was acquired from the limiter (by the caller or here)
+    settled: bool = False   # ... and is no longer pending there
 
     @property
     def endpoint(self) -> _Endpoint:
@@ -169,7 +170,7 @@ class _Request:
         return self.endpoint.method == "GET"
 
     def key(self) -> tuple:
-        return (self.op, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+        return (self.op, self.cid, tuple(sorted((k, str(v)) for k, v in self.params.items())))
 
 
 class _DelayQueue:
@@ -417,6 +418,7 @@ class BinanceGateway:
             if t is not None and t is not threading.current_thread():
                 t.join(max(0.0, end - time.monotonic()))
         for req in left:
+            self._settle(req)
             for kind, cid, data in failure_events(req.op, "gateway stopped before sending", False,
                                                   req.cid, req.new_cid):
                 if kind != "error":
@@ -516,9 +518,10 @@ class BinanceGateway:
         self._submit(_Request("open_orders", self._params({"symbol": symbol})))
         self.read_account()
 
-    def read_account(self) -> None:
-        """``GET /api/v3/account`` -> ``account``."""
-        self._submit(_Request("account", {"omitZeroBalances": "true"}))
+    def read_account(self, tag: Optional[str] = None) -> None:
+        """``GET /api/v3/account`` -> ``account`` (its ``client_order_id`` is ``tag``: the
+        caller can tell the answer to this read from the reconciles' reads)."""
+        self._submit(_Request("account", {"omitZeroBalances": "true"}, cid=tag))
 
     def _params(self, params: Mapping[str, Any]) -> dict:
         p = dict(params)
@@ -558,6 +561,8 @@ class BinanceGateway:
     def _submit(self, req: _Request) -> None:
         if not self._started:
             raise RuntimeError("gateway not started")
+        # paced by the caller: it acquired the order count before calling (settled when answered)
+        req.counted = req.op in _PACED_BY_CALLER and not self.pace_orders and bool(req.endpoint.orders)
         if not self._queue.put(req, dedupe=req.is_read):
             raise RuntimeError("gateway stopped")
 
@@ -637,6 +642,8 @@ class BinanceGateway:
                     wait = lim.acquire(ep.weight, ep.orders, now)
                 except ValueError as exc:   # a single request above a whole limit
                     wait, detail = math.inf, str(exc)
+                if wait <= 0 and ep.orders:
+                    req.counted = True
             banned = lim.is_banned(now)
             orders_paused = bool(ep.orders) and now < lim.orders_paused_until
             paused = now < lim.paused_until or orders_paused
@@ -684,7 +691,7 @@ class BinanceGateway:
 
     def _settle(self, req: _Request) -> None:
         """The request's order count is no longer in flight (see ``RateLimiter.settle``)."""
-        if req.settled or not req.endpoint.orders or self._limiter is None:
+        if req.settled or not req.counted or self._limiter is None:
             return
         req.settled = True
         with self._limiter_lock:

@@ -137,11 +137,12 @@ def answer_events(op: str, status: int, body: Any, cid: Optional[str] = None,
             return [("open_orders", None, {"orders": list(body)})]
     elif op == "account":
         if ok:
-            return [("account", None, dict(body))]
+            return [("account", cid, dict(body))]
     else:
         raise ValueError(f"unknown request {op!r}")
     name = REQUEST_NAMES[op]
-    return [("error", None, {"detail": f"{name} failed: HTTP {status}", "request": name, **err})]
+    return [("error", cid if op == "account" else None,
+             {"detail": f"{name} failed: HTTP {status}", "request": name, **err})]
 
 
 def cancelled_orders(body: Any) -> Iterable[Mapping]:

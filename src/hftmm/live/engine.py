@@ -64,6 +64,9 @@ from hftmm.strategy.risk import RiskManager
 
 log = logging.getLogger(__name__)
 
+#: tag of the account read the position is taken from (see _read_account_when_settled)
+_POSITION_READ = "hftmm-position-read"
+
 __all__ = ["LiveEngine", "paper_kernel", "fetch_exchange_info", "MODES"]
 
 MODES = ("paper", "testnet", "live")
@@ -172,7 +175,9 @@ class LiveEngine:
         self.session_id: Optional[str] = None
         self.stats = {"frames": 0, "events": 0, "gateway_events": 0, "kills": 0}
         self.unconfirmed: list[str] = []    # client ids not confirmed cancelled at the end
-        self._account_wanted = False        # an account read came too early for the position
+        self._position_read_sent = False    # the account read for the position is out
+        self._position_read_at = 0.0        # not before (monotonic s; after a failed read)
+        self._tagged_reads = hasattr(gateway, "read_account")
         self.decisions: list = []           # INTENT_DTYPE arrays (record_decisions)
         self.started_ns = 0
         self._last_publish_ns = 0
@@ -359,11 +364,13 @@ class LiveEngine:
         with self.lock:
             self.stats["gateway_events"] += 1
             k = ev.kind
-            if k == "account" and "position" in self.risk._extra:
-                if self.qm.open_orders_seen and not self.qm.adopted_open:
+            if "position" in self.risk._extra and k in ("account", "error") and self._position_read_sent \
+                    and (ev.client_order_id == _POSITION_READ or not self._tagged_reads):
+                if k == "account":
                     self._reconcile_position(ev.data)
-                else:
-                    self._account_wanted = True     # read again once no earlier order can fill
+                else:                               # that read failed: again after a second
+                    self._position_read_sent = False
+                    self._position_read_at = time.monotonic() + 1.0
             elif k == "user_stream":
                 ok = ev.data.get("state") == "subscribed"
                 self.risk.set_condition("user_stream", None if ok else
@@ -373,15 +380,19 @@ class LiveEngine:
             self._after(ev.ts_ns or time.time_ns())
 
     def _read_account_when_settled(self) -> None:
-        """The position comes from an account read made after the open orders were seen
-        and every order of an earlier session is final: none of their fills can then be
-        missing from it, nor be counted twice."""
-        if self._account_wanted and self.qm.open_orders_seen and not self.qm.adopted_open \
-                and "position" in self.risk._extra:
-            self._account_wanted = False
-            log.info("%s: reading the account again (the open orders are settled)", self.trading.symbol)
-            read = getattr(self.gateway, "read_account", None)
-            read() if read is not None else self.gateway.reconcile(self.trading.symbol)
+        """The position comes from an account read *sent* after the open orders were
+        seen and every order of an earlier session is final -- not from the reconcile's
+        read, sent alongside the open orders' -- so none of their fills can be missing
+        from it, nor counted twice."""
+        if self._position_read_sent or "position" not in self.risk._extra or not self.qm.open_orders_seen \
+                or self.qm.adopted_open or time.monotonic() < self._position_read_at:
+            return
+        self._position_read_sent = True
+        log.info("%s: reading the account for the position (the open orders are settled)", self.trading.symbol)
+        if self._tagged_reads:
+            self.gateway.read_account(_POSITION_READ)
+        else:
+            self.gateway.reconcile(self.trading.symbol)
 
     def _report(self, ts: int, tid: int, kind: int, px: int = 0, lots: int = 0, leaves: int = 0, fee: float = 0.0,
                 taker: bool = False) -> bool:
@@ -496,6 +507,7 @@ class LiveEngine:
                                         and self.kernel.book_valid, now=now)
             if self.qm is not None:
                 self.qm.check_timeouts(now)
+                self._read_account_when_settled()   # (also after a failed read, with no event to come)
             self._after(now)
             self._events(now)
             if now - self._last_publish_ns >= self.publish_interval_ns:

@@ -101,5 +101,5 @@ class Gateway(Protocol):
     def reconcile(self, symbol: str) -> None:
         """``GET /api/v3/openOrders`` and ``GET /api/v3/account`` -> ``open_orders``, ``account``."""
 
-    def read_account(self) -> None:
-        """``GET /api/v3/account`` alone -> ``account``."""
+    def read_account(self, tag: Optional[str] = None) -> None:
+        """``GET /api/v3/account`` alone -> ``account``, its ``client_order_id`` = ``tag``."""

@@ -231,7 +231,17 @@ class QuoteManager:
         if self.record_decisions:
             self.decisions.append(Decision(ts, "new", side, px, lots, order.client_order_id))
         self._order_changed(order)
-        self.gateway.place_order(params)
+        self._send_counted(self.gateway.place_order, params)
+
+    def _send_counted(self, send: Callable[[dict], None], params: dict) -> None:
+        """Send a request whose order count :meth:`_check` acquired; if it cannot even be
+        handed over (the gateway stopped), that count is not in flight."""
+        try:
+            send(params)
+        except BaseException:
+            if self.rate_limiter is not None:
+                self.rate_limiter.settle(1)
+            raise
 
     def _cancel(self, tid: int, ts: int) -> None:
         cid = self._cid.get(tid)
@@ -282,7 +292,7 @@ class QuoteManager:
             self.decisions.append(Decision(ts, "replace", side, px, lots, new.client_order_id))
         self._order_changed(old)
         self._order_changed(new)
-        self.gateway.cancel_replace(params)
+        self._send_counted(self.gateway.cancel_replace, params)
 
     def _map(self, tid: int, cid: str) -> None:
         self._cid[tid] = cid
@@ -353,12 +363,19 @@ class QuoteManager:
             res = tr.reconcile_open_orders(d.get("orders", []))
             fills = res.fills
             self.open_orders_seen = True
-            for o in res.adopted:
+            # every live order the trader did not place: the snapshot's new ones, and any a
+            # report made known before it (an earlier session's order that traded first)
+            foreign = list(res.adopted) + [o for o in tr.orders.values() if not o.is_terminal
+                                           and o.client_order_id not in self._tid and o not in res.adopted]
+            for o in foreign:
+                if o.client_order_id in self._adopted:
+                    continue
                 log.warning("%s: open order %s found on the exchange that this session did not place; "
                             "cancelling it", self.symbol, o.client_order_id)
-                req = tr.request_cancel(o.client_order_id)
                 self._adopted[o.client_order_id] = ts
-                self.gateway.cancel_order(req.params())
+                if not o.cancel_requested:
+                    req = tr.request_cancel(o.client_order_id)
+                    self.gateway.cancel_order(req.params())
             for o in res.to_query:
                 self._query(o.client_order_id)
         for f in fills:
