@@ -220,7 +220,12 @@ def test_fault_scenario(seed):
         assert st["ticker_mismatches"] == 0
         assert st["resyncs"] >= (1 if st["gaps"] else 0)
         if kind == 0:
-            assert st["reconnects"] == 0
+            # no connection fault was injected: a reconnect only where the simulator
+            # dropped a connection it found too slow (a pong timeout or a slow consumer:
+            # a feed thread starved on a loaded machine; seen once in CI)
+            load_drops = sum(n for why, n in ss.get("disconnects", {}).items()
+                             if why in ("pong_timeout", "slow_consumer"))
+            assert st["reconnects"] <= load_drops, (st["reconnects"], ss.get("disconnects"))
             # every update id missing from what arrived is counted, nothing more;
             # and nothing is reported lost that the simulator did not remove
             assert st["ids_lost"] == recount_loss(frames, conn, market)
