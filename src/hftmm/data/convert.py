@@ -363,7 +363,7 @@ class Converter:
         import pyarrow.csv as pcsv
 
         ro = pcsv.ReadOptions(column_names=None if header else names, autogenerate_column_names=False,
-                              block_size=sources.CSV_BLOCK)
+                              block_size=sources.CSV_BLOCK, use_threads=False)
         co = pcsv.ConvertOptions(column_types={c: pa.string() for c in string_cols},
                                  strings_can_be_null=False)
         fh = sources.open_text_binary(path)
