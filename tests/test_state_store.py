@@ -393,3 +393,31 @@ def test_session_group_one_lock_for_several_symbols(tmp_path):
     assert running_session(path) is not None      # the group still holds the lock
     group.release()
     assert running_session(path) is None
+
+
+def _open_at_once(db: str, n: int) -> tuple[list, list]:
+    start, errors, stores = threading.Barrier(n), [], []
+
+    def open_one():
+        start.wait()
+        try:
+            stores.append(StateStore(db))
+        except Exception as exc:  # noqa: BLE001 -- collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return stores, errors
+
+
+def test_many_stores_open_one_new_database_at_once(tmp_path):
+    """Several symbols' engines open one new state database at the same moment: each
+    set-up waits for the other (the switch to WAL failed 'database is locked' once in CI)."""
+    for round_ in range(10):
+        stores, errors = _open_at_once(str(tmp_path / f"new{round_}.db"), 8)
+        assert errors == [] and len(stores) == 8, errors
+        for st in stores:
+            st.close()

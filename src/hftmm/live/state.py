@@ -238,6 +238,22 @@ class SessionGroup:
             lk.release()
 
 
+_INIT_LOCK = threading.Lock()     # StateStore set-up, process-wide
+
+
+def _wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock it
+    needs (sqlite's busy handler does not wait for it), up to the busy timeout."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000.0
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _connect(path: PathLike, *, readonly: bool = False, must_exist: bool = False,
              busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     p = Path(path).resolve()
@@ -312,34 +328,38 @@ class StateStore:
         self._session_lock: Optional[_SessionLock] = None
         self._conn: Optional[sqlite3.Connection] = _connect(path, busy_timeout_ms=busy_timeout_ms)
         conn = self._conn
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            log.warning("state store %s: journal_mode is %s, not WAL", path, mode)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        has_status = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'status'").fetchone() is not None
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
-        if has_status and row is not None and row[0].isdigit() and int(row[0]) < SCHEMA_VERSION:
-            old = int(row[0])
-            conn.execute("BEGIN IMMEDIATE")  # older database: migrate in one transaction
-            try:
-                for v in range(old, SCHEMA_VERSION):
-                    for stmt in MIGRATIONS.get(v, ()):
-                        conn.execute(stmt)
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            log.info("state store %s: migrated schema %d -> %d", path, old, SCHEMA_VERSION)
-        conn.executescript(SCHEMA)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
-            conn.close()
-            self._conn = None
-            raise StateStoreError(f"{path}: schema_version {row[0]}, this code writes {SCHEMA_VERSION}")
+        # one store at a time sets a database up: switching a new file to WAL takes a lock
+        # sqlite's busy handler does not wait for, and two could insert the schema version
+        # (several symbols of one process open one database at once)
+        with _INIT_LOCK:
+            mode = _wal(conn, busy_timeout_ms)
+            if str(mode).lower() != "wal":
+                log.warning("state store %s: journal_mode is %s, not WAL", path, mode)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            has_status = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'status'").fetchone() is not None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone() else None
+            if has_status and row is not None and row[0].isdigit() and int(row[0]) < SCHEMA_VERSION:
+                old = int(row[0])
+                conn.execute("BEGIN IMMEDIATE")  # older database: migrate in one transaction
+                try:
+                    for v in range(old, SCHEMA_VERSION):
+                        for stmt in MIGRATIONS.get(v, ()):
+                            conn.execute(stmt)
+                    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                log.info("state store %s: migrated schema %d -> %d", path, old, SCHEMA_VERSION)
+            conn.executescript(SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                conn.close()
+                self._conn = None
+                raise StateStoreError(f"{path}: schema_version {row[0]}, this code writes {SCHEMA_VERSION}")
 
     # ------------------------------------------------------------------ plumbing
     def _db(self) -> sqlite3.Connection:
