@@ -25,7 +25,7 @@ import os
 import re
 import zipfile
 from decimal import Decimal, InvalidOperation
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -37,25 +37,10 @@ _MS = 1_000_000
 _FILE_SYMBOL = re.compile(r"^([A-Za-z0-9]+)-fundingRate-", re.I)
 
 
-class FundingRow(tuple):
-    """(time_ms, rate: Decimal, mark_price: Decimal | None)."""
-
-    __slots__ = ()
-
-    def __new__(cls, time_ms: int, rate: Decimal, mark_price: Optional[Decimal]) -> "FundingRow":
-        return super().__new__(cls, (int(time_ms), rate, mark_price))
-
-    @property
-    def time_ms(self) -> int:
-        return self[0]
-
-    @property
-    def rate(self) -> Decimal:
-        return self[1]
-
-    @property
-    def mark_price(self) -> Optional[Decimal]:
-        return self[2]
+class FundingRow(NamedTuple):
+    time_ms: int                     # funding time, ms since the epoch
+    rate: Decimal
+    mark_price: Optional[Decimal]    # None: unknown (the book's mid stands in)
 
 
 def _dec(value: object, what: str, where: str) -> Decimal:

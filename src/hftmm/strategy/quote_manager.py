@@ -365,17 +365,11 @@ class QuoteManager:
             self.open_orders_seen = True
             # every live order the trader did not place: the snapshot's new ones, and any a
             # report made known before it (an earlier session's order that traded first)
-            foreign = list(res.adopted) + [o for o in tr.orders.values() if not o.is_terminal
-                                           and o.client_order_id not in self._tid and o not in res.adopted]
-            for o in foreign:
-                if o.client_order_id in self._adopted:
-                    continue
+            for o in [o for o in tr.orders.values() if not o.is_terminal and o.client_order_id not in self._tid
+                      and o.client_order_id not in self._adopted]:
                 log.warning("%s: open order %s found on the exchange that this session did not place; "
                             "cancelling it", self.symbol, o.client_order_id)
-                self._adopted[o.client_order_id] = ts
-                if not o.cancel_requested:
-                    req = tr.request_cancel(o.client_order_id)
-                    self.gateway.cancel_order(req.params())
+                self._cancel_foreign(o, ts)
             for o in res.to_query:
                 self._query(o.client_order_id)
         for f in fills:
@@ -390,9 +384,18 @@ class QuoteManager:
             self._order_changed(o)
         self._adopted_state()
 
+    def _cancel_foreign(self, o: Order, ts: int) -> None:
+        """Cancel an order the trader did not place (unless a cancel is out) and hold quoting until it is final."""
+        self._adopted[o.client_order_id] = ts
+        if not o.cancel_requested:
+            req = self.tracker.request_cancel(o.client_order_id)
+            self.gateway.cancel_order(req.params())
+
     def _adopted_state(self) -> None:
         """No quote while an earlier session's order may still fill: the trader does
         not count it, so both could fill past max_position (a risk condition)."""
+        if not self._adopted and (self.risk is None or "adopted" not in self.risk._extra):
+            return                                   # (every event: nothing to do)
         for cid in [c for c in self._adopted if c not in self.tracker.orders or self.tracker.orders[c].is_terminal]:
             del self._adopted[cid]
         if self.risk is not None:
@@ -485,10 +488,8 @@ class QuoteManager:
         for cid, sent in list(self._adopted.items()):
             o = self.tracker.orders.get(cid)
             if o is not None and not o.is_terminal and not o.cancel_requested and now - sent >= 1_000_000_000:
-                self._adopted[cid] = now
-                req = self.tracker.request_cancel(cid)
                 self.counters.cancels_sent += 1
-                self.gateway.cancel_order(req.params())
+                self._cancel_foreign(o, now)
         if self._adopted:
             self._adopted_state()
 
