@@ -429,9 +429,9 @@ PUBLIC_ENDPOINTS: tuple[PublicEndpoint, ...] = (
 )
 
 
-def funding_time_ms(now_ms: int) -> int:
-    """Next USD-M funding time (00:00, 08:00, 16:00 UTC) after ``now_ms``."""
-    return (now_ms // (8 * MS_H) + 1) * 8 * MS_H
+def funding_time_ms(now_ms: int, interval_ms: int = 8 * MS_H) -> int:
+    """Next USD-M funding time after ``now_ms`` (every 8 h: 00:00, 08:00, 16:00 UTC)."""
+    return (now_ms // interval_ms + 1) * interval_ms
 
 
 #: the funding rate Binance's formula gives when the premium index is 0 (mark =
@@ -461,6 +461,11 @@ class PublicApi:
         self.now_ms = now_ms
         self.last_update_id = last_update_id
         self.unit = self.tick * self.lot           # one tick x one lot, in quote asset
+        #: USD-M: a mark price set by the simulator's user (None: the book's), the funding
+        #: interval [ms] and rate (a fraction, or callable(now_ms) -> fraction)
+        self.mark_override: Optional[Decimal] = None
+        self.funding_interval_ms = 8 * MS_H
+        self.funding_rate: Any = BASE_FUNDING_RATE
         tick_dec = max(-self.tick.normalize().as_tuple().exponent, 0)
         quote_dec = max(-self.unit.normalize().as_tuple().exponent, 0)
         #: decimals of averaged prices and of quote amounts (spot: always 8, as Binance prints them)
@@ -720,8 +725,17 @@ class PublicApi:
         d = self.book_ticker()
         return d if one else [d]
 
+    def current_funding_rate(self, now_ms: int) -> str:
+        """The funding rate of the next settlement, as Binance prints it (8 decimals)."""
+        fr = self.funding_rate
+        r = fr(now_ms) if callable(fr) else fr
+        return f"{Decimal(str(r)):.8f}"
+
     def mark_price(self) -> Decimal:
-        """USD-M mark (= index) price: the mid of the ground-truth book (last trade if one side is empty)."""
+        """USD-M mark (= index) price: the mid of the ground-truth book (last trade if one side is
+        empty), unless the simulator's user set one (``mark_override``)."""
+        if self.mark_override is not None:
+            return self.mark_override
         bk = self._book()
         bb, ba = bk.best_bid(), bk.best_ask()
         if bb is not None and ba is not None:
@@ -737,6 +751,6 @@ class PublicApi:
         now = self.now_ms()
         mark = self.fprice(self.mark_price(), 8)
         d = {"symbol": self.symbol, "markPrice": mark, "indexPrice": mark, "estimatedSettlePrice": mark,
-             "lastFundingRate": BASE_FUNDING_RATE, "interestRate": "0.00010000",
-             "nextFundingTime": funding_time_ms(now), "time": now}
+             "lastFundingRate": self.current_funding_rate(now), "interestRate": "0.00010000",
+             "nextFundingTime": funding_time_ms(now, self.funding_interval_ms), "time": now}
         return d if one else [d]

@@ -161,6 +161,7 @@ class _Fill:
     quote: Decimal = ZERO
     commission: Decimal = ZERO
     asset: str = ""
+    realized: Decimal = ZERO        # USD-M: realised PnL of the fill [quote]
 
 
 class OrderEngine:
@@ -269,8 +270,8 @@ class OrderEngine:
             return None if t is None else t * self.tick
         return (bb + ba) * self.tick / 2
 
-    def parse_new(self, acct: Account, p: dict[str, str], prefix: str = "") -> SimOrder:
-        """Validate new-order parameters and filters (nothing executes). Raises ApiError."""
+    def _side_type(self, p: dict[str, str]) -> tuple[str, str]:
+        """symbol, side and type of a new order present and valid (the type's value is the caller's)."""
         self.check_symbol(p)
         side = p.get("side")
         if not side:
@@ -280,6 +281,11 @@ class OrderEngine:
         typ = p.get("type")
         if not typ:
             raise mandatory("type")
+        return side, typ
+
+    def parse_new(self, acct: Account, p: dict[str, str], prefix: str = "") -> SimOrder:
+        """Validate new-order parameters and filters (nothing executes). Raises ApiError."""
+        side, typ = self._side_type(p)
         if typ in UNSUPPORTED_TYPES:
             raise rejected(UNSUPPORTED_TYPES[typ])
         if typ not in ORDER_TYPES:
@@ -363,14 +369,14 @@ class OrderEngine:
             o.client_id = self._auto_client_id()
         prev = acct.by_client_id.get(o.client_id)
         if prev is not None and acct.orders[prev].is_open:
-            raise rejected("Duplicate order sent.")
+            raise self._duplicate_error()
         book_side = 1 if o.side == "BUY" else 0
         best = self.book.best_ask() if o.side == "BUY" else self.book.best_bid()
         crosses = best is not None and (o.type == "MARKET" or (best <= o.price if o.side == "BUY"
                                                                  else best >= o.price))
-        if o.type == "LIMIT_MAKER" and crosses:
+        if crosses and self._post_only(o):
             self._count("rejected_post_only")
-            raise rejected("Order would immediately match and take.")
+            raise self._post_only_error()
         takes: list[tuple[int, int]] = []
         if crosses:
             ticks, lots = self.book.levels(book_side)
@@ -383,28 +389,7 @@ class OrderEngine:
                 left -= take
                 if not left:
                     break
-        # funds
-        base_b, quote_b = acct.bal(self.base), acct.bal(self.quote)
-        if o.side == "BUY":
-            if o.type == "MARKET":
-                need = sum((q8(t * self.tick * n * self.lot) for t, n in takes), ZERO)
-            else:
-                need = q8(o.price * self.tick * o.qty * self.lot)
-            if need > quote_b[0]:
-                self._count("rejected_balance")
-                raise rejected("Account has insufficient balance for requested action.")
-            if o.type != "MARKET":
-                quote_b[0] -= need
-                quote_b[1] += need
-                o.locked = need
-        else:
-            need = o.qty * self.lot
-            if need > base_b[0]:
-                self._count("rejected_balance")
-                raise rejected("Account has insufficient balance for requested action.")
-            base_b[0] -= need
-            base_b[1] += need
-            o.locked = need
+        self._reserve(acct, o, takes)
         o.order_id = self._next_order_id
         self._next_order_id += 1
         o.time = o.update_time = o.working_time = now_ms
@@ -426,6 +411,43 @@ class OrderEngine:
         self._position(acct, now_ms)
         return self.order_result(o, now_ms, o.resp_type, fills)
 
+    @staticmethod
+    def _duplicate_error() -> ApiError:
+        return rejected("Duplicate order sent.")
+
+    @staticmethod
+    def _post_only(o: SimOrder) -> bool:
+        return o.type == "LIMIT_MAKER"
+
+    @staticmethod
+    def _post_only_error() -> ApiError:
+        return rejected("Order would immediately match and take.")
+
+    def _reserve(self, acct: Account, o: SimOrder, takes: list[tuple[int, int]]) -> None:
+        """Check and lock the funds of a new order (``takes``: the (ticks, lots) it will
+        take at once); ApiError (-2010 insufficient balance) if short."""
+        base_b, quote_b = acct.bal(self.base), acct.bal(self.quote)
+        if o.side == "BUY":
+            if o.type == "MARKET":
+                need = sum((q8(t * self.tick * n * self.lot) for t, n in takes), ZERO)
+            else:
+                need = q8(o.price * self.tick * o.qty * self.lot)
+            if need > quote_b[0]:
+                self._count("rejected_balance")
+                raise rejected("Account has insufficient balance for requested action.")
+            if o.type != "MARKET":
+                quote_b[0] -= need
+                quote_b[1] += need
+                o.locked = need
+        else:
+            need = o.qty * self.lot
+            if need > base_b[0]:
+                self._count("rejected_balance")
+                raise rejected("Account has insufficient balance for requested action.")
+            base_b[0] -= need
+            base_b[1] += need
+            o.locked = need
+
     def _queue_ahead(self, o: SimOrder) -> int:
         """Lots ahead of a joining order: the displayed quantity plus our earlier orders there."""
         ahead = self.book.qty_at(0 if o.side == "BUY" else 1, o.price)
@@ -436,6 +458,34 @@ class OrderEngine:
 
     # ------------------------------------------------------------------ fills
     def _fill(self, acct: Account, o: SimOrder, price: int, lots: int, maker: bool, now_ms: int) -> _Fill:
+        quote_amt, comm, asset, realized = self._settle(acct, o, price, lots, maker, now_ms)
+        o.executed += lots
+        o.cum_quote += quote_amt
+        o.update_time = now_ms
+        acct.update_time = now_ms
+        tid = self._next_trade_id
+        self._next_trade_id += 1
+        self._count("trades")
+        fill = _Fill(price, lots, maker, tid, quote_amt, comm, asset, realized)
+        acct.trades.append(self._trade_row(o, fill, now_ms))
+        o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
+        if o.status == "FILLED":
+            self._release(acct, o)
+            self._open.pop(o.order_id, None)
+        self._report(acct, o, "TRADE", now_ms, fill)
+        return fill
+
+    def _trade_row(self, o: SimOrder, f: _Fill, now_ms: int) -> dict:
+        """One ``myTrades`` row."""
+        return {"symbol": self.symbol, "id": f.trade_id, "orderId": o.order_id, "orderListId": -1,
+                "price": self.px(f.price), "qty": self.qty(f.lots), "quoteQty": f8(f.quote),
+                "commission": f8(f.commission), "commissionAsset": f.asset, "time": now_ms,
+                "isBuyer": o.side == "BUY", "isMaker": f.maker, "isBestMatch": True}
+
+    def _settle(self, acct: Account, o: SimOrder, price: int, lots: int, maker: bool,
+                now_ms: int) -> tuple[Decimal, Decimal, str, Decimal]:
+        """Move the funds of one fill; (quote amount, commission, commission asset,
+        realised PnL: 0 on spot)."""
         base_amt = lots * self.lot
         quote_amt = q8(price * self.tick * base_amt)
         rate = acct.maker_rate if maker else acct.taker_rate
@@ -455,24 +505,7 @@ class OrderEngine:
             base_b[1] -= base_amt
             comm, asset = q8(quote_amt * rate), self.quote
             quote_b[0] += quote_amt - comm
-        o.executed += lots
-        o.cum_quote += quote_amt
-        o.update_time = now_ms
-        acct.update_time = now_ms
-        tid = self._next_trade_id
-        self._next_trade_id += 1
-        self._count("trades")
-        fill = _Fill(price, lots, maker, tid, quote_amt, comm, asset)
-        acct.trades.append({"symbol": self.symbol, "id": tid, "orderId": o.order_id, "orderListId": -1,
-                            "price": self.px(price), "qty": self.qty(lots), "quoteQty": f8(quote_amt),
-                            "commission": f8(comm), "commissionAsset": asset, "time": now_ms,
-                            "isBuyer": o.side == "BUY", "isMaker": maker, "isBestMatch": True})
-        o.status = "FILLED" if o.executed >= o.qty else "PARTIALLY_FILLED"
-        if o.status == "FILLED":
-            self._release(acct, o)
-            self._open.pop(o.order_id, None)
-        self._report(acct, o, "TRADE", now_ms, fill)
-        return fill
+        return quote_amt, comm, asset, ZERO
 
     def _release(self, acct: Account, o: SimOrder) -> None:
         if o.locked:

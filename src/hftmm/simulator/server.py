@@ -605,6 +605,44 @@ class MarketStreamHandler(WsHandler):
 # the simulator
 # ---------------------------------------------------------------------------
 
+class UserStreamHandler(MarketStreamHandler):
+    """A USD-M listenKey stream (``/private/ws?listenKey=``, ``/ws/<listenKey>``): the
+    account's user-data events, raw (``/ws``) or as ``{"stream": listenKey, "data": ...}``
+    (``/stream``); control messages are answered as on any stream connection."""
+
+    def __init__(self, sim: "ExchangeSimulator", combined: bool, routes: tuple[str, ...], listen_key: str) -> None:
+        super().__init__(sim, combined, routes, [])
+        self.listen_key = listen_key
+
+    @property
+    def subs(self) -> dict[int, str]:
+        key = self.sim._listen_keys.get(self.listen_key)
+        return {0: key} if key else {}
+
+    def on_open(self, conn: WsConnection) -> None:
+        super().on_open(conn)
+        self.sim._user_handlers.add(self)
+
+    def on_close(self, conn: WsConnection) -> None:
+        super().on_close(conn)
+        self.sim._user_handlers.discard(self)
+
+    def send_event(self, event: dict) -> None:
+        body = event if not self.combined else {"stream": self.listen_key, "data": event}
+        self.conn.push(encode_frame(OP_TEXT, json.dumps(body, separators=(",", ":")).encode()), "user_data")
+
+    def deliver_event(self, api_key: str, event: dict) -> None:
+        if self.sim._listen_keys.get(self.listen_key) == api_key:
+            self.send_event(event)
+
+    def terminate(self, api_key: Optional[str] = None) -> int:
+        """USD-M has no eventStreamTerminated: expire the key instead."""
+        if api_key is None or self.sim._listen_keys.get(self.listen_key) == api_key:
+            self.sim._end_listen_key(self.listen_key, expired=True)
+            return 1
+        return 0
+
+
 class Route:
     """An HTTP route: handler(request) -> Response (or awaitable); weight: int
     or callable(request) -> int (REQUEST_WEIGHT counted before the handler)."""
@@ -654,7 +692,9 @@ class ExchangeSimulator:
                  incoming_rate: Optional[int] = None, max_streams: Optional[int] = None,
                  limits: Optional[SpotLimits] = None, order_fault_seed: int = 0,
                  order_fault_rates: Optional[dict[str, float]] = None, tls: Union[bool, str] = False,
-                 max_trades: int = 200_000, extra_ports: int = 0) -> None:
+                 max_trades: int = 200_000, extra_ports: int = 0, funding_interval_s: float = 8 * 3600.0,
+                 funding_rate: Any = None, listen_key_validity_s: float = 3600.0,
+                 leverage_brackets: Optional[dict] = None, margin_call_ratio: Any = "0.8") -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not ipaddress.ip_address(host if host != "localhost" else "127.0.0.1").is_loopback:
@@ -694,6 +734,9 @@ class ExchangeSimulator:
         self.public = PublicApi(market, self.symbol, self.tick_size, self.lot_size, self.tape,
                                 lambda: self.source.book, lambda t: self.source.px(t), lambda q: self.source.qty(q),
                                 self.market_time_ms, lambda: self._last_update_id)
+        self.public.funding_interval_ms = int(funding_interval_s * 1000)
+        if funding_rate is not None:         # a fraction, or callable(now_ms) -> fraction
+            self.public.funding_rate = funding_rate
         self._timed_render = TimedRenderer(market, self.symbol, self.public)
         self._timed: dict[tuple[str, Any], list] = {}      # (channel, key) -> [next due ns, period ns]
         self._timed_due = 0
@@ -702,6 +745,14 @@ class ExchangeSimulator:
         self.cert_path: Optional[str] = None
         self.key_path: Optional[str] = None
         self._listen_keys: dict[str, str] = {}             # USD-M listenKey -> api key
+        self._listen_deadline: dict[str, float] = {}       # USD-M listenKey -> expiry (monotonic s)
+        self.listen_key_validity_s = float(listen_key_validity_s)
+        if funding_interval_s <= 0:
+            raise ValueError(f"funding_interval_s must be > 0, got {funding_interval_s}")
+        self.funding_interval_s = float(funding_interval_s)
+        self._leverage_brackets = leverage_brackets
+        self._margin_call_ratio = margin_call_ratio
+        self.funding_log: list[tuple[int, str, dict]] = []   # (time ms, rate, api key -> paid)
         self._usdm_keys: set[str] = set()
         self._lock = threading.Lock()
         self._paused = False
@@ -719,7 +770,10 @@ class ExchangeSimulator:
         self._history: collections.deque = collections.deque(maxlen=SNAPSHOT_HISTORY_LEN)
         self._last_hist_ts = 0
         self._t0 = 0.0
-        self.limits = limits if limits is not None else SpotLimits(request_weight_1m=WEIGHT_LIMIT[market])
+        if limits is None:
+            from hftmm.simulator.futures import FuturesLimits
+            limits = SpotLimits(request_weight_1m=WEIGHT_LIMIT[market]) if market == "spot" else FuturesLimits()
+        self.limits = limits
         self._ip = (IpLimits(self.limits.request_weight_1m, self.limits.raw_requests_5m) if market == "spot"
                     else IpLimits(WEIGHT_LIMIT[market]))
         self._order_fault_args = (order_fault_seed, order_fault_rates)
@@ -770,6 +824,7 @@ class ExchangeSimulator:
             self.http_routes[("POST", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
             self.http_routes[("PUT", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
             self.http_routes[("DELETE", "/fapi/v1/listenKey")] = Route(self._listen_key, 1)
+            self._install_futures_trading()
 
     def _public_handler(self, name: str) -> Callable[[Request], Response]:
         def handler(req: Request) -> Response:
@@ -798,8 +853,10 @@ class ExchangeSimulator:
     def _listen_key(self, req: Request) -> Response:
         """USD-M ``/fapi/v1/listenKey`` (USER_STREAM: API key only). POST returns the
         account's key (the same one while it is valid), PUT extends it, DELETE closes it.
-        The key's stream (``/private/ws?listenKey=`` or ``/ws/<listenKey>``) opens;
-        the simulator has no USD-M order entry, so it carries no events."""
+        The key's stream (``/private/ws?listenKey=`` or ``/ws/<listenKey>``) carries the
+        account's ``ORDER_TRADE_UPDATE`` / ``ACCOUNT_UPDATE`` / ``MARGIN_CALL`` events; a key
+        not extended within ``listen_key_validity_s`` expires (``listenKeyExpired``, the
+        stream closes)."""
         api_key = req.headers.get("x-mbx-apikey", "")
         if not api_key:
             return Response.error(400, -2014, "API-key format invalid.")
@@ -811,17 +868,31 @@ class ExchangeSimulator:
                 import secrets
                 current = secrets.token_urlsafe(48).replace("-", "a").replace("_", "b")[:64]
                 self._listen_keys[current] = api_key
+            self._listen_deadline[current] = time.monotonic() + self.listen_key_validity_s
             return Response.json({"listenKey": current})
         if current is None:
             return Response.error(400, -1125, "This listenKey does not exist.")
         if req.method == "DELETE":
-            del self._listen_keys[current]
+            self._end_listen_key(current, expired=False)
             return Response.json({})
+        self._listen_deadline[current] = time.monotonic() + self.listen_key_validity_s
         return Response.json({"listenKey": current})
+
+    def _end_listen_key(self, key: str, expired: bool) -> None:
+        """Close a listenKey's streams (``listenKeyExpired`` first when it expired)."""
+        self._listen_keys.pop(key, None)
+        self._listen_deadline.pop(key, None)
+        for h in list(self._user_handlers):
+            if getattr(h, "listen_key", None) == key:
+                if expired:
+                    h.send_event({"e": "listenKeyExpired", "E": _now_ms(), "listenKey": key})
+                    self._count("control", "listen_key_expired")
+                h.conn.close_soon(CLOSE_NORMAL, "listenKey expired" if expired else "listenKey closed")
+                self._user_handlers.discard(h)
 
     def add_api_key(self, api_key: str) -> None:
         """USD-M: register an API key for ``/fapi/v1/listenKey`` and ``historicalTrades``
-        (MARKET_DATA); there is no USD-M order entry."""
+        (MARKET_DATA) only; a trading account comes from :meth:`add_account`."""
         if self.market != "usdm":
             raise RuntimeError("add_api_key is for market='usdm'; spot accounts come from add_account")
         self._usdm_keys.add(api_key)
@@ -845,13 +916,39 @@ class ExchangeSimulator:
                 self.http_routes[ep.rest] = Route(handler, weight)
         self.ws_routes[wsapi.PATH] = wsapi.factory
 
+    def _install_futures_trading(self) -> None:
+        from hftmm.execution.filters import SymbolFilters
+        from hftmm.execution.margin import LeverageBrackets
+        from hftmm.simulator.futures import DEFAULT_BRACKETS, USDM_ENDPOINTS, FuturesApi, FuturesEngine
+        from hftmm.simulator.trading import OrderFaults
+
+        info = self._exchange_info_body(0)["symbols"][0]
+        brackets = LeverageBrackets.from_api(self._leverage_brackets or {**DEFAULT_BRACKETS, "symbol": self.symbol})
+        engine = FuturesEngine(self.symbol, info["baseAsset"], info["quoteAsset"], self.tick_size, self.lot_size,
+                               SymbolFilters.from_filters(self.symbol, info["filters"]), lambda: self.source.book,
+                               lambda t: self.source.px(t), lambda q: self.source.qty(q),
+                               self._mark_price, brackets, info.get("liquidationFee", "0.0125"),
+                               self._margin_call_ratio)
+        self.trading = FuturesApi(engine, self.limits, self._ip, _now_ms)
+        self.trading.faults = OrderFaults(*self._order_fault_args)
+        for ep in USDM_ENDPOINTS.values():
+            handler, weight = self.trading.rest_route(ep, self.flush_user_events)
+            self.http_routes[ep.rest] = Route(handler, weight)
+
+    def _mark_price(self):
+        """The mark price [quote] (the book's mid; the last trade without a two-sided book)."""
+        bk = self.source.book
+        if bk.best_bid() is None and bk.best_ask() is None and not self.tape.last_trade:
+            return None
+        return self.public.mark_price()
+
     def _stream_factory(self, combined: bool, routes: tuple[str, ...]):
         def factory(sim: "ExchangeSimulator", req: Request, rest: str) -> WsHandler:
             if "private" in routes:
                 key = req.query.get("listenKey") or rest
                 if key not in sim._listen_keys:
                     raise _HttpError(Response.error(400, -1125, "This listenKey does not exist."))
-                return MarketStreamHandler(sim, combined, routes, [])
+                return UserStreamHandler(sim, combined, routes, key)
             if combined:
                 raw = req.query.get("streams", "")
                 names = [s for s in raw.split("/") if s]
@@ -960,13 +1057,14 @@ class ExchangeSimulator:
         self._t0 = time.monotonic()
         engine = asyncio.ensure_future(self._engine())
         scheduler = asyncio.ensure_future(self._scheduler())
+        clock = asyncio.ensure_future(self._futures_clock())
         self._started.set()
         await self._stop_event.wait()
         self._stopping = True
         server.close()
         for extra in self._extra_servers:
             extra.close()
-        for t in (engine, scheduler):
+        for t in (engine, scheduler, clock):
             t.cancel()
         for conn in list(self._conns.values()):
             try:
@@ -1257,6 +1355,66 @@ class ExchangeSimulator:
                 elif conn.faults is not None:
                     conn.faults.add(f)
 
+    async def _futures_clock(self) -> None:
+        """USD-M: funding at every multiple of ``funding_interval_s`` (epoch-aligned: 00:00,
+        08:00, 16:00 UTC by default) and listenKey expiry."""
+        if self.market != "usdm":
+            return
+        period_ms = int(self.funding_interval_s * 1000)
+        next_ms = (_now_ms() // period_ms + 1) * period_ms
+        while not self._stopping:
+            now = _now_ms()
+            if now >= next_ms:
+                with self._lock:
+                    self.settle_funding(now_ms=next_ms)
+                next_ms += period_ms
+            mono = time.monotonic()
+            for key, deadline in list(self._listen_deadline.items()):
+                if mono >= deadline:
+                    self._end_listen_key(key, expired=True)
+            await asyncio.sleep(max(0.001, min(0.05, (next_ms - _now_ms()) / 1000)))
+
+    def settle_funding(self, rate: Any = None, now_ms: Optional[int] = None) -> dict:
+        """USD-M: pay funding now (the clock does it at each funding time): ``rate`` a
+        fraction (default: the configured ``funding_rate``, as premiumIndex and markPrice show it).
+        Returns api key -> amount paid [quote] (Decimal; < 0 received)."""
+        from decimal import Decimal
+
+        tr = self._need_trading()
+        now = _now_ms() if now_ms is None else now_ms
+        if rate is None:
+            rate = self.public.current_funding_rate(now)
+        paid = tr.engine.settle_funding(Decimal(str(rate)), now)
+        self.funding_log.append((now, str(rate), paid))
+        self._count("control", "funding")
+        self._call_in_loop(self.flush_user_events)
+        return paid
+
+    def set_mark_price(self, price: Any) -> None:
+        """USD-M: fix the mark price (a decimal string; None: the book's mid again) and
+        check every account's margin at it at once (a forced liquidation scenario)."""
+        from decimal import Decimal
+
+        self.public.mark_override = None if price is None else Decimal(str(price))
+        tr = self._need_trading()
+
+        def act() -> None:
+            tr.engine.check_margin(_now_ms())
+            self.flush_user_events()
+        self._call_in_loop(act)
+
+    def account(self, api_key: str) -> dict:
+        """USD-M: the ``GET /fapi/v3/account`` body of an account (tests)."""
+        eng = self._need_trading().engine
+        with eng.lock:
+            return eng.account_info(eng.accounts[api_key], _now_ms(), version=3)
+
+    def positions(self, api_key: str) -> list[dict]:
+        """USD-M: the ``GET /fapi/v2/positionRisk`` rows of an account (tests)."""
+        eng = self._need_trading().engine
+        with eng.lock:
+            return eng.position_risk(eng.accounts[api_key], {}, 2)
+
     def stats(self) -> dict:
         s = {k: dict(v) for k, v in self._stats.items()}
         eff = s.pop("faults_effect")
@@ -1513,26 +1671,37 @@ class ExchangeSimulator:
     # spot order entry: accounts, user data, faults, test helpers
     # ------------------------------------------------------------------
     def _need_trading(self):
-        if self.trading is None:
-            raise RuntimeError("order entry is only simulated for market='spot'")
+        if self.trading is None:  # pragma: no cover - both markets have order entry
+            raise RuntimeError("no order entry")
         return self.trading
 
     def add_account(self, api_key: str, *, hmac_secret: Optional[str] = None,
                     ed25519_public_pem: Optional[bytes] = None, rsa_public_pem: Optional[bytes] = None,
-                    balances: Optional[dict[str, object]] = None, maker_rate: object = "0.001",
-                    taker_rate: object = "0.001") -> None:
+                    balances: Optional[dict[str, object]] = None, maker_rate: object = None,
+                    taker_rate: object = None) -> None:
         """Register an API key (exactly one of an HMAC secret or an Ed25519 / RSA
-        public key PEM) with its spot account: ``balances`` asset -> free amount
-        (default 1 BTC-like base and 100000 quote), commission rates as fractions."""
+        public key PEM) with its account: ``balances`` asset -> free amount (spot
+        default 1 BTC-like base and 100000 quote; USD-M: the margin asset's wallet,
+        default 10000), commission rates as fractions (default Binance's regular
+        tier: spot 0.1 % / 0.1 %, USD-M 0.02 % / 0.05 %)."""
         from hftmm.simulator.trading import make_key
 
         tr = self._need_trading()
         key = make_key(api_key, hmac_secret, ed25519_public_pem, rsa_public_pem)
         eng = tr.engine
-        if balances is None:
-            balances = {eng.base: "1", eng.quote: "100000"}
+        if self.market == "usdm":
+            from hftmm.simulator.futures import USDM_MAKER, USDM_TAKER
+            default_maker, default_taker = USDM_MAKER, USDM_TAKER
+            if balances is None:
+                balances = {eng.quote: "10000"}
+            self._usdm_keys.add(api_key)
+        else:
+            default_maker = default_taker = "0.001"
+            if balances is None:
+                balances = {eng.base: "1", eng.quote: "100000"}
         with eng.lock:
-            eng.add_account(api_key, balances, maker_rate, taker_rate)
+            eng.add_account(api_key, balances, default_maker if maker_rate is None else maker_rate,
+                            default_taker if taker_rate is None else taker_rate)
             tr.keys[api_key] = key
 
     def orders_of(self, api_key: str) -> list[dict]:

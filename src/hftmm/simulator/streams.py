@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from hftmm.simulator.marketdata import (BASE_FUNDING_RATE, KLINE_INTERVALS, MS_D, PublicApi, bucket_open,
+from hftmm.simulator.marketdata import (KLINE_INTERVALS, MS_D, PublicApi, bucket_open,
                                         funding_time_ms, shift_open)
 from hftmm.simulator.sources import DEFAULT_DEPTH_INTERVAL, DEPTH_INTERVALS
 
@@ -252,5 +252,6 @@ class TimedRenderer:
     def _r_markPrice(self, key: Any, now_ms: int, first_after: Callable, last_u: int) -> list[bytes]:
         mark = self.api.fprice(self.api.mark_price(), 8)
         return [(f'{{"e":"markPriceUpdate","E":{now_ms},"s":"{self.symbol}","p":"{mark}","i":"{mark}",'
-                 f'"P":"{mark}","r":"{BASE_FUNDING_RATE}","T":{funding_time_ms(now_ms)}}}').encode()]
+                 f'"P":"{mark}","r":"{self.api.current_funding_rate(now_ms)}",'
+                 f'"T":{funding_time_ms(now_ms, self.api.funding_interval_ms)}}}').encode()]
 

@@ -75,6 +75,10 @@ class SpotLimits:
              "limit": self.raw_requests_5m},
         ]
 
+    def order_windows(self) -> list[tuple[int, int, str, str]]:
+        """(seconds, limit, the -1015 message's window, the X-MBX-ORDER-COUNT header suffix)."""
+        return [(10, self.orders_10s, "10 SECOND", "10S"), (86400, self.orders_1d, "1 DAY", "1D")]
+
 
 class _Window:
     """A counter over fixed windows of ``seconds`` aligned to the epoch."""
@@ -127,29 +131,25 @@ class IpLimits:
 
 
 class OrderCounter:
-    """Unfilled-order count of one account: 10 s and 1 day windows."""
+    """Order count of one account over the limits' windows (spot: 10 s and 1 day
+    of unfilled orders; USD-M: 10 s and 1 minute)."""
 
-    def __init__(self, limits: SpotLimits) -> None:
+    def __init__(self, limits: Any) -> None:
         self.limits = limits
-        self.w10 = _Window(10.0)
-        self.w1d = _Window(86400.0)
+        self.windows = [(_Window(float(sec)), limit, label) for sec, limit, label, _ in limits.order_windows()]
 
-    def counts(self, now: float) -> tuple[int, int]:
-        return self.w10.roll(now), self.w1d.roll(now)
+    def counts(self, now: float) -> tuple[int, ...]:
+        return tuple(w.roll(now) for w, _, _ in self.windows)
 
-    def take(self, now: float) -> None:
-        """Count one new order, or raise 429 -1015 (nothing counted)."""
-        c10, c1d = self.counts(now)
-        if c10 + 1 > self.limits.orders_10s:
-            raise ApiError(429, -1015, f"Too many new orders; current limit is {self.limits.orders_10s} "
-                                       "orders per 10 SECOND.",
-                           headers={"Retry-After": str(self.w10.retry_after(now))})
-        if c1d + 1 > self.limits.orders_1d:
-            raise ApiError(429, -1015, f"Too many new orders; current limit is {self.limits.orders_1d} "
-                                       "orders per 1 DAY.",
-                           headers={"Retry-After": str(self.w1d.retry_after(now))})
-        self.w10.used += 1
-        self.w1d.used += 1
+    def take(self, now: float, n: Union[int, tuple[int, ...]] = 1) -> None:
+        """Count ``n`` new orders (or one count per window), or raise 429 -1015 (nothing counted)."""
+        ns = n if isinstance(n, tuple) else (n,) * len(self.windows)
+        for (w, limit, label), c, k in zip(self.windows, self.counts(now), ns):
+            if c + k > limit:
+                raise ApiError(429, -1015, f"Too many new orders; current limit is {limit} orders per {label}.",
+                               headers={"Retry-After": str(w.retry_after(now))})
+        for (w, _, _), k in zip(self.windows, ns):
+            w.used += k
 
 
 # ---------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class Reply:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
-    order_counts: Optional[tuple[int, int]] = None
+    order_counts: Optional[tuple[int, ...]] = None
     fault: Optional[tuple[str, dict]] = None
     weight: int = 0
 
@@ -408,13 +408,17 @@ class TradingApi:
             return 5
         return ep.weight
 
+    def order_units(self, ep: Endpoint, params: dict[str, str]) -> Union[int, tuple[int, ...]]:
+        """How many orders a request counts (spot: the endpoint's)."""
+        return ep.orders
+
     def handle(self, ep: Endpoint, params: dict[str, str], api_key: Optional[str], payload: Optional[str],
                signature: Optional[str], session_key: Optional[str] = None,
                transport_params: frozenset = frozenset()) -> Reply:
         """One signed request, weight already charged by the transport. ``transport_params``:
         parameters the transport reads itself (WS API ``returnRateLimits``), signed like the others."""
         self._count("requests", ep.name)
-        counts: Optional[tuple[int, int]] = None
+        counts: Optional[tuple[int, ...]] = None
         fault: Optional[tuple[str, dict]] = None
         try:
             key = self.authenticate(api_key, params, payload, signature, session_key)
@@ -433,7 +437,7 @@ class TradingApi:
                     if ep.name == "order.place":
                         parsed = eng.parse_new(acct, params)  # filters before counting
                     try:
-                        ctr.take(now_s)
+                        ctr.take(now_s, self.order_units(ep, params))
                     finally:
                         counts = ctr.counts(now_s)
                 fault = self.faults.decide() if ep.state_changing else None
@@ -526,8 +530,8 @@ class TradingApi:
     def order_count_headers(self, reply: Reply) -> dict[str, str]:
         if reply.order_counts is None:
             return {}
-        return {"X-MBX-ORDER-COUNT-10S": str(reply.order_counts[0]),
-                "X-MBX-ORDER-COUNT-1D": str(reply.order_counts[1])}
+        return {f"X-MBX-ORDER-COUNT-{w[3]}": str(c)
+                for w, c in zip(self.limits.order_windows(), reply.order_counts)}
 
     def rate_limits(self, reply: Reply, weight_used: int) -> list[dict]:
         """The WS API ``rateLimits`` array of a reply."""
