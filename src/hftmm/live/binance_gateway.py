@@ -89,7 +89,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 from urllib.parse import urlencode, urlsplit
 
@@ -160,10 +160,11 @@ class _Request:
     attempt: int = 0
     counted: bool = False   # its order count was acquired from the limiter (by the caller or here)
     settled: bool = False   # ... and is no longer pending there
+    table: Mapping[str, _Endpoint] = field(default_factory=lambda: _ENDPOINTS)   # the gateway's endpoints
 
     @property
     def endpoint(self) -> _Endpoint:
-        return _ENDPOINTS[self.op]
+        return self.table[self.op]
 
     @property
     def is_read(self) -> bool:
@@ -267,6 +268,10 @@ class BinanceGateway:
 
     name = "binance"
     resync_min_interval_s = 1.0   # [s] at most one -1021 clock resync per this interval
+    #: the market's REST endpoints, server time and exchangeInfo paths (USD-M: its subclass)
+    ENDPOINTS: Mapping[str, _Endpoint] = _ENDPOINTS
+    TIME_PATH, INFO_PATH = _TIME_PATH, _INFO_PATH
+    supports_cancel_replace = True      # spot's POST /api/v3/order/cancelReplace
 
     def __init__(self, symbol: str, signer: Signer, *, rest_url: str, ws_api_url: str,
                  rate_limiter: Optional[RateLimiter] = None, recv_window_ms: int = 5000,
@@ -366,13 +371,13 @@ class BinanceGateway:
                    allow_production=allow_production, **kw)
 
     def __repr__(self) -> str:
-        return (f"BinanceGateway({self.symbol!r}, rest={url_host(self.rest_url)!r}, "
+        return (f"{type(self).__name__}({self.symbol!r}, rest={url_host(self.rest_url)!r}, "
                 f"ws_api={url_host(self.ws_api_url)!r}, signer={self._signer!r})")
 
     __str__ = __repr__
 
     def __reduce__(self):  # holds a signer: no pickling
-        raise TypeError("BinanceGateway cannot be pickled")
+        raise TypeError(f"{type(self).__name__} cannot be pickled")
 
     # ------------------------------------------------------------ lifecycle
     def start(self, sink: Sink) -> None:
@@ -388,7 +393,7 @@ class BinanceGateway:
             for _ in range(3):   # the sample with the shortest round trip wins
                 self._sync_time()
             if self._limiter is None:
-                self.exchange_info = self._public_json(_INFO_PATH, {"symbol": self.symbol})
+                self.exchange_info = self._public_json(self.INFO_PATH, {"symbol": self.symbol})
                 self._limiter = RateLimiter.from_exchange_info(self.exchange_info, clock=self._clock)
         except (_Lost, ValueError, KeyError, TypeError) as exc:
             self._close_conns()
@@ -479,14 +484,14 @@ class BinanceGateway:
         if not cid:
             raise ValueError("place_order needs newClientOrderId")
         p.setdefault("newOrderRespType", self.new_order_resp_type)
-        self._submit(_Request("place", p, cid=str(cid)))
+        self._submit(self._req("place", p, cid=str(cid)))
 
     def cancel_order(self, params: Mapping[str, Any]) -> None:
         """``DELETE /api/v3/order`` by ``orderId`` (fastest) or ``origClientOrderId``."""
         p = self._params(params)
         if "orderId" not in p and "origClientOrderId" not in p:
             raise ValueError("cancel_order needs orderId or origClientOrderId")
-        self._submit(_Request("cancel", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
+        self._submit(self._req("cancel", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
 
     def cancel_replace(self, params: Mapping[str, Any]) -> None:
         """``POST /api/v3/order/cancelReplace`` (STOP_ON_FAILURE unless given)."""
@@ -498,7 +503,7 @@ class BinanceGateway:
             raise ValueError("cancel_replace needs newClientOrderId")
         p.setdefault("cancelReplaceMode", "STOP_ON_FAILURE")
         p.setdefault("newOrderRespType", self.new_order_resp_type)
-        self._submit(_Request("cancel_replace", p, cid=self._cid_of(p, "cancelOrigClientOrderId", "cancelOrderId"),
+        self._submit(self._req("cancel_replace", p, cid=self._cid_of(p, "cancelOrigClientOrderId", "cancelOrderId"),
                               new_cid=str(new_cid)))
 
     def query_order(self, params: Mapping[str, Any]) -> None:
@@ -506,22 +511,22 @@ class BinanceGateway:
         p = self._params(params)
         if "orderId" not in p and "origClientOrderId" not in p:
             raise ValueError("query_order needs orderId or origClientOrderId")
-        self._submit(_Request("query", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
+        self._submit(self._req("query", p, cid=self._cid_of(p, "origClientOrderId", "orderId")))
 
     def cancel_all(self, symbol: str) -> None:
         """``DELETE /api/v3/openOrders``: one ``cancel_ack`` per cancelled order; none if there
         were none (-2011)."""
-        self._submit(_Request("cancel_all", self._params({"symbol": symbol})))
+        self._submit(self._req("cancel_all", self._params({"symbol": symbol})))
 
     def reconcile(self, symbol: str) -> None:
         """``GET /api/v3/openOrders`` and ``GET /api/v3/account`` -> ``open_orders``, ``account``."""
-        self._submit(_Request("open_orders", self._params({"symbol": symbol})))
+        self._submit(self._req("open_orders", self._params({"symbol": symbol})))
         self.read_account()
 
     def read_account(self, tag: Optional[str] = None) -> None:
         """``GET /api/v3/account`` -> ``account`` (its ``client_order_id`` is ``tag``: the
         caller can tell the answer to this read from the reconciles' reads)."""
-        self._submit(_Request("account", {"omitZeroBalances": "true"}, cid=tag))
+        self._submit(self._req("account", {"omitZeroBalances": "true"}, cid=tag))
 
     def _params(self, params: Mapping[str, Any]) -> dict:
         p = dict(params)
@@ -557,6 +562,9 @@ class BinanceGateway:
             self._ids.move_to_end(oid)
             while len(self._ids) > 20_000:
                 self._ids.popitem(last=False)
+
+    def _req(self, op: str, params: dict, **kw: Any) -> _Request:
+        return _Request(op, params, table=self.ENDPOINTS, **kw)
 
     def _submit(self, req: _Request) -> None:
         if not self._started:
@@ -687,7 +695,12 @@ class BinanceGateway:
             req.attempt += 1   # after the limiter's pause (see _admit) or a short backoff
             self._requeue(req, self._backoff(req.attempt))
             return
-        self._emit_all(answer_events(req.op, status, body, req.cid, req.new_cid))
+        self._emit_all(self._answer_events(req.op, status, body, req.cid, req.new_cid))
+
+    def _answer_events(self, op: str, status: int, body: Any, cid: Optional[str],
+                       new_cid: Optional[str]) -> list[Emission]:
+        """The events of one HTTP answer (the USD-M gateway translates its bodies first)."""
+        return answer_events(op, status, body, cid, new_cid)
 
     def _settle(self, req: _Request) -> None:
         """The request's order count is no longer in flight (see ``RateLimiter.settle``)."""
@@ -834,7 +847,7 @@ class BinanceGateway:
             if time.monotonic() - self._last_time_sync < min_interval_s:
                 return
             sent = self._clock() * 1000.0
-            body = self._public_json(_TIME_PATH, {})
+            body = self._public_json(self.TIME_PATH, {})
             recv = self._clock() * 1000.0
             self._server_clock.update(float(body["serverTime"]), sent, max(sent, recv))
             self._last_time_sync = time.monotonic()
@@ -852,9 +865,7 @@ class BinanceGateway:
         attempt = 0
         while not self._stop.is_set():
             try:
-                ws = websocket.create_connection(self.ws_api_url, timeout=self.request_timeout_s,
-                                                 skip_utf8_validation=True, enable_multithread=True,
-                                                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+                ws = self._open_user_ws()
             except Exception as exc:  # noqa: BLE001 -- any connect failure means retry
                 delay = self._backoff(attempt)
                 attempt += 1
@@ -878,24 +889,48 @@ class BinanceGateway:
             if delay:
                 self._stop.wait(delay)
 
+    def _open_user_ws(self) -> websocket.WebSocket:
+        """Connect the user data stream (spot: the WS API)."""
+        return self._connect_ws(self.ws_api_url)
+
+    def _connect_ws(self, url: str) -> websocket.WebSocket:
+        return websocket.create_connection(url, timeout=self.request_timeout_s, skip_utf8_validation=True,
+                                           enable_multithread=True,
+                                           sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+
+    def _user_protocol(self) -> Any:
+        """The sans-I/O user stream protocol (spot: WS API ``userDataStream.subscribe.signature``)."""
+        return UserStreamProtocol()
+
+    def _user_tick(self) -> Optional[str]:
+        """Called in the user stream's loop; a reason string ends the session (USD-M: keepalive)."""
+        return None
+
     def _user_session(self, ws: websocket.WebSocket) -> tuple[str, bool, bool]:
         """Subscribe and read until the connection ends.
         Returns (reason, healthy: subscribed for over a minute, reconnect immediately)."""
-        proto = UserStreamProtocol()
+        proto = self._user_protocol()
         opened = last_rx = last_ping = time.monotonic()
-        subscribed_at: Optional[float] = None
+        self._session_subscribed_at: Optional[float] = None
         try:
-            ws.send(proto.subscribe_request(self._signer, self._server_clock.now_ms(), self.recv_window_ms))
+            first = proto.subscribe_request(self._signer, self._server_clock.now_ms(), self.recv_window_ms)
+            if first is not None:
+                ws.send(first)
             ws.settimeout(min(0.25, self.watchdog_s / 4))
         except Exception as exc:  # noqa: BLE001
             return f"subscribe not sent: {self._redact(describe(exc))}", False, False
 
         def healthy() -> bool:
-            return subscribed_at is not None and time.monotonic() - subscribed_at > 60.0
+            at = self._session_subscribed_at
+            return at is not None and time.monotonic() - at > 60.0
 
+        for action in proto.on_open():
+            ended = self._user_action(action)
+            if ended is not None:
+                return ended[0], ended[1], ended[1]
         while not self._stop.is_set():
             now = time.monotonic()
-            if subscribed_at is None and now - opened > self.request_timeout_s:
+            if self._session_subscribed_at is None and now - opened > self.request_timeout_s:
                 return "no answer to the subscription", False, False
             if now - opened > self.max_lifetime_s:
                 return "lifetime", True, True
@@ -905,6 +940,10 @@ class BinanceGateway:
                 except Exception as exc:  # noqa: BLE001
                     return f"ping failed: {self._redact(describe(exc))}", healthy(), False
                 last_ping = now
+            if self._session_subscribed_at is not None:
+                ended_by = self._user_tick()
+                if ended_by:
+                    return ended_by, healthy(), True
             try:
                 op, data = ws.recv_data(control_frame=True)
             except websocket.WebSocketTimeoutException:
@@ -924,43 +963,53 @@ class BinanceGateway:
                 log.warning("%s: user stream: undecodable frame skipped", self.symbol)
                 continue
             for action in proto.on_message(msg):
-                kind = action[0]
-                if kind == "event":
-                    _, ekind, cid, event = action
-                    if ekind == "execution_report":
-                        self._learn(event.get("i"), cid)
-                    self._emit(ekind, cid, event)
-                elif kind == "subscribed":
-                    subscribed_at = time.monotonic()
-                    self.subscriptions += 1
-                    self._subscribed.set()
-                    log.info("%s: user stream subscribed (subscriptionId %s)", self.symbol, action[1])
-                    self._emit("user_stream", None, {"state": "subscribed", "subscription_id": action[1],
-                                                     "detail": "userDataStream.subscribe.signature"})
-                    self._reconcile_internal()
-                elif kind == "rejected":
-                    _, status, code, emsg, data = action
-                    if code == ERR_TIMESTAMP:
-                        self._resync_clock()
-                    elif status in (418, 429):
-                        # WS API: error.data.retryAfter is the end of the pause (ms since the epoch)
-                        retry_s = 60.0
-                        if isinstance(data.get("retryAfter"), int):
-                            retry_s = max(0.0, (data["retryAfter"] - self._server_clock.now_ms()) / 1000.0)
-                        self._pause(status, code, retry_s)
-                    return self._redact(f"subscription rejected: status {status} code {code} {emsg}"), False, False
-                elif kind == "terminated":
-                    self._emit("user_stream", None, {"state": "terminated", "detail": "eventStreamTerminated"})
-                    return "eventStreamTerminated", True, True
-                elif kind == "shutdown":
-                    return "serverShutdown", True, True
-                elif kind == "rate_limits":
-                    if self._limiter is not None:
-                        with self._limiter_lock:
-                            self._limiter.update_from_headers(rate_limit_headers(action[1]))
-                else:
-                    log.debug("%s: user stream: %s", self.symbol, self._redact(action[1]))
+                ended = self._user_action(action)
+                if ended is not None:
+                    return ended[0], ended[1], ended[1]
         return "stopped", healthy(), False
+
+    def _user_action(self, action: tuple) -> Optional[tuple[str, bool]]:
+        """Apply one protocol action; (reason, healthy and reconnect at once) when it ends
+        the session (a rejected subscription: not healthy, back off)."""
+        kind = action[0]
+        if kind == "event":
+            _, ekind, cid, event = action
+            if ekind == "execution_report":
+                self._learn(event.get("i"), cid)
+            self._emit(ekind, cid, event)
+        elif kind == "subscribed":
+            self._session_subscribed_at = time.monotonic()
+            self.subscriptions += 1
+            self._subscribed.set()
+            detail = action[2] if len(action) > 2 else "userDataStream.subscribe.signature"
+            log.info("%s: user stream subscribed (%s)", self.symbol, self._redact(f"{detail} {action[1]}"))
+            self._emit("user_stream", None, {"state": "subscribed", "subscription_id": action[1],
+                                             "detail": detail})
+            self._reconcile_internal()
+        elif kind == "rejected":
+            _, status, code, emsg, data = action
+            if code == ERR_TIMESTAMP:
+                self._resync_clock()
+            elif status in (418, 429):
+                # WS API: error.data.retryAfter is the end of the pause (ms since the epoch)
+                retry_s = 60.0
+                if isinstance(data.get("retryAfter"), int):
+                    retry_s = max(0.0, (data["retryAfter"] - self._server_clock.now_ms()) / 1000.0)
+                self._pause(status, code, retry_s)
+            return self._redact(f"subscription rejected: status {status} code {code} {emsg}"), False
+        elif kind == "terminated":
+            detail = action[2] if len(action) > 2 else "eventStreamTerminated"
+            self._emit("user_stream", None, {"state": "terminated", "detail": detail})
+            return detail, True
+        elif kind == "shutdown":
+            return "serverShutdown", True
+        elif kind == "rate_limits":
+            if self._limiter is not None:
+                with self._limiter_lock:
+                    self._limiter.update_from_headers(rate_limit_headers(action[1]))
+        else:
+            log.debug("%s: user stream: %s", self.symbol, self._redact(action[1]))
+        return None
 
     def _reconcile_internal(self) -> None:
         try:

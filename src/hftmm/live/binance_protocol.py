@@ -202,6 +202,10 @@ class UserStreamProtocol:
         self.request_id: Optional[str] = None
         self.subscription_id: Optional[int] = None
 
+    def on_open(self) -> list[tuple]:
+        """Actions as the connection opens (none: the subscription's answer says it)."""
+        return []
+
     def subscribe_request(self, signer: Signer, timestamp_ms: int, recv_window_ms: Optional[int]) -> str:
         """The ``userDataStream.subscribe.signature`` frame (JSON text). Holds secrets' products
         (apiKey, signature): send it, never log it."""
@@ -272,13 +276,15 @@ def is_loopback(url: str) -> bool:
 
 
 def may_trade_real_funds(url: str) -> bool:
-    """True unless ``url`` is Binance's spot testnet, demo mode or a loopback address."""
+    """True unless ``url`` is Binance's spot or futures testnet, demo mode or a loopback address."""
     if is_loopback(url):
         return False
     host = url_host(url)
     if host == "testnet.binance.vision" or host.endswith(".testnet.binance.vision"):
         return False
     if host.startswith("demo-") and host.endswith(".binance.com"):
+        return False
+    if host == "binancefuture.com" or host.endswith(".binancefuture.com"):    # the USD-M testnet
         return False
     return True
 

@@ -29,6 +29,7 @@ Event kinds and their ``data`` (all Binance JSON, unchanged):
 ``open_orders``        ``{"orders": [...]}`` (``GET /api/v3/openOrders``)
 ``account``            a ``GET /api/v3/account`` body
 ``user_stream``        ``{"state": "subscribed" | "disconnected" | "terminated", "detail"}``
+``margin_call``        USD-M: a ``MARGIN_CALL`` event (``cw``, ``p``: the positions at risk)
 ``error``              ``{"detail"}``: anything else worth logging (never secrets)
 =====================  =================================================================
 
@@ -46,7 +47,7 @@ __all__ = ["GatewayEvent", "Gateway", "EVENT_KINDS"]
 EVENT_KINDS = frozenset({
     "new_ack", "new_reject", "new_unknown", "cancel_ack", "cancel_reject", "cancel_unknown",
     "cancel_replace", "execution_report", "account_position", "balance_update", "query_result",
-    "query_not_found", "open_orders", "account", "user_stream", "error",
+    "query_not_found", "open_orders", "account", "user_stream", "error", "margin_call",
 })
 
 

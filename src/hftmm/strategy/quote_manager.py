@@ -270,7 +270,7 @@ class QuoteManager:
         old_cid = self._cid.get(old_tid)
         old = self.tracker.orders.get(old_cid) if old_cid else None
         if old is None or old.is_terminal or old.cancel_requested or old.order_id is None \
-                or not hasattr(self.gateway, "cancel_replace"):
+                or not getattr(self.gateway, "supports_cancel_replace", hasattr(self.gateway, "cancel_replace")):
             # nothing to replace on the wire (not acked yet, or gone): a cancel and a new order
             self._cancel(old_tid, ts)
             self._new(tid, side, px, lots, flags, ts)
