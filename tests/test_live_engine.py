@@ -71,25 +71,28 @@ def test_paper_session_on_a_replayed_capture_equals_its_backtest(tmp_path):
     bt = BacktestConfig.compose(trading, exchange, risk, data_path=str(out), start_date=day, end_date=day,
                                 feed_latency=None, clock_correction=False)
     k = _backtest_kernel(bt, str(out), meta)
-    bt_intents = k.take_intents(0)
-    bt_fills = k.take_fills(0)
-    n = len(bt_intents)
-    assert n > 10
-    # the session stops at its duration (its last frames may not be in the recording
-    # yet, and the end cancels everything): the backtest's decisions are a prefix
-    # of the session's, up to its last few
-    m = min(n, len(paper_intents))
-    assert paper_intents[:m].tobytes() == bt_intents[:m].tobytes()
-    assert m >= n - 4 and m >= len(paper_intents) - 40, (n, len(paper_intents))
+    assert_same_decisions(paper_intents, eng.paper_fills, k.take_intents(0), k.take_fills(0), summary)
     pf = eng.paper_fills
-    m = min(len(pf), len(bt_fills))
-    assert m > 0 and abs(len(pf) - len(bt_fills)) <= 2, (len(pf), len(bt_fills), summary)
-    assert pf[:m].tobytes() == bt_fills[:m].tobytes()
     # the state store has the session's orders and fills
     rd = StateReader(str(tmp_path / "state.db"))
     orders = rd.orders()
     assert set(orders["state"]) >= {"PENDING_NEW", "NEW", "CANCELED"}
     assert len(rd.fills()) == len(pf)
+
+
+def assert_same_decisions(paper_intents, pf, bt_intents, bt_fills, summary) -> None:
+    """The backtest of a session's recording made the session's decisions and fills,
+    byte for byte. The session stops at its duration (its last frames may not be in
+    the recording yet, and the end cancels everything): the backtest's decisions are
+    a prefix of the session's, up to its last few."""
+    n = len(bt_intents)
+    assert n > 10
+    m = min(n, len(paper_intents))
+    assert paper_intents[:m].tobytes() == bt_intents[:m].tobytes()
+    assert m >= n - 4 and m >= len(paper_intents) - 40, (n, len(paper_intents))
+    m = min(len(pf), len(bt_fills))
+    assert m > 0 and abs(len(pf) - len(bt_fills)) <= 2, (len(pf), len(bt_fills), summary)
+    assert pf[:m].tobytes() == bt_fills[:m].tobytes()
 
 
 def _backtest_kernel(bt, path, meta):

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("live", help="run the market maker: paper (default), Binance testnet or production",
                        formatter_class=HelpFormatter,
                        description="Run the market maker on Binance's live feed: paper fills (default), or "
-                                   "real orders on the spot testnet or production. SIGINT/SIGTERM/--duration "
+                                   "real orders on the spot or USD-M testnet or production. SIGINT/SIGTERM/--duration "
                                    "end the session with every order cancelled; SIGUSR1 trips the kill switch.",
                        epilog="exit status: 0 clean end; 1 orders not confirmed cancelled at the end (named "
                               "on stderr); 2 the session could not start (configuration, credentials, "
@@ -46,13 +46,19 @@ def add_parser(sub: Any) -> None:
     mode.add_argument("--paper", dest="mode", action="store_const", const="paper",
                       help="simulated fills against the live feed (default)")
     mode.add_argument("--testnet", dest="mode", action="store_const", const="testnet",
-                      help="real orders on Binance's spot testnet")
+                      help="real orders on Binance's testnet (spot, or USD-M with --market usdm)")
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
                       help="real orders on Binance production (asks for confirmation)")
     p.set_defaults(mode="paper")
     p.add_argument("--symbol", default=None,
                    help="symbol, or several comma-separated (BTCUSDT,ETHUSDT: one engine, one state DB, one "
                         "kill switch, the [portfolio] limits over all; default: the config's, BTCUSDT)")
+    p.add_argument("--market", choices=("spot", "usdm"), default=None,
+                   help="spot or USD-M perpetual futures (default: the config's, spot)")
+    p.add_argument("--leverage", type=int, default=None, metavar="X",
+                   help="USD-M testnet/live: leverage set on the account at the start (default: the config's, 5)")
+    p.add_argument("--margin-type", choices=("CROSSED", "ISOLATED"), default=None,
+                   help="USD-M testnet/live: margin type set at the start (default: the config's, CROSSED)")
     p.add_argument("--max-total-notional", type=float, default=None, metavar="QUOTE",
                    help="several symbols: the portfolio's notional limit (sum of |position| x mid); "
                         "overrides [portfolio] max_total_notional")
@@ -113,6 +119,10 @@ def _load(args: argparse.Namespace):
                               ("max_total_daily_loss", args.max_total_daily_loss)) if v is not None}
     if over:
         portfolio = dataclasses.replace(portfolio, **over)
+    over_t = {k: v for k, v in (("market", getattr(args, "market", None)), ("leverage", getattr(args, "leverage", None)),
+                                ("margin_type", getattr(args, "margin_type", None))) if v is not None}
+    if over_t:
+        trading = dataclasses.replace(trading, **over_t)      # validated again: ConfigError names the field
     symbols = [s.strip().upper() for s in args.symbol.split(",") if s.strip()] if args.symbol else [trading.symbol]
     tradings = [dataclasses.replace(trading, symbol=s) for s in symbols]
     return tradings, risk, exchange, alerts, portfolio
@@ -143,7 +153,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     if args.mode in ("testnet", "live"):
         if not _confirm_production(args, trading.symbol):
             return 2
-        gateway = _gateway(args, trading.symbol)
+        gateway = _gateway(args, trading.symbol, trading)
         if gateway is None:
             return 2
     status = None if args.no_status else StatusLine()
@@ -183,7 +193,7 @@ def _confirm_production(args: argparse.Namespace, what: str) -> bool:
     return True
 
 
-def _gateway(args: argparse.Namespace, symbol: str) -> Any:
+def _gateway(args: argparse.Namespace, symbol: str, trading: Any = None) -> Any:
     """The order gateway of a testnet / live session (None: no credentials, said on stderr)."""
     from hftmm.execution.signing import CredentialsError, load_credentials
     from hftmm.live.binance_gateway import PRODUCTION_REST_URL, TESTNET_REST_URL, BinanceGateway
@@ -193,6 +203,14 @@ def _gateway(args: argparse.Namespace, symbol: str) -> Any:
     except CredentialsError as exc:
         print(f"hftmm live: {exc}", file=sys.stderr)
         return None
+    if trading is not None and trading.market == "usdm":
+        from hftmm.live import futures_gateway as fg
+
+        test = args.mode == "testnet"
+        return fg.BinanceFuturesGateway(
+            symbol, signer, rest_url=args.rest_url or (fg.USDM_TESTNET_REST_URL if test else fg.USDM_PRODUCTION_REST_URL),
+            ws_url=args.ws_url or (fg.USDM_TESTNET_WS_URL if test else fg.USDM_PRODUCTION_WS_URL),
+            leverage=trading.leverage, margin_type=trading.margin_type, allow_production=args.mode == "live")
     preset = TESTNET_REST_URL if args.mode == "testnet" else PRODUCTION_REST_URL
     return BinanceGateway(symbol, signer, rest_url=args.rest_url or preset, ws_api_url=_ws_api_url(args),
                           allow_production=args.mode == "live")
@@ -214,7 +232,7 @@ def _run_portfolio(args: argparse.Namespace, tradings: list, risk: Any, exchange
         if not _confirm_production(args, symbols):
             return 2
         for t in tradings:
-            gw = _gateway(args, t.symbol)
+            gw = _gateway(args, t.symbol, t)
             if gw is None:
                 return 2
             gateways[t.symbol] = gw

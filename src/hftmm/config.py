@@ -174,7 +174,10 @@ class TradingConfig(StrategyConfig):
     base-asset holding that counts as a flat position; the position is the
     account's base balance minus it, read from the exchange before the first
     quote. None: the baseline of this symbol's earlier session in the
-    --state-db, else the balance at the start.
+    --state-db, else the balance at the start (USD-M: the position is the
+    account's ``positionAmt``, no baseline). USD-M testnet/live: leverage [x]
+    and margin_type (``"CROSSED"`` / ``"ISOLATED"``) are set on the account at
+    the start (None: leave the account's).
     """
 
     symbol: str = "BTCUSDT"
@@ -182,6 +185,8 @@ class TradingConfig(StrategyConfig):
     tick_size: float = 0.01
     lot_size: float = 0.00001
     inventory_baseline: Optional[float] = None
+    leverage: Optional[int] = 5
+    margin_type: Optional[str] = "CROSSED"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,6 +196,12 @@ class TradingConfig(StrategyConfig):
         _decimal_step(self, "tick_size")
         _decimal_step(self, "lot_size")
         _check(self, {"market": ("choice", ("spot", "usdm")), "inventory_baseline": ("optnum", 0.0, False)})
+        if self.leverage is not None:
+            check_int("TradingConfig", "leverage", self.leverage, 1)
+            if self.leverage > 125:
+                raise ConfigError("TradingConfig.leverage", f"must be <= 125 (Binance's most), got {self.leverage!r}")
+        if self.margin_type is not None:
+            _check(self, {"margin_type": ("choice", ("CROSSED", "ISOLATED"))})
 
     @property
     def strategy(self) -> StrategyConfig:
@@ -264,6 +275,13 @@ class RiskConfig:
     off]: both trip the kill switch; flatten_on_kill: a kill also closes the
     position with a market order; initial_capital [quote]; latency_threshold_ms
     [ms]: live only -- order round trip or feed age above which quoting pauses.
+    USD-M testnet/live (from the account, the leverage brackets and the mid as the
+    mark): max_margin_ratio [fraction; maintenance margin / margin balance, Binance
+    liquidates at 1.0; 0: off] trips the kill switch (cancel all, reduce-only
+    flatten with flatten_on_kill); min_liquidation_distance [fraction of the mark;
+    None: off]: a liquidation price nearer than this trips it too; max_leverage
+    [x; effective = |position notional| / equity; None: off]: above it quoting
+    pauses until the position or the equity brings it back.
     """
 
     max_position: float = 0.01
@@ -274,6 +292,9 @@ class RiskConfig:
     initial_capital: float = 10_000.0
     flatten_on_kill: bool = True
     latency_threshold_ms: float = 500.0
+    max_margin_ratio: float = 0.5
+    max_leverage: Optional[float] = 5.0
+    min_liquidation_distance: Optional[float] = 0.05
 
     _RULES = {
         "max_position": ("num", 0.0, False), "max_orders_per_second": ("optnum", 1.0, False, 1e6),
@@ -281,6 +302,8 @@ class RiskConfig:
         "max_drawdown_abs": ("optnum", 0.0, True), "initial_capital": ("num", 0.0, True),
         "flatten_on_kill": ("bool",),
         "latency_threshold_ms": ("num", 0.0, True),
+        "max_margin_ratio": ("num", 0.0, False, 1.0), "max_leverage": ("optnum", 0.0, True, 125.0),
+        "min_liquidation_distance": ("optnum", 0.0, False, 1.0),
     }
 
     def __post_init__(self) -> None:

@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -198,6 +198,7 @@ class LiveEngine:
         self.setup_done = threading.Event()  # set once the session is set up (or failed to be)
         self.metrics: Any = None             # the Prometheus exporter (metrics_port)
         self._feed_hist: Any = None
+        self.futures_risk: Any = None        # USD-M testnet/live: FuturesRisk, once the brackets are known
 
     # ------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -240,7 +241,7 @@ class LiveEngine:
                                    rate_limiter=rate_limiter, tick_size=tick, lot_size=lot,
                                    quote_asset=self.quote_asset, risk=self.risk, clock=self._clock,
                                    id_prefix=f"hftmm{self.mode[0]}", on_fill=self._on_live_fill,
-                                   on_order=self._on_order)
+                                   on_order=self._on_order, reduce_only_market=self.market == "usdm")
             self.qm.on_report = self._report
             # a real account: no quote until the position is read from its balances
             self.risk.set_condition("position", "position not read from the account yet")
@@ -368,9 +369,12 @@ class LiveEngine:
                     and (ev.client_order_id == _POSITION_READ or not self._tagged_reads):
                 if k == "account":
                     self._reconcile_position(ev.data)
+                    self._futures_account(ev.data)
                 else:                               # that read failed: again after a second
                     self._position_read_sent = False
                     self._position_read_at = time.monotonic() + 1.0
+            elif k in ("account", "account_position", "margin_call") and self.market == "usdm":
+                self._futures_account(ev.data, kind=k)
             elif k == "user_stream":
                 ok = ev.data.get("state") == "subscribed"
                 self.risk.set_condition("user_stream", None if ok else
@@ -378,6 +382,44 @@ class LiveEngine:
             self.qm.on_gateway_event(ev)
             self._read_account_when_settled()
             self._after(ev.ts_ns or time.time_ns())
+
+    def _futures_account(self, data: Mapping[str, Any], kind: str = "account") -> None:
+        """USD-M: the account's wallet and position into the margin checks; a margin call alerts."""
+        if self.market != "usdm" or self.mode == "paper":
+            return
+        if self.futures_risk is None:
+            brackets = getattr(self.gateway, "brackets", None)
+            if brackets is None:
+                return
+            from hftmm.live.futures_risk import FuturesRisk
+
+            r = self.risk_config
+            self.futures_risk = FuturesRisk(self.trading.symbol, brackets, r.max_margin_ratio,
+                                            r.min_liquidation_distance, r.max_leverage)
+        if kind == "account":
+            self.futures_risk.on_account(data)
+        elif kind == "account_position" and data.get("e") == "ACCOUNT_UPDATE":
+            self.futures_risk.on_account_update(data)
+        elif kind == "margin_call":
+            log.warning("%s: MARGIN_CALL from Binance: %s", self.trading.symbol, dict(data))
+            self._alert("margin_call", "Binance margin call", cross_wallet=data.get("cw"),
+                        positions=data.get("p"))
+
+    def _check_margin(self, now: int) -> None:
+        """USD-M: the margin limits at the mid (as the mark) -- kill or pause (every timer tick)."""
+        fr = self.futures_risk
+        if fr is None or not fr.known or self.risk.killed:
+            return
+        bb, ba = self.book.best_bid(), self.book.best_ask()
+        if bb is None or ba is None:
+            return
+        mark = Decimal(bb + ba) / 2 * Decimal(str(self.tick_s))
+        verdict, why = fr.check(mark)
+        if verdict == "kill":
+            log.error("%s: %s", self.trading.symbol, why)
+            self.risk.kill(why, flatten=self.risk_config.flatten_on_kill, source="margin", now=now)
+            self.kernel.flush()
+        self.risk.set_condition("leverage", why if verdict == "pause" else None, now=now)
 
     def _read_account_when_settled(self) -> None:
         """The position comes from an account read *sent* after the open orders were
@@ -401,14 +443,32 @@ class LiveEngine:
         return self.kernel.report(0, ts, tid, kind, px, lots, leaves, fee, taker)
 
     def _reconcile_position(self, account: dict) -> None:
-        """The first ``GET /api/v3/account`` of a real session: position = base balance
-        (free + locked) minus the baseline -- configured, else this symbol's earlier
-        session's in the state DB, else the balance now -- so a restart (kill -9
-        included) keeps the inventory, and with it the position limit."""
+        """The first account read of a real session. Spot (``GET /api/v3/account``):
+        position = base balance (free + locked) minus the baseline -- configured, else
+        this symbol's earlier session's in the state DB, else the balance now -- so a
+        restart (kill -9 included) keeps the inventory, and with it the position limit.
+        USD-M (``GET /fapi/v3/account``): the symbol's one-way ``positionAmt`` itself."""
         base = self.base_asset
-        row = next((b for b in account.get("balances", []) if b.get("asset") == base), None)
-        held = Decimal(str(row.get("free", "0"))) + Decimal(str(row.get("locked", "0"))) if row else Decimal(0)
-        key = f"inventory_baseline:{self.mode}:{self.trading.symbol}:{base}"
+        if self.market == "usdm":
+            row = next((p for p in account.get("positions", []) if p.get("symbol") == self.trading.symbol
+                        and p.get("positionSide", "BOTH") == "BOTH"), None)
+            held = Decimal(str(row.get("positionAmt", "0"))) if row else Decimal(0)
+            baseline, source = Decimal(0), "nothing: a USD-M position is positionAmt"
+        else:
+            row = next((b for b in account.get("balances", []) if b.get("asset") == base), None)
+            held = Decimal(str(row.get("free", "0"))) + Decimal(str(row.get("locked", "0"))) if row else Decimal(0)
+            baseline, source = self._baseline(held)
+        lot = Decimal(self.lot_s)
+        lots = int((held - baseline) / lot)
+        self.trader.inherit_position(lots)
+        self.qm.position_known = True     # fills of orders it did not place count from now on
+        self.risk.set_condition("position", None)
+        log.info("%s: position %s %s from the account (%s %s held, baseline %s from %s)", self.trading.symbol,
+                 lots * lot, base, held, base, baseline, source)
+
+    def _baseline(self, held: Decimal) -> tuple[Decimal, str]:
+        """Spot: the base holding that counts as flat, and where it came from."""
+        key = f"inventory_baseline:{self.mode}:{self.trading.symbol}:{self.base_asset}"
         if self.trading.inventory_baseline is not None:
             baseline, source = Decimal(repr(self.trading.inventory_baseline)), "the configured inventory_baseline"
         elif self.store is not None and self.store.get_meta(key) is not None:
@@ -417,13 +477,7 @@ class LiveEngine:
             baseline, source = held, "the balance now (no earlier session in a state DB)"
         if self.store is not None and self.store.get_meta(key) is None:
             self.store.set_meta(key, str(baseline))
-        lot = Decimal(self.lot_s)
-        lots = int((held - baseline) / lot)
-        self.trader.inherit_position(lots)
-        self.qm.position_known = True     # fills of orders it did not place count from now on
-        self.risk.set_condition("position", None)
-        log.info("%s: position %s %s from the account (%s %s held, baseline %s from %s)", self.trading.symbol,
-                 lots * lot, base, held, base, baseline, source)
+        return baseline, source
 
     # ------------------------------------------------------------ control (any thread)
     def request_kill(self, reason: str, flatten: bool = False, source: str = "manual") -> None:
@@ -508,6 +562,7 @@ class LiveEngine:
             if self.qm is not None:
                 self.qm.check_timeouts(now)
                 self._read_account_when_settled()   # (also after a failed read, with no event to come)
+                self._check_margin(now)
             self._after(now)
             self._events(now)
             if now - self._last_publish_ns >= self.publish_interval_ns:

@@ -124,8 +124,10 @@ class QuoteManager:
                  rate_limiter: Optional[RateLimiter] = None, tick_size: str, lot_size: str, quote_asset: str = "",
                  risk: Any = None, clock: Callable[[], int] = time.time_ns, id_prefix: str = "hftmm",
                  on_fill: Optional[Callable[[Fill, int], None]] = None,
-                 on_order: Optional[Callable[[Order], None]] = None) -> None:
+                 on_order: Optional[Callable[[Order], None]] = None, reduce_only_market: bool = False) -> None:
         self.symbol = symbol.upper()
+        self.reduce_only_market = reduce_only_market   # USD-M: a market order that reduces the position
+                                                       # goes out reduceOnly (a flatten never flips it)
         self.trader = trader
         self.gateway = gateway
         self.filters = filters
@@ -208,6 +210,9 @@ class QuoteManager:
             p = {"symbol": self.symbol, "side": order.side, "type": "MARKET",
                  "quantity": self.filters.format_qty(order.qty) if self.filters else str(order.qty),
                  "newClientOrderId": order.client_order_id}
+            pos = self.trader.position
+            if self.reduce_only_market and ((order.side == "SELL" and pos > 0) or (order.side == "BUY" and pos < 0)):
+                p["reduceOnly"] = "true"
         elif self.filters is not None:
             p["price"], p["quantity"] = self.filters.format_price(order.price), self.filters.format_qty(order.qty)
         if not market and not order.post_only:

@@ -1,0 +1,161 @@
+"""USD-M end to end on the simulator (127.0.0.1): a paper session equals the backtest
+of its recording; a testnet session (``hftmm live --testnet --market usdm
+--leverage 5``) trades GTX quotes through the futures gateway and ends with nothing
+open; the margin limits kill (and flatten reduce-only) before the exchange's own
+liquidation would happen."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal as D
+
+import numpy as np
+
+from hftmm.backtesting import BacktestConfig
+from hftmm.config import ExchangeModelConfig, RiskConfig, TradingConfig
+from hftmm.data import store
+from hftmm.data.convert import convert
+from hftmm.execution.signing import HmacSigner
+from hftmm.live.engine import LiveEngine
+from hftmm.live.futures_gateway import BinanceFuturesGateway
+from hftmm.live.futures_risk import FuturesRisk
+from hftmm.simulator import ExchangeSimulator, SyntheticSource
+from hftmm.synthetic import SyntheticConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_binance_gateway import Events  # noqa: E402
+from test_live_engine import _backtest_kernel, assert_same_decisions  # noqa: E402
+
+SYM = "BTCUSDT"
+
+
+def _sim(seed: int = 5, speed: float = 1.0, **kw) -> ExchangeSimulator:
+    return ExchangeSimulator(market="usdm", source=SyntheticSource(SyntheticConfig(seed=seed, book_levels=400),
+                                                                   speed=speed), **kw)
+
+
+def test_usdm_paper_session_equals_the_backtest_of_its_recording(tmp_path):
+    trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, time_horizon=1.0, order_size=0.002,
+                            quote_refresh_interval=0.05, estimate_intensity=False, k=5.0, leverage=5)
+    risk = RiskConfig(max_position=0.02, max_daily_loss=1e6, max_drawdown=1.0, latency_threshold_ms=2000.0,
+                      max_orders_per_second=1000.0)
+    exchange = ExchangeModelConfig(order_latency=0.004, cancel_latency=0.004, response_latency=0.003,
+                                   fill_model="intensity", fill_A=5.0, fill_k=0.3)
+    rec = tmp_path / "raw"
+    with _sim(speed=5.0) as sim:
+        eng = LiveEngine(trading, risk, mode="paper", exchange=exchange, rest_url=sim.rest_url, ws_url=sim.ws_url,
+                         record_dir=str(rec), record_decisions=True)
+        summary = eng.run(duration_s=8.0)
+    assert summary["frames"] > 300 and summary["orders_sent"] > 10 and summary["open_orders"] == 0, summary
+    # USD-M fees by default: Binance's regular tier
+    assert eng.exchange_config.fees("usdm") == (0.0002, 0.0005)
+    paper_intents = np.concatenate(eng.decisions)
+    out = tmp_path / "store"
+    info = eng.exchange_info_path
+    convert(sorted(str(p) for p in rec.iterdir() if str(p) != info), str(out), exchange_info=info)
+    meta = store.store_metadata(str(out), SYM)
+    assert meta.get("market") == "usdm"
+    day = meta["day"] if "day" in meta else store.available_dates(str(out), SYM)[0]
+    bt = BacktestConfig.compose(trading, exchange, risk, data_path=str(out), start_date=day, end_date=day,
+                                feed_latency=None, clock_correction=False)
+    k = _backtest_kernel(bt, str(out), meta)
+    assert_same_decisions(paper_intents, eng.paper_fills, k.take_intents(0), k.take_fills(0), summary)
+
+
+def test_usdm_testnet_session_leverage_5_ends_with_nothing_open(tmp_path):
+    key, secret = "f" * 64, "t" * 64
+    with _sim(seed=9) as sim:
+        sim.add_account(key, hmac_secret=secret, balances={"USDT": "10000"})
+        env = dict(os.environ, BINANCE_API_KEY=key, BINANCE_API_SECRET=secret,
+                   HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05",
+                   HFTMM_TRADING_ORDER_SIZE="0.002", HFTMM_RISK_MAX_POSITION="0.01")
+        r = subprocess.run([sys.executable, "-m", "hftmm.cli", "live", "--testnet", "--market", "usdm",
+                            "--leverage", "5", "--symbol", SYM, "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
+                            "--duration", "6", "--no-status", "--env-file", str(tmp_path / "none.env")],
+                           capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+        orders = sim.orders_of(key)
+        pos = sim.positions(key)[0]
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert secret not in r.stdout + r.stderr and key not in r.stdout + r.stderr
+    assert "open_orders=0" in r.stdout, r.stdout
+    assert pos["leverage"] == "5"
+    assert len(orders) > 5 and not [o for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+    quotes = [o for o in orders if o["type"] == "LIMIT"]
+    assert quotes and all(o["timeInForce"] == "GTX" for o in quotes)
+    assert abs(D(pos["positionAmt"])) <= D("0.01")
+
+
+def test_margin_limit_kills_and_flattens_reduce_only():
+    """A margin-ratio limit the first fill crosses: the engine kills, cancels every
+    order and closes the position with a reduce-only market order."""
+    key = "m" * 64
+    with _sim(seed=4) as sim:
+        sim.add_account(key, hmac_secret="x", balances={"USDT": "10000"})
+        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
+                                   leverage=5)
+        trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
+                                estimate_intensity=False, quote_refresh_interval=0.05)
+        risk = RiskConfig(max_position=0.01, latency_threshold_ms=2000.0, max_orders_per_second=50.0,
+                          max_margin_ratio=0.0001, flatten_on_kill=True)
+        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url)
+        th = threading.Thread(target=eng.run, kwargs={"duration_s": 60.0})
+        th.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not eng.risk.killed and time.monotonic() < deadline:
+                if eng.qm is not None and eng.qm.open_quotes()[0] is not None:
+                    bid = eng.qm.open_quotes()[0]
+                    sim.inject_trade(str(bid.price), "5", buyer_maker=True)     # a sell hits our bid
+                time.sleep(0.1)
+            assert eng.risk.killed and "margin ratio" in eng.risk.status()["kill_reason"]
+            deadline = time.monotonic() + 20
+            while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            eng.stop("test end")
+            th.join(30)
+        orders = sim.orders_of(key)
+    flat = [o for o in orders if o["type"] == "MARKET"]
+    assert flat and all(o["reduceOnly"] for o in flat) and flat[-1]["status"] == "FILLED"
+    assert D(sim.positions(key)[0]["positionAmt"]) == 0
+    assert not [o for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+
+
+def test_the_margin_limit_trips_before_the_exchange_liquidates():
+    """The simulator liquidates at its own margin ratio of 100 %; a mark walked down
+    step by step trips FuturesRisk (limit 80 %) while the position is still open."""
+    with _sim(seed=2, margin_call_ratio="0.99") as sim:
+        key = "l" * 64
+        sim.add_account(key, hmac_secret="x", balances={"USDT": "1000"})
+        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
+                                   leverage=20)
+        ev = Events()
+        gw.start(ev)
+        try:
+            ev.wait_kind("account")
+            gw.place_order({"symbol": SYM, "side": "BUY", "type": "MARKET", "quantity": "0.250",
+                            "newClientOrderId": "open"})
+            ev.wait(lambda it: any(e.kind == "account_position" for e in it))
+            fr = FuturesRisk(SYM, gw.brackets, max_margin_ratio=0.8, min_liquidation_distance=None, max_leverage=None)
+            for e in ev.of("account_position"):
+                fr.on_account_update(e.data)
+            assert fr.size == D("0.250")
+            mark = D(sim.positions(key)[0]["markPrice"])
+            tripped_at = None
+            for _ in range(400):
+                mark = (mark * D("0.999")).quantize(D("0.1"))
+                sim.set_mark_price(str(mark))
+                open_on_exchange = D(sim.positions(key)[0]["positionAmt"]) != 0
+                if fr.check(mark)[0] == "kill" and tripped_at is None:
+                    tripped_at = mark
+                    assert open_on_exchange          # detected before the exchange liquidates
+                if not open_on_exchange:
+                    break
+            assert tripped_at is not None and mark < tripped_at
+            assert sim.stats()["trading"]["engine"]["liquidations"] == 1
+        finally:
+            sim.set_mark_price(None)
+            gw.stop()
