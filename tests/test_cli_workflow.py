@@ -128,10 +128,41 @@ def test_simulate_refuses_bad_account_options(tmp_path):
     r = subprocess.run(base + ["--account-from-env", "--balance", "BTC=lots"],
                        capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
     assert r.returncode == 2 and "--balance 'BTC=lots'" in r.stderr
-    r = subprocess.run(base + ["--account-from-env", "--market", "usdm"],
+    r = subprocess.run(base + ["--account-from-env", "--market", "usdm", "--funding-rate", "1.5"],
                        capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
-    assert r.returncode == 2 and "only simulated for --market spot" in r.stderr
+    assert r.returncode == 2 and "--funding-rate '1.5'" in r.stderr
     r = subprocess.run(base + ["--account-from-env", "--maker-rate", "2"],
                        capture_output=True, text=True, env=keyed, cwd=str(tmp_path), timeout=30)
     assert r.returncode == 1 and "--maker-rate" in r.stderr
     assert "s" * 64 not in r.stdout + r.stderr
+
+
+def test_simulate_usdm_account_for_live_testnet_usdm(tmp_path):
+    """The same on USD-M: `hftmm simulate --market usdm --account-from-env` serves the
+    futures order API for `hftmm live --testnet --market usdm` (leverage set, GTX quotes,
+    listenKey stream), which ends with nothing open."""
+    api_key, secret = "U" * 64, "u" * 64
+    clean = {k: v for k, v in env().items() if not k.startswith("BINANCE_")}
+    keyed = dict(clean, BINANCE_API_KEY=api_key, BINANCE_API_SECRET=secret)
+    port = free_port()
+    sim = subprocess.Popen(HFTMM + ["simulate", "--market", "usdm", "--port", str(port), "--speed", "1", "--seed", "5",
+                                    "--account-from-env", "--balance", "USDT=5000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=keyed, cwd=str(tmp_path))
+    try:
+        lines = [sim.stdout.readline().strip() for _ in range(3)]
+        assert lines[2] == "order entry: account registered (HMAC key from the environment)", lines
+        live_env = dict(keyed, HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05",
+                        HFTMM_TRADING_ORDER_SIZE="0.002")
+        r = subprocess.run(HFTMM + ["live", "--testnet", "--market", "usdm", "--leverage", "3", "--symbol", "BTCUSDT",
+                                    "--rest-url", f"http://127.0.0.1:{port}", "--ws-url", f"ws://127.0.0.1:{port}",
+                                    "--duration", "4", "--no-status"],
+                           capture_output=True, text=True, timeout=90, env=live_env, cwd=str(tmp_path))
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim_out, sim_err = sim.communicate(timeout=15)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "open_orders=0" in r.stdout and "orders_sent=0" not in r.stdout, r.stdout[-2000:]
+    assert sim.returncode == 0, sim_err[-2000:]
+    assert "marginType=CROSSED leverage=3" in r.stdout, r.stdout[-2000:]
+    everything = r.stdout + r.stderr + sim_out + sim_err + "".join(lines)
+    assert api_key not in everything and secret not in everything

@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
                         "(generated at start; its path is printed: give it to clients as their CA)")
     p.add_argument("--tls-dir", default=None, metavar="DIR",
                    help="write the TLS certificate and key into DIR (implies --tls; default: a new temporary folder)")
-    acct = p.add_argument_group("order entry (spot)",
+    acct = p.add_argument_group("order entry (spot and USD-M)",
                                 "register the account `hftmm live --testnet` will sign for, so the whole "
                                 "order path runs against this simulator")
     acct.add_argument("--account-from-env", action="store_true",
@@ -58,9 +58,18 @@ def add_parser(subparsers) -> None:
                            "--env-file")
     acct.add_argument("--env-file", default=".env", help="credentials file")
     acct.add_argument("--balance", action="append", default=[], metavar="ASSET=AMOUNT",
-                      help="free balance of the account (repeatable; default 1 base and 100000 quote asset)")
-    acct.add_argument("--maker-rate", default="0.001", help="maker commission as a fraction of notional")
-    acct.add_argument("--taker-rate", default="0.001", help="taker commission as a fraction of notional")
+                      help="free balance of the account (repeatable; default spot: 1 base and 100000 quote "
+                           "asset; USD-M: USDT=10000, the futures wallet)")
+    acct.add_argument("--maker-rate", default=None,
+                      help="maker commission as a fraction of notional (default: Binance's regular tier, "
+                           "spot 0.001, USD-M 0.0002)")
+    acct.add_argument("--taker-rate", default=None,
+                      help="taker commission as a fraction of notional (default: spot 0.001, USD-M 0.0005)")
+    fut = p.add_argument_group("USD-M funding")
+    fut.add_argument("--funding-interval", type=float, default=8 * 3600.0, metavar="S",
+                     help="seconds between funding settlements, aligned to the epoch (default 28800: 00/08/16 UTC)")
+    fut.add_argument("--funding-rate", default="0.0001",
+                     help="funding rate per settlement as a fraction (longs pay a positive rate; default 0.0001)")
     p.set_defaults(func=run)
 
 
@@ -89,6 +98,8 @@ def _register_account(sim, args: argparse.Namespace) -> str:
 
     signer = load_credentials(dotenv_path=args.env_file)
     for name in ("maker_rate", "taker_rate"):
+        if getattr(args, name) is None:
+            continue
         try:
             rate = Decimal(getattr(args, name))
         except InvalidOperation:
@@ -124,8 +135,13 @@ def run(args: argparse.Namespace) -> int:
         source = SyntheticSource(cfg, speed=args.speed)
     faults = FaultConfig.default(args.faults) if args.faults is not None else None
     interval = args.depth_interval_ms if args.depth_interval_ms is not None else 100
-    if args.account_from_env and args.market != "spot":
-        print("--account-from-env: order entry is only simulated for --market spot", file=sys.stderr)
+    try:
+        funding_rate = Decimal(args.funding_rate)
+        if not funding_rate.is_finite() or abs(funding_rate) >= 1 or args.funding_interval <= 0:
+            raise InvalidOperation
+    except InvalidOperation:
+        print(f"simulate: --funding-rate {args.funding_rate!r} must be a fraction in (-1, 1) and "
+              f"--funding-interval > 0", file=sys.stderr)
         return 2
     try:
         _parse_balances(args.balance)
@@ -135,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         tls = args.tls_dir or args.tls
         sim = ExchangeSimulator(market=args.market, source=source, faults=faults, host=args.host, port=args.port,
-                                depth_interval_ms=interval, tls=tls)
+                                depth_interval_ms=interval, tls=tls, funding_interval_s=args.funding_interval,
+                                funding_rate=str(funding_rate))
         account = _register_account(sim, args) if args.account_from_env else None
         sim.start()
     except (ValueError, RuntimeError, OSError) as e:

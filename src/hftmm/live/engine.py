@@ -873,4 +873,16 @@ class LiveEngine:
                 "filter_blocked": self.qm.counters.filter_blocked if self.qm is not None else 0,
                 "position": st["position"], "pnl": st["pnl"], "fees": st["fees"],
                 "open_orders": st["open_orders"], "unconfirmed_orders": list(self.unconfirmed),
-                "session_id": self.session_id}
+                "session_id": self.session_id, **self._futures_summary()}
+
+    def _futures_summary(self) -> dict[str, Any]:
+        """USD-M testnet/live: the account's settings and the last margin figures."""
+        if self.market != "usdm" or self.mode == "paper":
+            return {}
+        out: dict[str, Any] = {k: v for k, v in getattr(self.gateway, "settings", {}).items()
+                               if k in ("leverage", "marginType")}
+        last = self.futures_risk.last if self.futures_risk is not None else None
+        if last is not None:
+            out["margin_ratio"] = round(float(last.margin_ratio), 6)
+            out["effective_leverage"] = round(float(last.leverage), 4)
+        return out
