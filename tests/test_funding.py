@@ -187,3 +187,37 @@ def test_cli_backtest_with_funding(tmp_path, capsys):
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "Spread + Inventory - Fees - Funding" in out and "no funding data given" not in out
+
+
+def test_mark_price_stream_reveals_each_settlement_once():
+    """markPrice@1s: the first update at or after T reveals the settlement, with the rate
+    and the mark of the last update before T, stamped with its own receive time; a second
+    feed's duplicates, other symbols and broken updates change nothing."""
+    from hftmm.data.funding import FundingMerger, MarkFunding, mark_price_update
+
+    mf = MarkFunding("BTCUSDT", "0.10")
+    T = 1_700_000_000_000
+
+    def upd(e, t, r, p, s="BTCUSDT"):
+        return {"e": "markPriceUpdate", "E": e, "s": s, "p": p, "i": p, "P": p, "r": r, "T": t}
+
+    assert not len(mf.feed(10, upd(T - 2000, T, "0.00010000", "60000.00")))
+    assert not len(mf.feed(11, upd(T - 1000, T, "0.00012000", "60010.00")))
+    assert not len(mf.feed(12, upd(T - 500, T, "0.5", "1", s="ETHUSDT")))
+    assert not len(mf.feed(13, {"e": "markPriceUpdate", "E": T - 400, "s": "BTCUSDT", "p": "x", "r": "1", "T": T}))
+    rec = mf.feed(20, upd(T + 1, T + 8 * 3600_000, "0.00030000", "60100.00"))
+    assert len(rec) == 1 and rec["kind"][0] == EV_FUNDING and rec["local_ts"][0] == 20
+    assert rec["exch_ts"][0] == T * 1_000_000 and rec["px"][0] == 600100            # the last mark before T
+    assert rec["qty"][0] == 12 * FUNDING_RATE_SCALE // 100_000                       # 0.00012 exactly
+    assert not len(mf.feed(21, upd(T + 1, T + 8 * 3600_000, "0.00030000", "60100.00")))   # the other feed's copy
+    assert mf.settlements == 1 and mf.bad == 1
+    raw = json.dumps({"stream": "btcusdt@markPrice@1s", "data": upd(T, T, "0", "1")}).encode()
+    assert mark_price_update(raw)["E"] == T and mark_price_update(b'{"e":"trade"}') is None
+    # merged in by receive time; funding files on top of recorded funding are refused
+    m = FundingMerger(rec)
+    chunk = np.zeros(3, dtype=EVENT_DTYPE)
+    chunk["local_ts"] = [5, 20, 30]
+    out = m.merge(chunk)
+    assert out["local_ts"].tolist() == [5, 20, 20, 30] and out["kind"][1] == EV_FUNDING and m.pending == 0
+    with pytest.raises(ValueError, match="already carry funding"):
+        FundingMerger(rec).merge(out)

@@ -45,7 +45,8 @@ def test_usdm_paper_session_equals_the_backtest_of_its_recording(tmp_path):
     exchange = ExchangeModelConfig(order_latency=0.004, cancel_latency=0.004, response_latency=0.003,
                                    fill_model="intensity", fill_A=5.0, fill_k=0.3)
     rec = tmp_path / "raw"
-    with _sim(speed=5.0) as sim:
+    # funding every 3 s of market time, on the markPrice@1s stream the session records
+    with _sim(speed=5.0, funding_interval_s=3.0, funding_rate="0.0005") as sim:
         eng = LiveEngine(trading, risk, mode="paper", exchange=exchange, rest_url=sim.rest_url, ws_url=sim.ws_url,
                          record_dir=str(rec), record_decisions=True)
         summary = eng.run(duration_s=8.0)
@@ -55,7 +56,7 @@ def test_usdm_paper_session_equals_the_backtest_of_its_recording(tmp_path):
     paper_intents = np.concatenate(eng.decisions)
     out = tmp_path / "store"
     info = eng.exchange_info_path
-    convert(sorted(str(p) for p in rec.iterdir() if str(p) != info), str(out), exchange_info=info)
+    report = convert(sorted(str(p) for p in rec.iterdir() if str(p) != info), str(out), exchange_info=info)
     meta = store.store_metadata(str(out), SYM)
     assert meta.get("market") == "usdm"
     day = meta["day"] if "day" in meta else store.available_dates(str(out), SYM)[0]
@@ -63,6 +64,11 @@ def test_usdm_paper_session_equals_the_backtest_of_its_recording(tmp_path):
                                 feed_latency=None, clock_correction=False)
     k = _backtest_kernel(bt, str(out), meta)
     assert_same_decisions(paper_intents, eng.paper_fills, k.take_intents(0), k.take_fills(0), summary)
+    # funding: the settlements the session applied are the recording's, paid on the same position
+    bt_trader = k.agent(0)[1]
+    assert summary["fundings"] >= 3 and report.fundings[SYM] == summary["fundings"]
+    assert bt_trader.fundings == eng.trader.fundings and eng.trader.fundings >= 1
+    assert bt_trader.funding == eng.trader.funding
 
 
 def test_usdm_testnet_session_leverage_5_ends_with_nothing_open(tmp_path):

@@ -81,6 +81,7 @@ from hftcore.sync import EventNormalizer
 from hftmm.captures import (MAX_LINE_BYTES, CaptureStats, decoder_units, read_cryptofeed, read_exchange_info,
                             symbol_samples)
 from hftmm.data import sources
+from hftmm.data.funding import FundingMerger, MarkFunding, mark_price_update
 from hftmm.data.store import EventWriter
 from hftmm.errors import DataError
 from hftmm.progress import Progress
@@ -115,6 +116,7 @@ class ConvertReport:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     books: dict[str, dict] = field(default_factory=dict)   # symbol -> EventNormalizer.stats()
+    fundings: dict[str, int] = field(default_factory=dict)  # symbol -> funding settlements (markPrice stream)
 
     @property
     def lines_per_s(self) -> float:
@@ -125,7 +127,31 @@ class ConvertReport:
                 "units": {k: list(v) for k, v in self.units.items()}, "lines": self.lines,
                 "messages": self.messages, "malformed": self.malformed, "skipped": self.skipped,
                 "problems": self.problems, "seconds": round(self.seconds, 3),
-                "lines_per_s": round(self.lines_per_s), "books": self.books}
+                "lines_per_s": round(self.lines_per_s), "books": self.books, "fundings": self.fundings}
+
+
+class _RecordedFunding:
+    """The funding settlements of a collector file's markPrice lines (USD-M), merged into
+    the converted events at their receive times (as paper trading applies them)."""
+
+    def __init__(self, symbol: str, tick_size: str) -> None:
+        self.mf = MarkFunding(symbol, tick_size)
+        self.merger = FundingMerger()
+
+    def scan(self, buf: bytes, end: int) -> None:
+        """The ``<ns> <frame>`` lines of ``buf[:end]`` that carry a markPriceUpdate."""
+        i = buf.find(b"markPriceUpdate", 0, end)
+        while i >= 0:
+            start = buf.rfind(b"\n", 0, i) + 1
+            stop = buf.find(b"\n", i, end)
+            stop = end if stop < 0 else stop
+            ns, _, frame = buf[start:stop].partition(b" ")
+            msg = mark_price_update(frame)
+            if msg is not None and ns.isdigit():
+                recs = self.mf.feed(int(ns), msg)
+                if len(recs):
+                    self.merger.add(recs)
+            i = buf.find(b"markPriceUpdate", stop, end)
 
 
 class Converter:
@@ -240,6 +266,8 @@ class Converter:
             filt = sym if (len(syms) > 1 or self.symbol) else None
             st = sources.ReadStats(path)
             bar = Progress(total, f"{os.path.basename(path)} {sym}", unit="B", enabled=self.progress)
+            # USD-M: funding settlements from the recorded markPrice stream, merged in by receive time
+            funding = _RecordedFunding(sym, units[0]) if market == "usdm" else None
             tail, lines = b"", 0
             skipping = False     # inside a line longer than MAX_LINE_BYTES (counted)
             first_pass = sym == syms[0]
@@ -265,6 +293,8 @@ class Converter:
                     ev, s = dec.decode_lines(buf, symbol=filt, line_offset=lines)
                     self._count(s, path)
                     lines += s["lines"]
+                    if funding is not None:
+                        funding.scan(buf, s["consumed"])
                     tail = buf[s["consumed"]:]
                     if len(tail) > MAX_LINE_BYTES:
                         lines += 1
@@ -272,6 +302,8 @@ class Converter:
                         tail, skipping = b"", True
                     if nz is not None:
                         ev = nz.feed(ev)
+                    if funding is not None:
+                        ev = funding.merger.merge(ev)
                     pending.append(wpool.submit(w.write, ev))
                     while len(pending) > 4 or (pending and pending[0].done()):
                         pending.popleft().result()
@@ -280,8 +312,12 @@ class Converter:
                     ev, s = dec.decode_lines(tail, symbol=filt, line_offset=lines, final=True)
                     self._count(s, path)
                     lines += s["lines"]
+                    if funding is not None:
+                        funding.scan(tail, len(tail))
                     if nz is not None:
                         ev = nz.feed(ev)
+                    if funding is not None:
+                        ev = funding.merger.merge(ev)
                     pending.append(wpool.submit(w.write, ev))
                 while pending:
                     pending.popleft().result()
@@ -290,6 +326,8 @@ class Converter:
             self.report.problems += st.errors
             if len(syms) > 1 and sym != syms[0]:
                 self.report.lines -= lines   # count each line once
+            if funding is not None and funding.mf.settlements:
+                self.report.fundings[sym] = self.report.fundings.get(sym, 0) + funding.mf.settlements
         return None
 
     def _overlong(self, path: str, lineno: int, count: bool) -> None:

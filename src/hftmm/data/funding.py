@@ -11,7 +11,13 @@ to every trader's cash; this module makes them from:
   ``last_funding_rate``) -- no mark price: the book's mid is used;
 - ``GET /fapi/v1/fundingRate`` JSON (``[{"symbol", "fundingTime" [ms],
   "fundingRate", "markPrice"}, ...]``; ``markPrice`` may be empty for old rows);
-- either of those inside a ``.zip`` as downloaded.
+- either of those inside a ``.zip`` as downloaded;
+- the ``<symbol>@markPrice[@1s]`` stream a USD-M session records
+  (:class:`MarkFunding`): each ``markPriceUpdate`` names the next funding time
+  ``T``, its rate ``r`` and the mark ``p``; the first update at or after ``T``
+  reveals the settlement (rate and mark of the last update before it), stamped
+  with that update's receive time -- so paper trading (live) and the backtest of
+  its recording apply it at the same point of the event stream.
 
 Rates are read as exact decimals (Binance sends 8 decimals), so the payment is
 exactly rate x notional.
@@ -31,7 +37,8 @@ import numpy as np
 
 from hftcore import EV_FUNDING, EVENT_DTYPE, EVF_BEGIN, EVF_EMPTY, EVF_END, FUNDING_RATE_SCALE, NO_ID
 
-__all__ = ["FundingRow", "read_funding", "funding_events", "with_funding"]
+__all__ = ["FundingRow", "read_funding", "funding_events", "with_funding", "MarkFunding", "FundingMerger",
+           "mark_price_update"]
 
 _MS = 1_000_000
 _FILE_SYMBOL = re.compile(r"^([A-Za-z0-9]+)-fundingRate-", re.I)
@@ -152,26 +159,101 @@ def funding_events(rows: Iterable[FundingRow], tick_size: str) -> np.ndarray:
     return out
 
 
+class FundingMerger:
+    """Funding records merged into a stream of event chunks by receive time
+    (``local_ts``): a record goes before the first event at or after its time;
+    records before the first event (no position yet) are dropped, those after the
+    last stay pending (:meth:`pending`: the data has ended before them)."""
+
+    def __init__(self, funding: Optional[np.ndarray] = None) -> None:
+        self._f = np.zeros(0, dtype=EVENT_DTYPE)
+        self._first = True
+        if funding is not None and len(funding):
+            self.add(funding)
+
+    def add(self, funding: np.ndarray) -> None:
+        self._f = np.sort(np.concatenate([self._f, funding]).astype(EVENT_DTYPE), order="local_ts", kind="stable")
+
+    @property
+    def pending(self) -> int:
+        return len(self._f)
+
+    def merge(self, chunk: np.ndarray) -> np.ndarray:
+        if not len(chunk):
+            return chunk
+        f = self._f
+        if len(f) and (chunk["kind"] == EV_FUNDING).any():
+            raise ValueError("the events already carry funding records (from a recorded markPrice stream): "
+                             "leave out the funding files")
+        if self._first:
+            self._first = False
+            f = f[int(np.searchsorted(f["local_ts"], int(chunk["local_ts"][0]), side="left")):]
+        if not len(f):
+            self._f = f
+            return chunk
+        k = int(np.searchsorted(f["local_ts"], int(chunk["local_ts"][-1]), side="right"))
+        self._f = f[k:]
+        if k == 0:
+            return chunk
+        part = f[:k]
+        at = np.searchsorted(chunk["local_ts"], part["local_ts"], side="left")
+        return np.insert(chunk, at, part)
+
+
 def with_funding(chunks: Iterable[np.ndarray], funding: np.ndarray) -> Iterator[np.ndarray]:
     """The chunks with the funding records merged in by receive time (``local_ts``):
     a record goes before the first event at or after its time; records before the
     first event (no position yet) or after the last (the data has ended) are dropped."""
-    f = np.sort(funding, order="local_ts") if len(funding) else funding
-    j = 0
-    first = True
+    m = FundingMerger(funding)
     for chunk in chunks:
-        if first and len(chunk):
-            first = False
-            j = int(np.searchsorted(f["local_ts"], int(chunk["local_ts"][0]), side="left")) if len(f) else 0
-        if j >= len(f) or not len(chunk):
-            yield chunk
-            continue
-        last = int(chunk["local_ts"][-1])
-        k = j + int(np.searchsorted(f["local_ts"][j:], last, side="right"))
-        if k == j:
-            yield chunk
-            continue
-        part = f[j:k]
-        at = np.searchsorted(chunk["local_ts"], part["local_ts"], side="left")
-        yield np.insert(chunk, at, part)
-        j = k
+        yield m.merge(chunk)
+
+
+_MARK_KEY = b"markPriceUpdate"
+
+
+def mark_price_update(frame: bytes | str) -> Optional[dict]:
+    """The ``markPriceUpdate`` event of a raw frame (raw or combined-stream), else None."""
+    raw = frame.encode() if isinstance(frame, str) else frame
+    if _MARK_KEY not in raw:
+        return None
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(msg, dict) and isinstance(msg.get("data"), dict):
+        msg = msg["data"]
+    return msg if isinstance(msg, dict) and msg.get("e") == "markPriceUpdate" else None
+
+
+class MarkFunding:
+    """Funding settlements from the markPrice stream of one symbol (see the module
+    docstring). :meth:`feed` returns the EV_FUNDING record(s) a message reveals,
+    stamped ``local_ts`` = its receive time, ``exch_ts`` = the funding time."""
+
+    def __init__(self, symbol: str, tick_size: str) -> None:
+        self.symbol = symbol.upper()
+        self.tick_size = str(tick_size)
+        self._next: Optional[tuple[int, Decimal, Decimal]] = None    # (T ms, rate, mark of the last update)
+        self.settlements = 0
+        self.bad = 0
+
+    def feed(self, local_ns: int, msg: dict) -> np.ndarray:
+        if str(msg.get("s", self.symbol)).upper() != self.symbol:
+            return np.zeros(0, dtype=EVENT_DTYPE)
+        try:
+            e_ms, t_ms = int(msg["E"]), int(msg["T"])
+            rate, mark = Decimal(str(msg["r"])), Decimal(str(msg["p"]))
+            if not (rate.is_finite() and mark.is_finite()) or mark <= 0:
+                raise ValueError
+        except (KeyError, TypeError, ValueError, InvalidOperation):
+            self.bad += 1
+            return np.zeros(0, dtype=EVENT_DTYPE)
+        out = np.zeros(0, dtype=EVENT_DTYPE)
+        nxt = self._next
+        if nxt is not None and e_ms >= nxt[0]:
+            out = funding_events([FundingRow(nxt[0], nxt[1], nxt[2])], self.tick_size)
+            out["local_ts"] = local_ns
+            self.settlements += 1
+        self._next = (t_ms, rate, mark)
+        return out

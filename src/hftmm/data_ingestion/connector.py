@@ -280,6 +280,8 @@ class BinanceConnector:
         reached it and stands still, before the book is told (and resyncs); a feed still
         moving towards the hole is waited for up to ``watchdog_s``; no wait when every
         live feed has passed the hole.
+      mark_price_stream: USD-M: also ``<symbol>@markPrice@1s`` on the trades connection
+        (its frames reach ``on_raw`` only: the recording's and paper trading's funding).
     """
 
     def __init__(self, symbol: str, market: str = "spot", testnet: bool = False, *,
@@ -297,7 +299,8 @@ class BinanceConnector:
                  trade_watchdog_s: float = 300.0,
                  on_sync: Optional[Callable[[BookSync, int], None]] = None,
                  lock: Optional[Any] = None, book: Optional[L2Book] = None,
-                 feeds: int = 2, ws_urls: Optional[Sequence[str]] = None, merge_wait_s: float = 0.5) -> None:
+                 feeds: int = 2, ws_urls: Optional[Sequence[str]] = None, merge_wait_s: float = 0.5,
+                 mark_price_stream: bool = True) -> None:
         if market not in ("spot", "usdm"):
             raise ValueError(f"market must be 'spot' or 'usdm', got {market!r}")
         if not symbol or not symbol.isalnum():
@@ -332,6 +335,9 @@ class BinanceConnector:
         self.feed_urls = [urls[i % len(urls)] for i in range(feeds)]
         self.merge_wait_s = merge_wait_s
         self.book_streams, self.trade_streams = stream_names(self.symbol, market, depth_speed_ms, trade_stream)
+        if market == "usdm" and mark_price_stream:
+            # mark price and funding (rate, next funding time): recorded, and paper trading's funding
+            self.trade_streams.append(f"{self.symbol.lower()}@markPrice@1s")
         self.snapshot_limit = snapshot_limit
         self.watchdog_s = watchdog_s
         self.max_lifetime_s = max_lifetime_s

@@ -57,6 +57,7 @@ from hftmm.errors import ConnectError, HftmmError
 from hftmm.execution.filters import SymbolFilters
 from hftmm.execution.orders import Fill, Order
 from hftmm.execution.ratelimits import RateLimiter
+from hftmm.data.funding import MarkFunding, mark_price_update
 from hftmm.live.gateway import GatewayEvent
 from hftmm.strategy import core
 from hftmm.strategy.quote_manager import AverageCost, QuoteManager
@@ -199,6 +200,7 @@ class LiveEngine:
         self.metrics: Any = None             # the Prometheus exporter (metrics_port)
         self._feed_hist: Any = None
         self.futures_risk: Any = None        # USD-M testnet/live: FuturesRisk, once the brackets are known
+        self._mark_funding: Any = None       # USD-M paper: funding from the markPrice stream
 
     # ------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -217,6 +219,8 @@ class LiveEngine:
                 log.warning("%s: exchange.feed_latency=%g ignored in paper trading (it sees the real feed)",
                             t.symbol, self.exchange_config.feed_latency)
             self.kernel = paper_kernel(t, r, self.exchange_config, tick, lot, self.market, self._strategy_arg)
+            if self.market == "usdm":
+                self._mark_funding = MarkFunding(t.symbol, tick)
             self.strategy, self.trader = self.kernel.agent(0)
             self._paper_cost = AverageCost(self.lot)
         else:
@@ -306,6 +310,15 @@ class LiveEngine:
             self.recorder.write(local_ns, frame)
         self.stats["frames"] += 1
         self._last_local_ns = local_ns
+        if self._mark_funding is not None and b"markPriceUpdate" in frame:
+            # paper on USD-M: the funding settlement the markPrice stream reveals, at this
+            # frame's receive time -- where data convert puts it in the recording's store
+            msg = mark_price_update(frame)
+            recs = self._mark_funding.feed(local_ns, msg) if msg is not None else ()
+            if len(recs):
+                self.stats["events"] += self.kernel.run(recs)
+                self.stats["fundings"] = self.stats.get("fundings", 0) + len(recs)
+                self._after(local_ns)
 
     def _on_sync(self, sync: Any, local_ns: int) -> None:
         # (book validity is the kernel's: the sync's BOOK_INVALID records and snapshots)
@@ -877,8 +890,10 @@ class LiveEngine:
 
     def _futures_summary(self) -> dict[str, Any]:
         """USD-M testnet/live: the account's settings and the last margin figures."""
-        if self.market != "usdm" or self.mode == "paper":
+        if self.market != "usdm":
             return {}
+        if self.mode == "paper":
+            return {"fundings": self.stats.get("fundings", 0), "funding": round(float(self.trader.funding), 8)}
         out: dict[str, Any] = {k: v for k, v in getattr(self.gateway, "settings", {}).items()
                                if k in ("leverage", "marginType")}
         last = self.futures_risk.last if self.futures_risk is not None else None

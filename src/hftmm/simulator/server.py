@@ -671,6 +671,10 @@ class ExchangeSimulator:
     ``@depth@100ms``, ``@depth@0ms``); a non-primary interval starts being
     rendered when first subscribed.
 
+    USD-M order entry: :mod:`hftmm.simulator.futures` (``limits``: :class:`FuturesLimits`;
+    ``funding_interval_s`` / ``funding_rate``, ``listen_key_validity_s``,
+    ``leverage_brackets`` (the ``GET /fapi/v1/leverageBracket`` body; default Binance's
+    BTCUSDT table), ``margin_call_ratio``; :meth:`set_mark_price`, :meth:`settle_funding`).
     Spot order entry (see the module docstring): ``limits`` (:class:`SpotLimits`)
     are enforced and listed in exchangeInfo; ``order_fault_seed`` and
     ``order_fault_rates`` (kind -> probability per order request) drive random
@@ -1668,7 +1672,7 @@ class ExchangeSimulator:
             return Response.json(e.body(), e.status, e.headers)
 
     # ------------------------------------------------------------------
-    # spot order entry: accounts, user data, faults, test helpers
+    # order entry: accounts, user data, faults, test helpers
     # ------------------------------------------------------------------
     def _need_trading(self):
         if self.trading is None:  # pragma: no cover - both markets have order entry
