@@ -279,7 +279,8 @@ def test_to_events_depth():
     ev = m.to_events(123)
     assert ev.dtype == hftcore.EVENT_DTYPE and len(ev) == 3
     assert ev["local_ts"].tolist() == [123] * 3
-    assert ev["exch_ts"].tolist() == [1723161255208 * MS] * 3
+    assert ev["exch_ts"].tolist() == [1723161255207 * MS] * 3       # T (the matching engine's), not E
+    assert _dec().decode(json.dumps(DEPTH)).to_events(0)["exch_ts"][0] == 1723161255208 * MS  # spot: E
     assert ev["px"].tolist() == [6183763, 6183762, 6183764]
     assert ev["qty"].tolist() == [378826, 61700, 0]
     assert ev["side"].tolist() == [hftcore.BID, hftcore.BID, hftcore.ASK]
@@ -300,7 +301,7 @@ def test_to_events_empty_update_and_snapshot():
     ev = s.to_events(1)
     assert len(ev) == 1 and ev["kind"][0] == hftcore.EV_SNAPSHOT
     assert ev["flags"][0] == hftcore.EVF_BEGIN | hftcore.EVF_END
-    assert (ev["first_id"][0], ev["last_id"][0], ev["exch_ts"][0]) == (77, 77, 5 * MS)
+    assert (ev["first_id"][0], ev["last_id"][0], ev["exch_ts"][0]) == (77, 77, 4 * MS)      # T first
     s2 = _dec().decode('{"lastUpdateId":77,"bids":[],"asks":[]}').to_events(1)
     assert s2["flags"][0] & hftcore.EVF_EMPTY and s2["exch_ts"][0] == 0
 
@@ -319,7 +320,7 @@ def test_to_events_trade_and_bbo():
     assert ev["last_id"].tolist() == [5, 5] and ev["exch_ts"].tolist() == [7 * MS] * 2
     assert ev["flags"].tolist() == [hftcore.EVF_BEGIN, hftcore.EVF_END]
     fb = _dec().decode('{"e":"bookTicker","u":5,"E":9,"T":7,"s":"X","b":"1.00","B":"1","a":"2.00","A":"3"}')
-    assert fb.to_events(0)["exch_ts"].tolist() == [9 * MS] * 2
+    assert fb.to_events(0)["exch_ts"].tolist() == [7 * MS] * 2     # USD-M: T, the matching engine's time
 
 
 def test_to_events_whole_capture_is_consistent():

@@ -110,6 +110,7 @@ def test_margin_limit_kills_and_flattens_reduce_only():
         th = threading.Thread(target=eng.run, kwargs={"duration_s": 60.0})
         th.start()
         try:
+            assert eng.setup_done.wait(30)
             deadline = time.monotonic() + 30
             while not eng.risk.killed and time.monotonic() < deadline:
                 if eng.qm is not None and eng.qm.open_quotes()[0] is not None:

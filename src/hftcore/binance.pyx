@@ -1464,8 +1464,10 @@ cdef class DepthUpdate(_Levels):
     (HFT_NO_ID on spot), event_time_ns E, transaction_time_ns T (0 if absent)."""
 
     def to_events(self, local_ts_ns=0):
-        """DEPTH records, bids then asks; BEGIN/END flags; EMPTY when no level."""
-        return _level_events(self, local_ts_ns, self.event_time_ns, HFT_EV_DEPTH,
+        """DEPTH records, bids then asks; BEGIN/END flags; EMPTY when no level. exch_ts: T
+        (USD-M: the matching engine's time) where present, else E."""
+        cdef int64_t ts = self.transaction_time_ns if self.transaction_time_ns else self.event_time_ns
+        return _level_events(self, local_ts_ns, ts, HFT_EV_DEPTH,
                                   self.first_id, self.last_id, self.prev_id)
 
     def to_dict(self):
@@ -1485,8 +1487,9 @@ cdef class DepthSnapshot(_Levels):
     """REST depth / spot partial depth: last_update_id, E and T in ns (0 if absent)."""
 
     def to_events(self, local_ts_ns=0):
-        """SNAPSHOT records (first_id = last_id = lastUpdateId), bids then asks."""
-        cdef int64_t ts = self.event_time_ns if self.event_time_ns else self.transaction_time_ns
+        """SNAPSHOT records (first_id = last_id = lastUpdateId), bids then asks; exch_ts: T where
+        present, else E."""
+        cdef int64_t ts = self.transaction_time_ns if self.transaction_time_ns else self.event_time_ns
         return _level_events(self, local_ts_ns, ts, HFT_EV_SNAPSHOT, self.last_update_id,
                                   self.last_update_id, HFT_NO_ID)
 
@@ -1533,10 +1536,10 @@ cdef class BookTicker(Message):
     """bookTicker: update_id u, best bid/ask in ticks and lots, E/T in ns (0 if absent)."""
 
     def to_events(self, local_ts_ns=0):
-        """Two BBO records, bid then ask (first_id = last_id = u)."""
+        """Two BBO records, bid then ask (first_id = last_id = u); exch_ts: T where present, else E."""
         cdef cnp.ndarray a = _events(2)
         cdef hft_event_t* e = <hft_event_t*>cnp.PyArray_DATA(a)
-        cdef int64_t ts = self.event_time_ns if self.event_time_ns else self.transaction_time_ns
+        cdef int64_t ts = self.transaction_time_ns if self.transaction_time_ns else self.event_time_ns
         hft_event_set(&e[0], local_ts_ns, ts, self.bid_px, self.bid_qty, self.update_id, self.update_id,
             HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
         hft_event_set(&e[1], local_ts_ns, ts, self.ask_px, self.ask_qty, self.update_id, self.update_id,
@@ -2015,11 +2018,11 @@ cdef Py_ssize_t _records(const _DecCfg* d, Msg* m, int64_t ts, _EvBuf* b) noexce
         if not _reserve(b, n if n else 1):
             return R_FULL if b.fixed else R_NOMEM
         if m.kind == K_DEPTH:
-            n = hft_message_events(b.ev + b.n, ts, m.E, HFT_EV_DEPTH, m.U, m.u, m.pu,
+            n = hft_message_events(b.ev + b.n, ts, m.T if m.T else m.E, HFT_EV_DEPTH, m.U, m.u, m.pu,
                                    d.scr.px[0] + o.lv_start[m.lk_bid], d.scr.qty[0] + o.lv_start[m.lk_bid], nb,
                                    d.scr.px[1] + o.lv_start[m.lk_ask], d.scr.qty[1] + o.lv_start[m.lk_ask], na)
         else:
-            n = hft_message_events(b.ev + b.n, ts, m.E if m.E else m.T, HFT_EV_SNAPSHOT, m.L, m.L, HFT_NO_ID,
+            n = hft_message_events(b.ev + b.n, ts, m.T if m.T else m.E, HFT_EV_SNAPSHOT, m.L, m.L, HFT_NO_ID,
                                    d.scr.px[0] + o.lv_start[m.lk_bid], d.scr.qty[0] + o.lv_start[m.lk_bid], nb,
                                    d.scr.px[1] + o.lv_start[m.lk_ask], d.scr.qty[1] + o.lv_start[m.lk_ask], na)
         b.n += n
@@ -2034,7 +2037,7 @@ cdef Py_ssize_t _records(const _DecCfg* d, Msg* m, int64_t ts, _EvBuf* b) noexce
     if m.kind == K_BBO:
         if not _reserve(b, 2):
             return R_FULL if b.fixed else R_NOMEM
-        ts2 = m.E if m.E else m.T
+        ts2 = m.T if m.T else m.E      # (USD-M: the matching engine's time)
         hft_event_set(b.ev + b.n, ts, ts2, m.bp, m.bq, m.u, m.u, HFT_NO_ID, HFT_EV_BBO, HFT_BID, HFT_EVF_BEGIN)
         hft_event_set(b.ev + b.n + 1, ts, ts2, m.ap, m.aq, m.u, m.u, HFT_NO_ID, HFT_EV_BBO, HFT_ASK, HFT_EVF_END)
         b.n += 2

@@ -774,7 +774,8 @@ cdef class BookSync:
         """Feed one decoded depthUpdate; returns the outcome code (see OUTCOME_NAMES).
         ``local_ts`` (its receive time) only matters to ``emit_events``."""
         self._in_local_ts = local_ts
-        self._in_exch_ts = msg.event_time_ns
+        # exchange time: T (USD-M: the matching engine's) where present, else E -- as to_events
+        self._in_exch_ts = msg.transaction_time_ns if msg.transaction_time_ns else msg.event_time_ns
         return self.on_depth_c(msg.first_id, msg.last_id, msg.prev_id,
                                msg.bid_px, msg.bid_qty, msg.n_bids,
                                msg.ask_px, msg.ask_qty, msg.n_asks)
@@ -793,7 +794,7 @@ cdef class BookSync:
     def on_snapshot(self, DepthSnapshot snap not None, int64_t local_ts=0):
         """Feed a decoded REST depth snapshot; returns the outcome code."""
         self._in_local_ts = local_ts
-        self._in_exch_ts = snap.event_time_ns if snap.event_time_ns else snap.transaction_time_ns
+        self._in_exch_ts = snap.transaction_time_ns if snap.transaction_time_ns else snap.event_time_ns
         return self.on_snapshot_c(snap.last_update_id, snap.bid_px, snap.bid_qty, snap.n_bids,
                                   snap.ask_px, snap.ask_qty, snap.n_asks)
 

@@ -318,10 +318,11 @@ def twin_records(msg, ts: int) -> list[tuple]:
     no_id = rb.NO_ID
     if isinstance(msg, (rb.DepthUpdate, rb.DepthSnapshot)):
         if isinstance(msg, rb.DepthUpdate):
-            kind, exch, ids = EV_DEPTH, msg.event_time_ns, (msg.first_id, msg.last_id, msg.prev_id)
+            kind, exch, ids = EV_DEPTH, msg.transaction_time_ns or msg.event_time_ns, \
+                (msg.first_id, msg.last_id, msg.prev_id)
         else:
             kind = EV_SNAPSHOT
-            exch = msg.event_time_ns or msg.transaction_time_ns
+            exch = msg.transaction_time_ns or msg.event_time_ns
             ids = (msg.last_update_id, msg.last_update_id, no_id)
         lv = [(p, q, rb.BID) for p, q in msg.bids] + [(p, q, rb.ASK) for p, q in msg.asks]
         if not lv:
@@ -334,7 +335,7 @@ def twin_records(msg, ts: int) -> list[tuple]:
         return [(ts, msg.trade_time_ns, msg.price, msg.qty, msg.first_trade_id, msg.last_trade_id, no_id,
                  EV_TRADE, msg.side, EVF_BEGIN | EVF_END)]
     if isinstance(msg, rb.BookTicker):
-        xt = msg.event_time_ns or msg.transaction_time_ns
+        xt = msg.transaction_time_ns or msg.event_time_ns
         return [(ts, xt, msg.bid_px, msg.bid_qty, msg.update_id, msg.update_id, no_id, EV_BBO, rb.BID, EVF_BEGIN),
                 (ts, xt, msg.ask_px, msg.ask_qty, msg.update_id, msg.update_id, no_id, EV_BBO, rb.ASK, EVF_END)]
     return []
