@@ -166,3 +166,29 @@ def test_the_margin_limit_trips_before_the_exchange_liquidates():
         finally:
             sim.set_mark_price(None)
             gw.stop()
+
+
+def test_exchange_funding_fee_enters_the_traders_pnl():
+    """Testnet/live: Binance's FUNDING_FEE (ACCOUNT_UPDATE, the wallet's change ``bc``)
+    goes into the trader's cash, so the PnL and the loss limits count it."""
+    from hftmm.execution.margin import LeverageBrackets
+    from hftmm.simulator.futures import DEFAULT_BRACKETS
+    from hftmm.simulator.rest import exchange_info
+    from test_restart_orders import ScriptedGateway, ev
+
+    gw = ScriptedGateway()
+    gw.brackets = LeverageBrackets.from_api(DEFAULT_BRACKETS)
+    info = exchange_info("usdm", SYM, "0.10", "0.001", int(time.time() * 1000))
+    eng = LiveEngine(TradingConfig(symbol=SYM, market="usdm"), RiskConfig(max_position=0.05), mode="testnet",
+                     gateway=gw, exchange_info=info)
+    eng._setup()
+    eng._sink(ev("user_stream", state="subscribed", subscription_id=0))
+    eng._sink(ev("open_orders", orders=[]))
+    eng._sink(ev("account", gw.read_tag(), totalWalletBalance="1000.00000000",
+                 positions=[{"symbol": SYM, "positionSide": "BOTH", "positionAmt": "0.020", "entryPrice": "60000.0"}]))
+    assert abs(eng.trader.position * eng.lot - 0.02) < 1e-12 and eng.futures_risk.size == D("0.020")
+    cash = eng.trader.cash
+    eng._sink(ev("account_position", e="ACCOUNT_UPDATE", E=1, T=1, m="FUNDING_FEE",
+                 B=[{"a": "USDT", "wb": "999.88000000", "cw": "999.88000000", "bc": "-0.12000000"}], P=[]))
+    assert abs(eng.trader.funding - 0.12) < 1e-12 and abs((cash - eng.trader.cash) - 0.12) < 1e-12
+    assert eng.futures_risk.wallet == D("999.88")

@@ -413,10 +413,23 @@ class LiveEngine:
             self.futures_risk.on_account(data)
         elif kind == "account_position" and data.get("e") == "ACCOUNT_UPDATE":
             self.futures_risk.on_account_update(data)
+            if data.get("m") == "FUNDING_FEE":
+                self._book_funding(data)
         elif kind == "margin_call":
             log.warning("%s: MARGIN_CALL from Binance: %s", self.trading.symbol, dict(data))
             self._alert("margin_call", "Binance margin call", cross_wallet=data.get("cw"),
                         positions=data.get("p"))
+
+    def _book_funding(self, a: Mapping[str, Any]) -> None:
+        """The exchange's funding fee (``ACCOUNT_UPDATE`` reason FUNDING_FEE, ``bc`` the
+        wallet's change) into the trader's cash, so the PnL and its loss limits count it."""
+        paid = -sum(float(b.get("bc") or 0) for b in a.get("B", ()) if isinstance(b, Mapping)
+                    and b.get("a") == self.quote_asset)
+        pos = self.trader.position * self.lot
+        if paid and pos:
+            self.trader.apply_funding(1.0, paid / pos)    # position x 1 x (paid / position) = paid
+            log.info("%s: funding %+.8f %s paid on a position of %g", self.trading.symbol, paid,
+                     self.quote_asset, pos)
 
     def _check_margin(self, now: int) -> None:
         """USD-M: the margin limits at the mid (as the mark) -- kill or pause (every timer tick)."""
