@@ -221,3 +221,55 @@ def test_mark_price_stream_reveals_each_settlement_once():
     assert out["local_ts"].tolist() == [5, 20, 20, 30] and out["kind"][1] == EV_FUNDING and m.pending == 0
     with pytest.raises(ValueError, match="already carry funding"):
         FundingMerger(rec).merge(out)
+
+
+def test_mark_funding_ignores_a_lagging_feed_and_stale_times():
+    from hftmm.data.funding import MarkFunding
+
+    T, T2 = 1_700_000_000_000, 1_700_028_800_000
+    up = lambda e, t, p="60000.0": {"e": "markPriceUpdate", "E": e, "s": "BTCUSDT", "p": p, "r": "0.0001", "T": t}  # noqa: E731
+    mf = MarkFunding("BTCUSDT", "0.10")
+    assert not len(mf.feed(1, up(T - 2000, T))) and not len(mf.feed(2, up(T - 1000, T)))
+    assert len(mf.feed(3, up(T + 1, T2))) == 1
+    # feed B, more than one update behind: its older copies change nothing
+    assert not len(mf.feed(4, up(T - 1000, T))) and not len(mf.feed(5, up(T + 1, T2)))
+    # an update past T that still names T (stale) does not settle T again
+    assert not len(mf.feed(6, up(T + 2, T))) and mf.settlements == 1
+    assert len(mf.feed(7, up(T2, T2 + 8 * 3600_000))) == 1 and mf.settlements == 2
+
+
+def test_convert_keeps_a_settlement_split_over_two_hourly_files(tmp_path):
+    """The recorder rotates hourly and funding falls on the hour: the last update before T
+    in one file, the one that reveals it opening the next -- still one settlement."""
+    import gzip
+
+    from hftmm.data import store
+    from hftmm.data.convert import convert
+
+    T = 1_700_006_400_000            # a funding time (xx:00 UTC)
+    ms = 1_000_000
+
+    def agg(i, t):
+        return {"e": "aggTrade", "E": t, "a": i, "s": "BTCUSDT", "p": "60000.0", "q": "0.010", "f": i, "l": i,
+                "T": t, "m": True}
+
+    def mark(e, t, p):
+        return {"stream": "btcusdt@markPrice@1s",
+                "data": {"e": "markPriceUpdate", "E": e, "s": "BTCUSDT", "p": p, "i": p, "P": p,
+                         "r": "0.00010000", "T": t}}
+    a = [(T - 3000, agg(1, T - 3000)), (T - 1000, mark(T - 1000, T, "60123.40")), (T - 500, agg(2, T - 500))]
+    b = [(T + 400, mark(T + 400, T + 8 * 3600_000, "60130.00")), (T + 900, agg(3, T + 900))]
+    paths = []
+    for name, rows in (("a", a), ("b", b)):
+        p = tmp_path / f"usdm_btcusdt_{name}.gz"
+        with gzip.open(p, "wt") as fh:
+            for t, obj in rows:
+                fh.write(f"{t * ms} {json.dumps(obj)}\n")
+        paths.append(str(p))
+    rep = convert(paths, str(tmp_path / "store"), market="usdm", symbol="BTCUSDT", tick_size="0.10",
+                  lot_size="0.001", normalize=False)
+    assert rep.fundings == {"BTCUSDT": 1}
+    ev = np.concatenate(list(store.read_events(str(tmp_path / "store"), "BTCUSDT")))
+    f = ev[ev["kind"] == EV_FUNDING]
+    assert len(f) == 1 and f["local_ts"][0] == (T + 400) * ms and f["px"][0] == 601234
+    assert ev["kind"].tolist().index(EV_FUNDING) == 2        # after the two trades before it, before the third

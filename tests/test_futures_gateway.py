@@ -71,6 +71,15 @@ def test_urls_and_translation_units():
     assert proto.on_message(liq)[0][3]["x"] == "TRADE"
     assert proto.on_message({"e": "listenKeyExpired", "E": 1, "listenKey": "abcdefgh"})[0][0] == "terminated"
     assert proto.on_message({"e": "MARGIN_CALL", "cw": "1", "p": []})[0][1] == "margin_call"
+    # a broken number skips the frame (and says so) instead of ending the stream's thread
+    bad = {**ev, "o": {**ev["o"], "L": "not-a-price"}}
+    assert proto.on_message(bad)[0][0] == "skipped"
+    # a new connection's protocol keeps the cumulative quote of an order seen before
+    cum = proto._cum
+    again = FuturesUserStreamProtocol("newkey", cum)
+    ev["o"].update(x="TRADE", X="PARTIALLY_FILLED", l="0.001", z="0.005", L="102.0", t=101, i=8)
+    first8 = again.on_message(ev)[0][3]          # unknown order 8: Z from ap x z
+    assert D(first8["Z"]) == D("0.005") * D("100.0")
 
 
 def test_setup_quote_fill_cancel_through_the_one_tracker():

@@ -192,3 +192,26 @@ def test_exchange_funding_fee_enters_the_traders_pnl():
                  B=[{"a": "USDT", "wb": "999.88000000", "cw": "999.88000000", "bc": "-0.12000000"}], P=[]))
     assert abs(eng.trader.funding - 0.12) < 1e-12 and abs((cash - eng.trader.cash) - 0.12) < 1e-12
     assert eng.futures_risk.wallet == D("999.88")
+
+
+def test_futures_risk_reads_v3_accounts_and_ignores_stale_snapshots():
+    """GET /fapi/v3/account has no entry price: it is (notional - unrealizedProfit) /
+    positionAmt; a snapshot older than an ACCOUNT_UPDATE already applied is ignored."""
+    from hftmm.execution.margin import LeverageBrackets
+    from hftmm.simulator.futures import DEFAULT_BRACKETS
+
+    fr = FuturesRisk(SYM, LeverageBrackets.from_api(DEFAULT_BRACKETS))
+    # short 0.05 entered at 60000, mark 60100: notional -3005, unrealised -5
+    fr.on_account({"totalWalletBalance": "1000.0", "assets": [{"asset": "USDT", "updateTime": 100}],
+                   "positions": [{"symbol": SYM, "positionSide": "BOTH", "positionAmt": "-0.050",
+                                  "notional": "-3005.0", "unrealizedProfit": "-5.0", "updateTime": 100}]})
+    assert (fr.size, fr.entry) == (D("-0.050"), D("60000"))
+    st = fr.state(D("60100"))
+    assert st.equity == D("995.0") and fr.check(D("60100")) == (None, "")
+    fr.on_account_update({"e": "ACCOUNT_UPDATE", "T": 200, "m": "ORDER",
+                          "B": [{"a": "USDT", "wb": "990.0", "cw": "990.0", "bc": "0"}],
+                          "P": [{"s": SYM, "pa": "-0.080", "ep": "60010.0", "mt": "cross", "iw": "0", "ps": "BOTH"}]})
+    fr.on_account({"totalWalletBalance": "1000.0", "assets": [{"asset": "USDT", "updateTime": 150}],
+                   "positions": [{"symbol": SYM, "positionSide": "BOTH", "positionAmt": "-0.050",
+                                  "notional": "-3005.0", "unrealizedProfit": "-5.0", "updateTime": 150}]})
+    assert (fr.size, fr.entry, fr.wallet, fr.stale) == (D("-0.080"), D("60010.0"), D("990.0"), 1)

@@ -236,6 +236,15 @@ def test_reduce_only(sim):
     st, _, q = call(sim, s, "GET", "/fapi/v1/order", symbol=SYM, origClientOrderId="ro-small")
     assert q["status"] == "EXPIRED"           # flat: no position backs it any more
     assert D(pos(sim, s)["positionAmt"]) == 0
+    # a position flipped to the order's own side no longer backs it either: it never adds exposure
+    assert order(sim, s, side="BUY", type="MARKET", quantity="0.005")[0] == 200
+    assert order(sim, s, side="SELL", type="LIMIT", timeInForce="GTC", quantity="0.005", price=str(ask + TICK),
+                 reduceOnly="true", newClientOrderId="ro-flip")[0] == 200
+    assert order(sim, s, side="SELL", type="MARKET", quantity="0.010")[0] == 200
+    st, _, q = call(sim, s, "GET", "/fapi/v1/order", symbol=SYM, origClientOrderId="ro-flip")
+    assert (q["status"], q["executedQty"]) == ("EXPIRED", "0.000")
+    sim.inject_trade(str(ask + 2 * TICK), "1", buyer_maker=False)
+    assert D(pos(sim, s)["positionAmt"]) == D("-0.005")
 
 
 def test_hedge_mode_positions_and_parameter_rules(sim):

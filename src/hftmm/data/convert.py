@@ -174,6 +174,7 @@ class Converter:
         self.writers: dict[str, EventWriter] = {}
         self.normalize = normalize
         self.norms: dict[str, EventNormalizer] = {}
+        self._recorded_funding: dict[str, _RecordedFunding] = {}
         self.report = ConvertReport()
 
     # -- units and writers ---------------------------------------------------
@@ -267,7 +268,7 @@ class Converter:
             st = sources.ReadStats(path)
             bar = Progress(total, f"{os.path.basename(path)} {sym}", unit="B", enabled=self.progress)
             # USD-M: funding settlements from the recorded markPrice stream, merged in by receive time
-            funding = _RecordedFunding(sym, units[0]) if market == "usdm" else None
+            funding = self._funding(sym, units[0]) if market == "usdm" else None
             tail, lines = b"", 0
             skipping = False     # inside a line longer than MAX_LINE_BYTES (counted)
             first_pass = sym == syms[0]
@@ -327,8 +328,16 @@ class Converter:
             if len(syms) > 1 and sym != syms[0]:
                 self.report.lines -= lines   # count each line once
             if funding is not None and funding.mf.settlements:
-                self.report.fundings[sym] = self.report.fundings.get(sym, 0) + funding.mf.settlements
+                self.report.fundings[sym] = funding.mf.settlements
         return None
+
+    def _funding(self, symbol: str, tick_size: str) -> "_RecordedFunding":
+        """One per symbol for the whole run: a settlement whose last update is in one hourly
+        file and whose revealing update opens the next is not lost."""
+        rf = self._recorded_funding.get(symbol)
+        if rf is None:
+            rf = self._recorded_funding[symbol] = _RecordedFunding(symbol, tick_size)
+        return rf
 
     def _overlong(self, path: str, lineno: int, count: bool) -> None:
         """A line longer than MAX_LINE_BYTES: one line, malformed, skipped."""

@@ -235,6 +235,8 @@ class MarkFunding:
         self.symbol = symbol.upper()
         self.tick_size = str(tick_size)
         self._next: Optional[tuple[int, Decimal, Decimal]] = None    # (T ms, rate, mark of the last update)
+        self._last_e = -1                    # newest event time taken (a second feed's copies are older)
+        self._settled = -1                   # the last funding time settled
         self.settlements = 0
         self.bad = 0
 
@@ -250,10 +252,15 @@ class MarkFunding:
             self.bad += 1
             return np.zeros(0, dtype=EVENT_DTYPE)
         out = np.zeros(0, dtype=EVENT_DTYPE)
+        if e_ms <= self._last_e:             # the other feed's copy, or an older update
+            return out
+        self._last_e = e_ms
         nxt = self._next
-        if nxt is not None and e_ms >= nxt[0]:
+        if nxt is not None and e_ms >= nxt[0] and nxt[0] > self._settled:
             out = funding_events([FundingRow(nxt[0], nxt[1], nxt[2])], self.tick_size)
             out["local_ts"] = local_ns
+            self._settled = nxt[0]
             self.settlements += 1
-        self._next = (t_ms, rate, mark)
+        if t_ms > self._settled:             # (an update naming a time already settled is stale)
+            self._next = (t_ms, rate, mark)
         return out

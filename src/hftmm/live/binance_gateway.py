@@ -962,7 +962,12 @@ class BinanceGateway:
             except ValueError:
                 log.warning("%s: user stream: undecodable frame skipped", self.symbol)
                 continue
-            for action in proto.on_message(msg):
+            try:
+                actions = proto.on_message(msg)
+            except Exception as exc:  # noqa: BLE001 -- one bad frame must not end the stream's thread
+                log.warning("%s: user stream: frame skipped (%s)", self.symbol, self._redact(describe(exc)))
+                continue
+            for action in actions:
                 ended = self._user_action(action)
                 if ended is not None:
                     return ended[0], ended[1], ended[1]
@@ -1007,6 +1012,8 @@ class BinanceGateway:
             if self._limiter is not None:
                 with self._limiter_lock:
                     self._limiter.update_from_headers(rate_limit_headers(action[1]))
+        elif kind == "skipped":
+            log.warning("%s: user stream: %s", self.symbol, self._redact(action[1]))
         else:
             log.debug("%s: user stream: %s", self.symbol, self._redact(action[1]))
         return None

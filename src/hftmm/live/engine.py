@@ -423,6 +423,14 @@ class LiveEngine:
     def _book_funding(self, a: Mapping[str, Any]) -> None:
         """The exchange's funding fee (``ACCOUNT_UPDATE`` reason FUNDING_FEE, ``bc`` the
         wallet's change) into the trader's cash, so the PnL and its loss limits count it."""
+        if self.session_group is not None:
+            # several symbols on one account: a cross FUNDING_FEE names no symbol, so no leg can
+            # tell its own share (the wallet has it all; per-leg PnL leaves funding out)
+            if not getattr(self, "_funding_unattributed", False):
+                self._funding_unattributed = True
+                log.warning("%s: USD-M funding fees not booked per symbol in a multi-symbol session "
+                            "(the account's wallet has them)", self.trading.symbol)
+            return
         paid = -sum(float(b.get("bc") or 0) for b in a.get("B", ()) if isinstance(b, Mapping)
                     and b.get("a") == self.quote_asset)
         pos = self.trader.position * self.lot

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Optional
 from urllib.parse import quote
 
@@ -83,6 +83,17 @@ def translate_order_body(body: Mapping[str, Any]) -> dict:
     return d
 
 
+def _num(v: Any) -> Decimal:
+    """A decimal field; ValueError naming it when it is not one (the frame is skipped)."""
+    try:
+        d = Decimal(str(v if v is not None else "0") or "0")
+    except InvalidOperation:
+        raise ValueError(f"not a number: {v!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a finite number: {v!r}")
+    return d
+
+
 def translate_order_update(event: Mapping[str, Any], cum_quote: Optional[Decimal] = None) -> dict:
     """``ORDER_TRADE_UPDATE`` -> an ``executionReport``-shaped dict. ``cum_quote``: the
     order's cumulative quote before this event (None: from ``ap`` x ``z``)."""
@@ -92,11 +103,11 @@ def translate_order_update(event: Mapping[str, Any], cum_quote: Optional[Decimal
         x = "TRADE"
     elif x == "AMENDMENT":                     # a modified order: quantity (and price) changed
         x = "REPLACED"
-    last_q, last_p = Decimal(str(o.get("l", "0"))), Decimal(str(o.get("L", "0")))
+    last_q, last_p = _num(o.get("l")), _num(o.get("L"))
     trade = x == "TRADE" and last_q > 0
     y = last_q * last_p if trade else Decimal(0)
-    if cum_quote is None:
-        z_total = Decimal(str(o.get("z", "0"))) * Decimal(str(o.get("ap", "0")))
+    if cum_quote is None:                      # an order this stream has not seen fill: from ap x z
+        z_total = _num(o.get("z")) * _num(o.get("ap"))
     else:
         z_total = cum_quote + y
     typ = o.get("o")
@@ -117,9 +128,10 @@ class FuturesUserStreamProtocol:
 
     _MAX_ORDERS = 10_000
 
-    def __init__(self, listen_key: str) -> None:
+    def __init__(self, listen_key: str, cum: Optional[OrderedDict] = None) -> None:
         self.listen_key = listen_key
-        self._cum: OrderedDict[Any, Decimal] = OrderedDict()     # orderId -> cumulative quote
+        # orderId -> cumulative quote of the fills seen (the gateway's, kept across connections)
+        self._cum: OrderedDict[Any, Decimal] = cum if cum is not None else OrderedDict()
 
     def subscribe_request(self, signer: Signer, timestamp_ms: int, recv_window_ms: Optional[int]) -> None:
         return None
@@ -136,7 +148,10 @@ class FuturesUserStreamProtocol:
         if etype == "ORDER_TRADE_UPDATE" and isinstance(msg.get("o"), Mapping):
             o = msg["o"]
             oid = o.get("i")
-            report = translate_order_update(msg, self._cum.get(oid, Decimal(0)))
+            try:
+                report = translate_order_update(msg, self._cum.get(oid) if o.get("x") != "NEW" else Decimal(0))
+            except (ValueError, TypeError) as exc:
+                return [("skipped", f"ORDER_TRADE_UPDATE of order {oid} skipped: {exc}")]
             self._cum[oid] = Decimal(report["Z"])
             self._cum.move_to_end(oid)
             if o.get("X") in ("FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH", "REJECTED"):
@@ -195,6 +210,7 @@ class BinanceFuturesGateway(BinanceGateway):
         self.brackets: Optional[LeverageBrackets] = None
         self.settings: dict[str, Any] = {}      # what start() found and set (leverage, marginType, ...)
         self._listen_key: Optional[str] = None
+        self._cum_quotes: OrderedDict = OrderedDict()    # kept across user-stream connections
         self._next_keepalive = 0.0
         self.keepalives = 0
 
@@ -318,7 +334,7 @@ class BinanceFuturesGateway(BinanceGateway):
         return self._connect_ws(url)
 
     def _user_protocol(self) -> FuturesUserStreamProtocol:
-        return FuturesUserStreamProtocol(self._listen_key or "")
+        return FuturesUserStreamProtocol(self._listen_key or "", self._cum_quotes)
 
     def _user_tick(self) -> Optional[str]:
         """``PUT /fapi/v1/listenKey`` when due; a key Binance no longer knows ends the session."""

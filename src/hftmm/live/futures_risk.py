@@ -61,6 +61,8 @@ class FuturesRisk:
         self.entry = Decimal(0)
         self.isolated = False
         self.updates = 0
+        self.stale = 0                            # account snapshots older than an event applied
+        self._event_ms = 0                        # time of the newest ACCOUNT_UPDATE applied
         self.last: Optional[MarginState] = None
 
     @property
@@ -68,7 +70,14 @@ class FuturesRisk:
         return self.wallet is not None
 
     def on_account(self, body: Mapping[str, Any]) -> None:
-        """A ``GET /fapi/v3/account`` (or v2) body."""
+        """A ``GET /fapi/v3/account`` (or v2) body. v3 positions carry no entry price: it is
+        (notional - unrealizedProfit) / positionAmt. A snapshot whose newest ``updateTime``
+        is older than an ``ACCOUNT_UPDATE`` already applied is stale and ignored."""
+        times = [int(x.get("updateTime") or 0) for x in (*body.get("assets", ()), *body.get("positions", ()))
+                 if isinstance(x, Mapping)]
+        if self._event_ms and times and max(times) < self._event_ms:
+            self.stale += 1
+            return
         wb = _d(body.get("totalWalletBalance"))
         if wb is None:
             assets = [a for a in body.get("assets", ()) if isinstance(a, Mapping) and a.get("asset") == "USDT"]
@@ -80,14 +89,21 @@ class FuturesRisk:
         for p in body.get("positions", ()):
             if isinstance(p, Mapping) and p.get("symbol") == self.symbol and p.get("positionSide", "BOTH") == "BOTH":
                 self.size = _d(p.get("positionAmt")) or Decimal(0)
-                self.entry = _d(p.get("entryPrice")) or Decimal(0)
+                entry = _d(p.get("entryPrice"))
+                if entry is None and self.size:
+                    notional, upnl = _d(p.get("notional")), _d(p.get("unrealizedProfit"))
+                    entry = (notional - upnl) / self.size if notional is not None and upnl is not None else None
+                self.entry = entry or Decimal(0)
                 iw = _d(p.get("isolatedWallet")) or Decimal(0)
                 if p.get("isolated") or iw > 0:
                     self.isolated, self.wallet = True, iw
         self.updates += 1
 
     def on_account_update(self, a: Mapping[str, Any]) -> None:
-        """An ``ACCOUNT_UPDATE`` event's ``a`` object (``B``, ``P``)."""
+        """An ``ACCOUNT_UPDATE`` event's ``a`` object (``B``, ``P``; the gateway adds its ``T``)."""
+        t = a.get("T") or a.get("E")
+        if isinstance(t, int):
+            self._event_ms = max(self._event_ms, t)
         for b in a.get("B", ()):
             if isinstance(b, Mapping) and b.get("a") == "USDT" and not self.isolated:
                 wb = _d(b.get("wb"))

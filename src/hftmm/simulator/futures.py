@@ -414,24 +414,29 @@ class FuturesEngine(OrderEngine):
         return bool(self._open) or any(p.amt for a in self.accounts.values()
                                        for p in getattr(a, "positions", {}).values())
 
+    def _room(self, acct: FuturesAccount, o: FuturesOrder) -> int:
+        """Lots a closing order may still fill: the position on the side it reduces."""
+        amt = self.position(acct, o.position_side).amt
+        return max(amt, 0) if o.side == "SELL" else max(-amt, 0)
+
     def _fill(self, acct: Account, o: SimOrder, price: int, lots: int, maker: bool, now_ms: int) -> _Fill:
         assert isinstance(acct, FuturesAccount) and isinstance(o, FuturesOrder)
+        if not o.is_open:                    # expired by an earlier fill of the same sweep
+            return _Fill(price, 0, maker)
         if self._closing(o):
-            room = abs(self.position(acct, o.position_side).amt)
-            lots = min(lots, room)
+            lots = min(lots, self._room(acct, o))
             if lots <= 0:
                 self._finish(acct, o, "EXPIRED", "EXPIRED", now_ms)
                 return _Fill(price, 0, maker)
         fill = super()._fill(acct, o, price, lots, maker, now_ms)
-        if self._closing(o) and o.is_open and not self.position(acct, o.position_side).amt:
-            self._finish(acct, o, "EXPIRED", "EXPIRED", now_ms)
         self._expire_reduce_only(acct, now_ms)
         return fill
 
     def _expire_reduce_only(self, acct: FuturesAccount, now_ms: int) -> None:
-        """Binance cancels reduce-only orders a flat position no longer backs."""
+        """Binance cancels reduce-only orders the position no longer backs (flat, or
+        flipped to the order's own side)."""
         for x in list(acct.open_orders()):
-            if isinstance(x, FuturesOrder) and self._closing(x) and not self.position(acct, x.position_side).amt:
+            if isinstance(x, FuturesOrder) and self._closing(x) and not self._room(acct, x):
                 self._finish(acct, x, "EXPIRED", "EXPIRED", now_ms)
 
     def _settle(self, acct: Account, o: SimOrder, price: int, lots: int, maker: bool,
@@ -511,6 +516,14 @@ class FuturesEngine(OrderEngine):
             if not any(p.amt for p in acct.positions.values()):
                 acct.margin_call = False
                 continue
+            if acct.margin_type == "ISOLATED":
+                # each isolated position stands alone: only the one that breaches goes
+                for p in [p for p in acct.positions.values() if p.amt]:
+                    bal = p.iw + self.upnl(p, mark)
+                    if bal <= 0 or self.maint_margin(p, mark) / bal >= 1:
+                        self.liquidate(acct, mark, now_ms, only=p.side)
+                if not any(p.amt for p in acct.positions.values()):
+                    continue
             ratio = self.margin_ratio(acct, mark)
             if ratio >= 1:
                 self.liquidate(acct, mark, now_ms)
@@ -529,16 +542,18 @@ class FuturesEngine(OrderEngine):
         self.events.append((acct.api_key, {"e": "MARGIN_CALL", "E": now_ms, "cw": _num(self.cross_wallet(acct)),
                                            "p": rows}))
 
-    def liquidate(self, acct: FuturesAccount, mark: Decimal, now_ms: int) -> None:
-        """Cancel every open order, then close every position at ``mark`` by an
+    def liquidate(self, acct: FuturesAccount, mark: Decimal, now_ms: int, only: Optional[str] = None) -> None:
+        """Cancel every open order (isolated: ``only`` that position side's), then close
+        every position (``only``: that one) at ``mark`` by an
         ``autoclose-`` order (type LIQUIDATION, execution CALCULATED) with the
         clearance fee; the loss never exceeds what backs the position (its isolated
         wallet, or the cross wallet): the insurance fund takes the rest."""
         self._count("liquidations")
         for o in sorted(acct.open_orders(), key=lambda o: o.order_id):
-            self._finish(acct, o, "CANCELED", "CANCELED", now_ms)
+            if only is None or getattr(o, "position_side", "BOTH") == only:
+                self._finish(acct, o, "CANCELED", "CANCELED", now_ms)
         for pos in list(acct.positions.values()):
-            if not pos.amt:
+            if not pos.amt or (only is not None and pos.side != only):
                 continue
             lots, side = abs(pos.amt), "SELL" if pos.amt > 0 else "BUY"
             px_ticks = int((mark / self.tick).to_integral_value())
