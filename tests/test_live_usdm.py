@@ -215,3 +215,51 @@ def test_futures_risk_reads_v3_accounts_and_ignores_stale_snapshots():
                    "positions": [{"symbol": SYM, "positionSide": "BOTH", "positionAmt": "-0.050",
                                   "notional": "-3005.0", "unrealizedProfit": "-5.0", "updateTime": 150}]})
     assert (fr.size, fr.entry, fr.wallet, fr.stale) == (D("-0.080"), D("60010.0"), D("990.0"), 1)
+
+
+def test_usdm_testnet_session_under_order_and_user_stream_faults_keeps_the_exact_position():
+    """Lost, failed, timed-out, refused and delayed order answers, a dropped user stream
+    and an expired listenKey during a session that trades: every outcome is resolved
+    (queries, reconciles), the session ends with nothing open on the exchange, and the
+    engine's position is the exchange's positionAmt, to the lot."""
+    key = "q" * 64
+    faults = [("drop_answer", {"hold_s": 1.5}), ("error_after", {}), ("timeout_after", {}), ("unavailable", {}),
+              ("delay", {"ms": 300.0})]
+    with _sim(seed=6) as sim:
+        sim.add_account(key, hmac_secret="x", balances={"USDT": "10000"})
+        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
+                                   leverage=5, request_timeout_s=1.0, backoff_initial_s=0.05)
+        trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
+                                estimate_intensity=False, quote_refresh_interval=0.05)
+        risk = RiskConfig(max_position=0.02, latency_threshold_ms=5000.0, max_orders_per_second=50.0,
+                          max_daily_loss=1e6, max_drawdown=1.0)
+        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url)
+        th = threading.Thread(target=eng.run, kwargs={"duration_s": 14.0})
+        th.start()
+        assert eng.setup_done.wait(30)
+        t0 = time.monotonic()
+        n = 0
+        while th.is_alive() and time.monotonic() - t0 < 11.0:
+            kind, params = faults[n % len(faults)]
+            sim.inject_order_fault(kind, **params)
+            q = eng.qm.open_quotes() if eng.qm is not None else (None, None)
+            if n % 3 == 0 and q[0] is not None:
+                sim.inject_trade(str(q[0].price), "0.001", buyer_maker=True)        # part of our bid fills
+            elif n % 3 == 1 and q[1] is not None:
+                sim.inject_trade(str(q[1].price), "0.001", buyer_maker=False)       # part of our ask fills
+            if n == 8:
+                sim.close_user_streams(key)                                          # the stream drops
+            if n == 16:
+                sim.terminate_user_streams(key)                                      # listenKeyExpired
+            n += 1
+            time.sleep(0.4)
+        th.join(60)
+        assert not th.is_alive()
+        orders = sim.orders_of(key)
+        exch_pos = D(sim.positions(key)[0]["positionAmt"])
+    assert sim.stats()["trading"]["order_faults"], "no fault was applied"
+    assert eng.unconfirmed == []
+    assert not [o for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+    assert gw.subscriptions >= 3                                  # the first, after the drop, after the expiry
+    assert sum(1 for o in orders if D(o["executedQty"]) > 0) >= 2
+    assert D(eng.trader.position) * D(eng.lot_s) == exch_pos
