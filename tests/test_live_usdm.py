@@ -78,9 +78,11 @@ def test_usdm_testnet_session_leverage_5_ends_with_nothing_open(tmp_path):
         env = dict(os.environ, BINANCE_API_KEY=key, BINANCE_API_SECRET=secret,
                    HFTMM_RISK_LATENCY_THRESHOLD_MS="2000", HFTMM_TRADING_QUOTE_REFRESH_INTERVAL="0.05",
                    HFTMM_TRADING_ORDER_SIZE="0.002", HFTMM_RISK_MAX_POSITION="0.01")
+        db = str(tmp_path / "usdm.db")
         r = subprocess.run([sys.executable, "-m", "hftmm.cli", "live", "--testnet", "--market", "usdm",
                             "--leverage", "5", "--symbol", SYM, "--rest-url", sim.rest_url, "--ws-url", sim.ws_url,
-                            "--duration", "6", "--no-status", "--env-file", str(tmp_path / "none.env")],
+                            "--duration", "6", "--no-status", "--env-file", str(tmp_path / "none.env"),
+                            "--state-db", db],
                            capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
         orders = sim.orders_of(key)
         pos = sim.positions(key)[0]
@@ -92,6 +94,12 @@ def test_usdm_testnet_session_leverage_5_ends_with_nothing_open(tmp_path):
     quotes = [o for o in orders if o["type"] == "LIMIT"]
     assert quotes and all(o["timeInForce"] == "GTX" for o in quotes)
     assert abs(D(pos["positionAmt"])) <= D("0.01")
+    # the margin figures reach the state store (the dashboard's margin tiles)
+    from hftmm.live.state import StateReader
+
+    last = StateReader(db).latest_status()
+    assert last["margin_ratio"] is not None and 0 <= last["margin_ratio"] < 0.5
+    assert 9000 < last["wallet_balance"] <= 10000
 
 
 def test_margin_limit_kills_and_flattens_reduce_only():
@@ -106,7 +114,8 @@ def test_margin_limit_kills_and_flattens_reduce_only():
                                 estimate_intensity=False, quote_refresh_interval=0.05)
         risk = RiskConfig(max_position=0.01, latency_threshold_ms=2000.0, max_orders_per_second=50.0,
                           max_margin_ratio=0.0001, flatten_on_kill=True)
-        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url)
+        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url,
+                         metrics_port=0)
         th = threading.Thread(target=eng.run, kwargs={"duration_s": 60.0})
         th.start()
         try:
@@ -118,6 +127,13 @@ def test_margin_limit_kills_and_flattens_reduce_only():
                     sim.inject_trade(str(bid.price), "5", buyer_maker=True)     # a sell hits our bid
                 time.sleep(0.1)
             assert eng.risk.killed and "margin ratio" in eng.risk.status()["kill_reason"]
+            import urllib.request
+
+            from prometheus_client.parser import text_string_to_metric_families
+            with urllib.request.urlopen(eng.metrics.url, timeout=10) as r:
+                fam = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+            assert fam["hftmm_margin_ratio"].samples[0].value >= 0.0001      # what tripped the kill
+            assert fam["hftmm_wallet_balance"].samples[0].value > 9000
             deadline = time.monotonic() + 20
             while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hftmm.execution.orders import OrderState
-from hftmm.live.schema import LOSS_COLUMNS, SCHEMA_VERSION, STATUS_COLUMNS
+from hftmm.live.schema import LOSS_COLUMNS, MARGIN_COLUMNS, SCHEMA_VERSION, STATUS_COLUMNS
 from hftmm.live.state import (
     BOOK_DEPTH, StatePublisher, StateReader, StateStore, StateStoreError, sanitize_config, send_command,
 )
@@ -64,25 +64,27 @@ def test_schema_wal_and_version(tmp_path):
 
 
 def test_version_1_database_is_migrated(tmp_path):
-    """A state DB written before the loss columns existed gains them; its rows stay."""
+    """A state DB written before the loss (v2) and USD-M margin (v3) columns existed gains
+    them; its rows stay."""
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    old = [c for c in STATUS_COLUMNS if c not in LOSS_COLUMNS]
+    old = [c for c in STATUS_COLUMNS if c not in LOSS_COLUMNS + MARGIN_COLUMNS]
     conn.execute(f"CREATE TABLE status (ts_ns INTEGER NOT NULL, session_id TEXT NOT NULL, {', '.join(old)})")
     conn.execute("INSERT INTO status (ts_ns, session_id, position, gaps) VALUES (1, 'old', 0.5, 3)")
     conn.commit()
     conn.close()
     st = StateStore(path, clock=Clock())
     st.start_session("paper", "BTCUSDT", "spot", {})
-    st.publish(status(messages_lost=2, messages_expected=1000, ids_lost=40, ids_expected=52_000, feeds_up=2))
+    st.publish(status(messages_lost=2, messages_expected=1000, ids_lost=40, ids_expected=52_000, feeds_up=2,
+                      margin_ratio=0.125))
     st.close()
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-    rows = conn.execute("SELECT session_id, gaps, messages_lost, ids_expected, feeds_up FROM status "
+    rows = conn.execute("SELECT session_id, gaps, messages_lost, ids_expected, feeds_up, margin_ratio FROM status "
                         "ORDER BY ts_ns").fetchall()
-    assert rows[0] == ("old", 3, None, None, None) and rows[1][2:] == (2, 52_000, 2)
+    assert rows[0] == ("old", 3, None, None, None, None) and rows[1][2:] == (2, 52_000, 2, 0.125)
 
 
 def test_round_trip_through_reader(store, tmp_path):

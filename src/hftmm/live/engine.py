@@ -721,7 +721,17 @@ class LiveEngine:
             "ids_lost": cst.ids_lost, "ids_expected": cst.ids_lost + cst.ids_received,
             "feeds_up": self.connector.feeds_up(),
             "feed_duplicates": cst.feed_duplicates,
+            **self._margin_status(),
         }
+
+    def _margin_status(self) -> dict[str, Optional[float]]:
+        """USD-M testnet/live: the last margin evaluation (None elsewhere)."""
+        last = self.futures_risk.last if self.futures_risk is not None else None
+        if last is None:
+            return dict.fromkeys(("margin_ratio", "effective_leverage", "liquidation_price", "wallet_balance"))
+        return {"margin_ratio": _f(last.margin_ratio), "effective_leverage": _f(last.leverage),
+                "liquidation_price": None if last.liquidation_price is None else _f(last.liquidation_price),
+                "wallet_balance": _f(last.wallet)}
 
     def _publish(self, now: int) -> None:
         st = self.status()

@@ -27,7 +27,7 @@ system: the engine converts from ticks/lots when it publishes).
 """
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: feed loss columns of ``status`` (version 2): the merged depth stream's messages
 #: lost / expected and update ids lost / expected (``hftcore.sync.loss_figures``),
@@ -35,9 +35,15 @@ SCHEMA_VERSION = 2
 LOSS_COLUMNS = ("messages_lost", "messages_expected", "ids_lost", "ids_expected", "feeds_up",
                 "feed_duplicates")
 
+#: USD-M margin columns of ``status`` (version 3; NULL on spot and in paper trading):
+#: maintenance margin / margin balance, |notional| / equity, the liquidation price
+#: [quote] and the wallet balance backing the position [quote]
+MARGIN_COLUMNS = ("margin_ratio", "effective_leverage", "liquidation_price", "wallet_balance")
+
 #: statements that bring a database of an older version to this one
 MIGRATIONS = {
     1: [f"ALTER TABLE status ADD COLUMN {c} INTEGER" for c in LOSS_COLUMNS],
+    2: [f"ALTER TABLE status ADD COLUMN {c} REAL" for c in MARGIN_COLUMNS],
 }
 
 SCHEMA = """
@@ -57,7 +63,8 @@ CREATE TABLE IF NOT EXISTS status (
     messages INTEGER, trades INTEGER, trade_volume REAL, gaps INTEGER, resyncs INTEGER,
     reconnects INTEGER, malformed INTEGER, synced INTEGER NOT NULL,
     messages_lost INTEGER, messages_expected INTEGER, ids_lost INTEGER, ids_expected INTEGER,
-    feeds_up INTEGER, feed_duplicates INTEGER);
+    feeds_up INTEGER, feed_duplicates INTEGER,
+    margin_ratio REAL, effective_leverage REAL, liquidation_price REAL, wallet_balance REAL);
 CREATE INDEX IF NOT EXISTS status_ts ON status (session_id, ts_ns);
 CREATE TABLE IF NOT EXISTS book (
     ts_ns INTEGER NOT NULL, session_id TEXT NOT NULL, bids_json TEXT NOT NULL, asks_json TEXT NOT NULL);
@@ -86,4 +93,4 @@ STATUS_COLUMNS = (
     "risk_state", "kill_reason", "open_orders", "orders_sent", "fills", "order_rtt_ms", "feed_age_ms",
     "feed_latency_ms", "messages", "trades", "trade_volume", "gaps", "resyncs", "reconnects", "malformed",
     "synced",
-) + LOSS_COLUMNS
+) + LOSS_COLUMNS + MARGIN_COLUMNS

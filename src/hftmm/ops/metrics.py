@@ -149,6 +149,12 @@ class _EngineCollector:
         yield gauge("hftmm_feed_age_seconds", "seconds since the last market-data frame",
                     None if age is None else age / 1000.0)
         yield gauge("hftmm_book_synced", "1 while the book follows the stream", st["synced"])
+        if e.market == "usdm":
+            for key, doc in (("margin_ratio", "USD-M maintenance margin / margin balance (1 = liquidation)"),
+                             ("effective_leverage", "USD-M |position notional| / equity"),
+                             ("liquidation_price", "USD-M liquidation price of the position (quote)"),
+                             ("wallet_balance", "USD-M wallet balance backing the position (quote)")):
+                yield gauge(f"hftmm_{key}", doc, st.get(key))
         for name, doc, h in (("hftmm_feed_latency_seconds", "receive time minus exchange event time (raw clocks)",
                               self.exporter.feed_latency),
                              ("hftmm_order_rtt_seconds", "order request to exchange answer", self.exporter.order_rtt)):

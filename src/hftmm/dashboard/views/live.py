@@ -57,6 +57,10 @@ FEED_TILES = ((("Gaps", "gaps", "{:,.0f}"), ("Resyncs", "resyncs", "{:,.0f}"),
                ("Order RTT ms", "order_rtt_ms", "{:,.1f}"), ("Messages", "messages", "{:,.0f}")),
               (("Messages lost", "message_loss", "{}"), ("Update ids lost", "id_loss", "{}"),
                ("Feeds up", "feeds_up", "{:,.0f}"), ("Feed duplicates", "feed_duplicates", "{:,.0f}")))
+#: USD-M (testnet/live): shown when the session published margin figures
+MARGIN_TILES = ((("Margin ratio", "margin_ratio", "{:.2%}"), ("Effective leverage", "effective_leverage", "{:.2f}x"),
+                 ("Liquidation price", "liquidation_price", "{:,.2f}"), ("Wallet (quote)", "wallet_balance",
+                                                                          "{:,.2f}")),)
 
 
 def loss_text(lost: Any, expected: Any) -> Optional[str]:
@@ -115,6 +119,9 @@ def live_panel() -> None:
         last = dict(last, message_loss=loss_text(last.get("messages_lost"), last.get("messages_expected")),
                     id_loss=loss_text(last.get("ids_lost"), last.get("ids_expected")))
         tiles(last, FEED_TILES)
+        if last.get("margin_ratio") is not None and last.get("margin_ratio") == last.get("margin_ratio"):
+            st.markdown("**Margin (USD-M)**")
+            tiles(last, MARGIN_TILES)
         chart(fg.latency_chart(status), key="live-latency")
 
 
