@@ -273,3 +273,33 @@ def test_convert_keeps_a_settlement_split_over_two_hourly_files(tmp_path):
     f = ev[ev["kind"] == EV_FUNDING]
     assert len(f) == 1 and f["local_ts"][0] == (T + 400) * ms and f["px"][0] == 601234
     assert ev["kind"].tolist().index(EV_FUNDING) == 2        # after the two trades before it, before the third
+
+
+def test_usdm_backtest_summary_checks_the_margin_along_the_equity_curve(tmp_path):
+    """The exchange model does not liquidate: the USD-M summary says, from the equity
+    samples and Binance's brackets, how close the account came, where the live margin
+    limit would have killed it and where Binance would have liquidated it."""
+    from hftmm.execution.margin import DEFAULT_BTCUSDT_BRACKETS, LeverageBrackets, margin_ratio
+
+    day = "2024-08-08"
+    eng = BacktestEngine(synthetic_day_seconds=600)
+    base = BacktestConfig(start_date=day, end_date=day, market="usdm", max_position=0.05, order_size=0.01,
+                          max_daily_loss=1e9, max_drawdown=1.0)
+    roomy = eng.run_backtest(base)
+    p = roomy.performance
+    ts = roomy.timeseries
+    # the vectorised path is the Decimal arithmetic of hftmm.execution.margin, sample by sample
+    b = LeverageBrackets.from_api(DEFAULT_BTCUSDT_BRACKETS)
+    i = int(np.argmax([abs(x) for x in ts["position_qty"]]))
+    row = ts.iloc[i]
+    d = lambda x: Decimal(repr(float(x)))  # noqa: E731
+    want = margin_ratio(b, d(row.position_qty), d(row.mid), d(row.mid), d(row.equity))
+    assert 0 < p.max_margin_ratio < 0.01 and p.max_margin_ratio >= float(want) - 1e-12
+    assert "never at the live limit (50%)" in roomy.summary()
+    # the same market on 40 USDT of capital: the live limit trips, then Binance's liquidation
+    thin = eng.run_backtest(base.replace(initial_capital=40.0, max_margin_ratio=0.2))
+    q = thin.performance
+    assert q.max_margin_ratio >= 1 and 0 <= q.margin_limit_at_s <= q.liquidation_at_s
+    assert "would have LIQUIDATED the account" in thin.summary()
+    assert BacktestEngine(synthetic_day_seconds=60).run_backtest(
+        base.replace(symbol="ETHUSDT")).performance.to_dict()["max_margin_ratio"] is None  # no brackets: n/a

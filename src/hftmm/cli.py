@@ -79,7 +79,7 @@ _BACKTEST_OPTIONS = ("start_date", "end_date", "symbol", "market", "gamma", "tim
                      "requote_threshold", "min_order_lifetime", "queue_model", "fill_model", "seed",
                      "feed_latency", "min_feed_latency", "order_latency", "cancel_latency", "response_latency",
                      "maker_fee", "taker_fee", "max_orders_per_second", "max_daily_loss", "max_drawdown",
-                     "funding_path")
+                     "funding_path", "leverage_brackets")
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -281,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="USD-M: funding-rate history (Binance's fundingRate CSV/ZIP from data.binance.vision, or "
                         "GET /fapi/v1/fundingRate JSON); the position pays position x mark x rate at each "
                         "funding time (default: none)")
+    p.add_argument("--leverage-brackets", dest="leverage_brackets", metavar="FILE.json",
+                   help="USD-M: GET /fapi/v1/leverageBracket JSON for the summary's margin check (default: "
+                        "Binance's BTCUSDT table for BTCUSDT, else none)")
     p.add_argument("--k", type=float, help=f"fill intensity decay, 1/price (default {_config_default('k')})")
     p.add_argument("--A", type=float, help=f"fill intensity at the touch, 1/s (default {_config_default('A')})")
     p.add_argument("--no-intensity-fit", action="store_true",

@@ -28,6 +28,7 @@ def _data_fields() -> list[tuple[str, Any, Any]]:
         ("lot_size", "Optional[str]", dataclasses.field(default=None)),
         ("sample_interval", "float", dataclasses.field(default=1.0)),
         ("funding_path", "Optional[str]", dataclasses.field(default=None)),
+        ("leverage_brackets", "Optional[str]", dataclasses.field(default=None)),
     ]
 
 
@@ -51,7 +52,9 @@ class _BacktestConfigMethods:
     ``funding_path``: USD-M funding-rate history (Binance's fundingRate CSVs or
     ``GET /fapi/v1/fundingRate`` JSON, a file or a folder; see
     :mod:`hftmm.data.funding`): the position pays position x mark x rate at each
-    funding time (None: no funding is charged, and the summary says so).
+    funding time (None: no funding is charged, and the summary says so);
+    ``leverage_brackets``: USD-M, a ``GET /fapi/v1/leverageBracket`` JSON file for the
+    margin check of the summary (None: Binance's BTCUSDT table for BTCUSDT).
 
     Strategy (:class:`hftmm.config.StrategyConfig`): model, gamma, time_horizon,
     rolling_horizon, xi, fair_value, ewma_half_life, k, A, estimate_intensity,
@@ -87,6 +90,10 @@ class _BacktestConfigMethods:
             if self.market == "spot":
                 raise ConfigError("BacktestConfig.funding_path", "funding applies to USD-M perpetuals "
                                                                  "(market 'usdm'), not spot")
+        if self.leverage_brackets is not None and (not isinstance(self.leverage_brackets, str)
+                                                   or not self.leverage_brackets):
+            raise ConfigError("BacktestConfig.leverage_brackets", f"must be a JSON file path, got "
+                                                                  f"{self.leverage_brackets!r}")
         _check(self, {"sample_interval": ("num", 0.0, True)})
         for name in ("tick_size", "lot_size"):
             v = getattr(self, name)

@@ -174,6 +174,21 @@ class BacktestResult:
     elapsed_s: float
     data: str = ""
 
+    def _margin_text(self) -> str:
+        p, lim = self.performance, self.config.max_margin_ratio
+        if not math.isfinite(p.max_margin_ratio):
+            return f"n/a (no leverage brackets for {self.config.symbol}: --leverage-brackets FILE.json)"
+        text = f"max ratio {100 * p.max_margin_ratio:.2f}% (maintenance margin / equity)"
+        if math.isfinite(p.liquidation_at_s):
+            text += (f"; Binance would have LIQUIDATED the account at {p.liquidation_at_s:,.0f} s: "
+                     "the PnL after that is not real")
+        elif math.isfinite(p.margin_limit_at_s):
+            text += (f"; the live max_margin_ratio {100 * lim:.0f}% would have killed the session at "
+                     f"{p.margin_limit_at_s:,.0f} s")
+        else:
+            text += f"; never at the live limit ({100 * lim:.0f}%)" if lim > 0 else ""
+        return text
+
     def summary(self) -> str:
         p = self.performance
 
@@ -196,6 +211,7 @@ class BacktestResult:
                                       + (" (Binance regular tier, " + str(c.get("market")) + ")"
                                          if self.config.maker_fee is None and self.config.taker_fee is None
                                          else ""))),
+            *([("Margin (USD-M, cross)", self._margin_text())] if c.get("market") == "usdm" else []),
             ("Return", f(p.return_pct, "{:.4f}") + "%"),
             ("Sharpe Ratio", f(p.sharpe_ratio)),
             ("Sortino Ratio", f(p.sortino_ratio)),
@@ -360,6 +376,8 @@ class BacktestEngine:
             counters["market"] = market
             counters["funding_source"] = config.funding_path
             perf = compute_metrics(trades, ts, counters, config.initial_capital)
+            if market == "usdm":
+                perf = dataclasses.replace(perf, **margin_check(config, ts))
             out.append(BacktestResult(config, perf, trades, ts, counters, events, elapsed, src.description))
         return out
 
@@ -455,6 +473,37 @@ def fills_frame(f: np.ndarray, tick: float, lot: float) -> pd.DataFrame:
         "mid": f["mid"],
         "taker": f["taker"],
     })
+
+
+def margin_check(config: BacktestConfig, ts: pd.DataFrame) -> dict[str, float]:
+    """USD-M: the margin ratio along the equity samples (cross: maintenance margin of the
+    position at the mid / equity; the exchange model does not liquidate, so the summary
+    says where Binance would have, and where the live margin limit would have killed)."""
+    from hftmm.execution.margin import DEFAULT_BTCUSDT_BRACKETS, LeverageBrackets, margin_ratio_path
+
+    if config.leverage_brackets is not None:
+        try:
+            with open(config.leverage_brackets) as fh:
+                body = json.load(fh)
+            brackets = LeverageBrackets.from_api(body, config.symbol)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError("BacktestConfig.leverage_brackets", f"{config.leverage_brackets}: {exc}") from None
+    elif config.symbol == "BTCUSDT":
+        brackets = LeverageBrackets.from_api(DEFAULT_BTCUSDT_BRACKETS)
+    else:
+        return {}
+    if not len(ts):
+        return {"max_margin_ratio": 0.0}
+    ratio = margin_ratio_path(brackets, ts["position_qty"].to_numpy(), ts["mid"].to_numpy(),
+                              ts["equity"].to_numpy())
+    ratio = np.where(np.isfinite(ts["mid"].to_numpy()), ratio, 0.0)
+    t = (ts["ts"].to_numpy(np.int64) - int(ts["ts"].iloc[0])) / 1e9
+
+    def first(limit: float) -> float:
+        hit = np.flatnonzero(ratio >= limit) if limit > 0 else np.zeros(0, np.int64)
+        return float(t[hit[0]]) if len(hit) else math.nan
+    return {"max_margin_ratio": float(ratio.max()), "margin_limit_at_s": first(config.max_margin_ratio),
+            "liquidation_at_s": first(1.0)}
 
 
 def samples_frame(s: np.ndarray, tick: float, lot: float, initial_capital: float) -> pd.DataFrame:

@@ -94,6 +94,12 @@ class PerformanceMetrics:
     duration_s: float
     metrics_interval_s: float
     total_funding: float = 0.0      # USD-M funding paid (quote; < 0: received)
+    # USD-M margin along the equity samples (NaN on spot / without brackets): the highest
+    # maintenance margin / equity, and the first time [s from the start] it reached the
+    # live kill limit (RiskConfig.max_margin_ratio) and 1.0 (Binance liquidates)
+    max_margin_ratio: float = math.nan
+    margin_limit_at_s: float = math.nan
+    liquidation_at_s: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}

@@ -26,7 +26,24 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping, Optional
 
-__all__ = ["Bracket", "LeverageBrackets", "margin_ratio", "liquidation_price", "effective_leverage"]
+import numpy as np
+
+__all__ = ["Bracket", "LeverageBrackets", "margin_ratio", "liquidation_price", "effective_leverage",
+           "margin_ratio_path", "DEFAULT_BTCUSDT_BRACKETS"]
+
+#: ``GET /fapi/v1/leverageBracket?symbol=BTCUSDT`` (Binance's documented BTCUSDT table)
+DEFAULT_BTCUSDT_BRACKETS = {"symbol": "BTCUSDT", "brackets": [
+    {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
+     "maintMarginRatio": 0.004, "cum": 0.0},
+    {"bracket": 2, "initialLeverage": 100, "notionalCap": 250000, "notionalFloor": 50000,
+     "maintMarginRatio": 0.005, "cum": 50.0},
+    {"bracket": 3, "initialLeverage": 50, "notionalCap": 3000000, "notionalFloor": 250000,
+     "maintMarginRatio": 0.01, "cum": 1300.0},
+    {"bracket": 4, "initialLeverage": 20, "notionalCap": 20000000, "notionalFloor": 3000000,
+     "maintMarginRatio": 0.025, "cum": 46300.0},
+    {"bracket": 5, "initialLeverage": 10, "notionalCap": 40000000, "notionalFloor": 20000000,
+     "maintMarginRatio": 0.05, "cum": 546300.0},
+]}
 
 
 def _d(v: Any, what: str) -> Decimal:
@@ -160,3 +177,20 @@ def effective_leverage(notional: Decimal, equity: Decimal) -> Decimal:
     e = Decimal(equity)
     return abs(Decimal(notional)) / e if e > 0 else Decimal("Infinity")
 
+
+
+def margin_ratio_path(brackets: LeverageBrackets, size: np.ndarray, mark: np.ndarray,
+                      margin_balance: np.ndarray) -> np.ndarray:
+    """The margin ratio along a path (floats; a backtest's equity samples): maintenance
+    margin of |size| x mark with each sample's bracket / the margin balance (cross:
+    wallet + unrealised PnL = the equity). Infinity where the balance is <= 0, 0 flat."""
+    size, mark, bal = (np.asarray(a, dtype=np.float64) for a in (size, mark, margin_balance))
+    notional = np.abs(size) * mark
+    caps = np.array([float(b.cap) for b in brackets.brackets])
+    idx = np.minimum(np.searchsorted(caps, notional, side="right"), len(caps) - 1)
+    mmr = np.array([float(b.mmr) for b in brackets.brackets])[idx]
+    cum = np.array([float(b.cum) for b in brackets.brackets])[idx]
+    mm = np.where(notional > 0, notional * mmr - cum, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bal > 0, mm / bal, np.inf)
+    return np.where(notional > 0, ratio, 0.0)

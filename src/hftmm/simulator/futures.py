@@ -51,7 +51,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Callable, Iterable, Optional, Union
 
 from hftmm.execution.filters import SymbolFilters
-from hftmm.execution.margin import LeverageBrackets
+from hftmm.execution.margin import DEFAULT_BTCUSDT_BRACKETS, LeverageBrackets
 from hftmm.simulator.orders import (
     EIGHT, ZERO, Account, ApiError, OrderEngine, SimOrder, _Fill, mandatory, q8,
 )
@@ -62,19 +62,7 @@ __all__ = ["FuturesEngine", "FuturesAccount", "FuturesApi", "Position", "Futures
 
 USDM_MAKER, USDM_TAKER = "0.0002", "0.0005"
 USDM_CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
-#: ``GET /fapi/v1/leverageBracket?symbol=BTCUSDT`` (Binance's documented BTCUSDT table)
-DEFAULT_BRACKETS = {"symbol": "BTCUSDT", "brackets": [
-    {"bracket": 1, "initialLeverage": 125, "notionalCap": 50000, "notionalFloor": 0,
-     "maintMarginRatio": 0.004, "cum": 0.0},
-    {"bracket": 2, "initialLeverage": 100, "notionalCap": 250000, "notionalFloor": 50000,
-     "maintMarginRatio": 0.005, "cum": 50.0},
-    {"bracket": 3, "initialLeverage": 50, "notionalCap": 3000000, "notionalFloor": 250000,
-     "maintMarginRatio": 0.01, "cum": 1300.0},
-    {"bracket": 4, "initialLeverage": 20, "notionalCap": 20000000, "notionalFloor": 3000000,
-     "maintMarginRatio": 0.025, "cum": 46300.0},
-    {"bracket": 5, "initialLeverage": 10, "notionalCap": 40000000, "notionalFloor": 20000000,
-     "maintMarginRatio": 0.05, "cum": 546300.0},
-]}
+DEFAULT_BRACKETS = DEFAULT_BTCUSDT_BRACKETS
 NOT_SIMULATED = ("stopPrice", "closePosition", "activationPrice", "callbackRate", "priceMatch",
                  "goodTillDate", "workingType", "priceProtect")
 CONDITIONAL = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET")
