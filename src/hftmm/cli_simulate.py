@@ -67,9 +67,9 @@ def add_parser(subparsers) -> None:
                       help="taker commission as a fraction of notional (default: spot 0.001, USD-M 0.0005)")
     fut = p.add_argument_group("USD-M funding")
     fut.add_argument("--funding-interval", type=float, default=8 * 3600.0, metavar="S",
-                     help="seconds between funding settlements, aligned to the epoch (default 28800: 00/08/16 UTC)")
+                     help="seconds between funding settlements, aligned to the epoch (28800: 00/08/16 UTC)")
     fut.add_argument("--funding-rate", default="0.0001",
-                     help="funding rate per settlement as a fraction (longs pay a positive rate; default 0.0001)")
+                     help="funding rate per settlement as a fraction (longs pay a positive rate)")
     p.set_defaults(func=run)
 
 
