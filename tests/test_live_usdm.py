@@ -279,3 +279,56 @@ def test_usdm_testnet_session_under_order_and_user_stream_faults_keeps_the_exact
     assert gw.subscriptions >= 3                                  # the first, after the drop, after the expiry
     assert sum(1 for o in orders if D(o["executedQty"]) > 0) >= 2
     assert D(eng.trader.position) * D(eng.lot_s) == exch_pos
+
+
+def test_forced_liquidation_scenario_the_engine_kills_before_the_exchange_liquidates():
+    """The mark walks down on the simulator (its markPrice stream carries it): the
+    engine's margin limit (min_liquidation_distance 5 %) kills and flattens reduce-only
+    while the simulator's own liquidation (at 100 %) has not happened."""
+    key = "z" * 64
+    with _sim(seed=8) as sim:
+        sim.add_account(key, hmac_secret="x", balances={"USDT": "120"})
+        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
+                                   leverage=10)
+        trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
+                                estimate_intensity=False, quote_refresh_interval=0.05)
+        risk = RiskConfig(max_position=0.006, latency_threshold_ms=5000.0, max_orders_per_second=50.0,
+                          max_daily_loss=1e6, max_drawdown=1.0, max_leverage=None, flatten_on_kill=True)
+        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url)
+        th = threading.Thread(target=eng.run, kwargs={"duration_s": 90.0})
+        th.start()
+        try:
+            assert eng.setup_done.wait(30)
+            deadline = time.monotonic() + 30
+            while D(sim.positions(key)[0]["positionAmt"]) < D("0.004") and time.monotonic() < deadline:
+                bid = eng.qm.open_quotes()[0] if eng.qm is not None else None
+                if bid is not None:
+                    sim.inject_trade(str(bid.price), "1", buyer_maker=True)       # our bids fill
+                time.sleep(0.2)
+            with eng.lock:                      # hold the long: no quotes (and fills) from here
+                eng.risk.set_condition("test", "test: holding the position")
+            time.sleep(0.5)
+            size = D(sim.positions(key)[0]["positionAmt"])
+            assert size >= D("0.004")
+            mark = D(sim.positions(key)[0]["markPrice"])
+            deadline = time.monotonic() + 60
+            while not eng.risk.killed and time.monotonic() < deadline:
+                mark = (mark * D("0.97")).quantize(D("0.1"))
+                sim.set_mark_price(str(mark))
+                assert not sim.stats()["trading"]["engine"].get("liquidations"), "the exchange liquidated first"
+                assert D(sim.positions(key)[0]["positionAmt"]) == size
+                time.sleep(1.1)                                                   # markPrice@1s carries it
+            assert eng.risk.killed and "liquidation price" in eng.risk.status()["kill_reason"]
+            deadline = time.monotonic() + 20
+            while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            eng.stop("test end")
+            th.join(30)
+            sim.set_mark_price(None)
+        orders = sim.orders_of(key)
+    assert D(sim.positions(key)[0]["positionAmt"]) == 0
+    assert sim.stats()["trading"]["engine"].get("liquidations", 0) == 0
+    assert not [o for o in orders if o["clientOrderId"].startswith("autoclose-")]
+    flat = [o for o in orders if o["type"] == "MARKET"]
+    assert flat and all(o["reduceOnly"] for o in flat) and flat[-1]["status"] == "FILLED"

@@ -201,6 +201,7 @@ class LiveEngine:
         self._feed_hist: Any = None
         self.futures_risk: Any = None        # USD-M testnet/live: FuturesRisk, once the brackets are known
         self._mark_funding: Any = None       # USD-M paper: funding from the markPrice stream
+        self._mark: Optional[tuple[Decimal, int]] = None   # USD-M live: the stream's mark price, receive ns
 
     # ------------------------------------------------------------ set-up
     def _setup(self) -> None:
@@ -310,6 +311,13 @@ class LiveEngine:
             self.recorder.write(local_ns, frame)
         self.stats["frames"] += 1
         self._last_local_ns = local_ns
+        if self.market == "usdm" and self.mode != "paper" and b"markPriceUpdate" in frame:
+            msg = mark_price_update(frame)            # the exchange's mark: what liquidates
+            if msg is not None and str(msg.get("s", "")).upper() == self.trading.symbol:
+                try:
+                    self._mark = (Decimal(str(msg["p"])), local_ns)
+                except (KeyError, ArithmeticError, ValueError):
+                    pass
         if self._mark_funding is not None and b"markPriceUpdate" in frame:
             # paper on USD-M: the funding settlement the markPrice stream reveals, at this
             # frame's receive time -- where data convert puts it in the recording's store
@@ -439,15 +447,22 @@ class LiveEngine:
             log.info("%s: funding %+.8f %s paid on a position of %g", self.trading.symbol, paid,
                      self.quote_asset, pos)
 
+    #: [ns] a markPrice update older than this is not used (the mid stands in)
+    MARK_MAX_AGE_NS = 5_000_000_000
+
     def _check_margin(self, now: int) -> None:
-        """USD-M: the margin limits at the mid (as the mark) -- kill or pause (every timer tick)."""
+        """USD-M: the margin limits at the exchange's mark price (markPrice@1s; the book's
+        mid when the stream is older than MARK_MAX_AGE_NS) -- kill or pause (every tick)."""
         fr = self.futures_risk
         if fr is None or not fr.known or self.risk.killed:
             return
-        bb, ba = self.book.best_bid(), self.book.best_ask()
-        if bb is None or ba is None:
-            return
-        mark = Decimal(bb + ba) / 2 * Decimal(str(self.tick_s))
+        if self._mark is not None and now - self._mark[1] <= self.MARK_MAX_AGE_NS:
+            mark = self._mark[0]
+        else:
+            bb, ba = self.book.best_bid(), self.book.best_ask()
+            if bb is None or ba is None:
+                return
+            mark = Decimal(bb + ba) / 2 * Decimal(str(self.tick_s))
         verdict, why = fr.check(mark)
         if verdict == "kill":
             log.error("%s: %s", self.trading.symbol, why)
