@@ -102,24 +102,48 @@ def test_usdm_testnet_session_leverage_5_ends_with_nothing_open(tmp_path):
     assert 9000 < last["wallet_balance"] <= 10000
 
 
+def _engine(sim, key: str, wallet: str, leverage: int, duration_s: float, **risk_kw):
+    """A testnet engine on the simulator's USD-M account ``key`` (started in a thread)."""
+    sim.add_account(key, hmac_secret="x", balances={"USDT": wallet})
+    gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
+                               leverage=leverage)
+    trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
+                            estimate_intensity=False, quote_refresh_interval=0.05)
+    metrics_port = risk_kw.pop("metrics_port", None)
+    risk = RiskConfig(**{"latency_threshold_ms": 5000.0, "max_orders_per_second": 50.0, "flatten_on_kill": True,
+                         **risk_kw})
+    eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url,
+                     metrics_port=metrics_port)
+    th = threading.Thread(target=eng.run, kwargs={"duration_s": duration_s})
+    th.start()
+    assert eng.setup_done.wait(30)
+    return eng, th
+
+
+def _wait_flat_and_stop(sim, key: str, eng, th) -> list[dict]:
+    deadline = time.monotonic() + 20
+    while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    eng.stop("test end")
+    th.join(30)
+    return sim.orders_of(key)
+
+
+def _assert_flattened_reduce_only(sim, key: str, orders: list[dict]) -> None:
+    flat = [o for o in orders if o["type"] == "MARKET"]
+    assert flat and all(o["reduceOnly"] for o in flat) and flat[-1]["status"] == "FILLED"
+    assert D(sim.positions(key)[0]["positionAmt"]) == 0
+    assert not [o for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+
+
 def test_margin_limit_kills_and_flattens_reduce_only():
     """A margin-ratio limit the first fill crosses: the engine kills, cancels every
     order and closes the position with a reduce-only market order."""
     key = "m" * 64
     with _sim(seed=4) as sim:
-        sim.add_account(key, hmac_secret="x", balances={"USDT": "10000"})
-        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
-                                   leverage=5)
-        trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
-                                estimate_intensity=False, quote_refresh_interval=0.05)
-        risk = RiskConfig(max_position=0.01, latency_threshold_ms=2000.0, max_orders_per_second=50.0,
-                          max_margin_ratio=0.0001, flatten_on_kill=True)
-        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url,
-                         metrics_port=0)
-        th = threading.Thread(target=eng.run, kwargs={"duration_s": 60.0})
-        th.start()
+        eng, th = _engine(sim, key, "10000", 5, 60.0, max_position=0.01, max_margin_ratio=0.0001,
+                          metrics_port=0)
         try:
-            assert eng.setup_done.wait(30)
             deadline = time.monotonic() + 30
             while not eng.risk.killed and time.monotonic() < deadline:
                 if eng.qm is not None and eng.qm.open_quotes()[0] is not None:
@@ -134,17 +158,9 @@ def test_margin_limit_kills_and_flattens_reduce_only():
                 fam = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
             assert fam["hftmm_margin_ratio"].samples[0].value >= 0.0001      # what tripped the kill
             assert fam["hftmm_wallet_balance"].samples[0].value > 9000
-            deadline = time.monotonic() + 20
-            while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
-                time.sleep(0.1)
         finally:
-            eng.stop("test end")
-            th.join(30)
-        orders = sim.orders_of(key)
-    flat = [o for o in orders if o["type"] == "MARKET"]
-    assert flat and all(o["reduceOnly"] for o in flat) and flat[-1]["status"] == "FILLED"
-    assert D(sim.positions(key)[0]["positionAmt"]) == 0
-    assert not [o for o in orders if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+            orders = _wait_flat_and_stop(sim, key, eng, th)
+        _assert_flattened_reduce_only(sim, key, orders)
 
 
 def test_the_margin_limit_trips_before_the_exchange_liquidates():
@@ -287,18 +303,9 @@ def test_forced_liquidation_scenario_the_engine_kills_before_the_exchange_liquid
     while the simulator's own liquidation (at 100 %) has not happened."""
     key = "z" * 64
     with _sim(seed=8) as sim:
-        sim.add_account(key, hmac_secret="x", balances={"USDT": "120"})
-        gw = BinanceFuturesGateway(SYM, HmacSigner(key, "x"), rest_url=sim.rest_url, ws_url=sim.ws_url,
-                                   leverage=10)
-        trading = TradingConfig(symbol=SYM, market="usdm", gamma=0.01, order_size=0.002, k=5.0,
-                                estimate_intensity=False, quote_refresh_interval=0.05)
-        risk = RiskConfig(max_position=0.006, latency_threshold_ms=5000.0, max_orders_per_second=50.0,
-                          max_daily_loss=1e6, max_drawdown=1.0, max_leverage=None, flatten_on_kill=True)
-        eng = LiveEngine(trading, risk, mode="testnet", gateway=gw, rest_url=sim.rest_url, ws_url=sim.ws_url)
-        th = threading.Thread(target=eng.run, kwargs={"duration_s": 90.0})
-        th.start()
+        eng, th = _engine(sim, key, "120", 10, 90.0, max_position=0.006, max_daily_loss=1e6, max_drawdown=1.0,
+                          max_leverage=None)
         try:
-            assert eng.setup_done.wait(30)
             deadline = time.monotonic() + 30
             while D(sim.positions(key)[0]["positionAmt"]) < D("0.004") and time.monotonic() < deadline:
                 bid = eng.qm.open_quotes()[0] if eng.qm is not None else None
@@ -319,16 +326,9 @@ def test_forced_liquidation_scenario_the_engine_kills_before_the_exchange_liquid
                 assert D(sim.positions(key)[0]["positionAmt"]) == size
                 time.sleep(1.1)                                                   # markPrice@1s carries it
             assert eng.risk.killed and "liquidation price" in eng.risk.status()["kill_reason"]
-            deadline = time.monotonic() + 20
-            while D(sim.positions(key)[0]["positionAmt"]) != 0 and time.monotonic() < deadline:
-                time.sleep(0.1)
         finally:
-            eng.stop("test end")
-            th.join(30)
+            orders = _wait_flat_and_stop(sim, key, eng, th)
             sim.set_mark_price(None)
-        orders = sim.orders_of(key)
-    assert D(sim.positions(key)[0]["positionAmt"]) == 0
     assert sim.stats()["trading"]["engine"].get("liquidations", 0) == 0
     assert not [o for o in orders if o["clientOrderId"].startswith("autoclose-")]
-    flat = [o for o in orders if o["type"] == "MARKET"]
-    assert flat and all(o["reduceOnly"] for o in flat) and flat[-1]["status"] == "FILLED"
+    _assert_flattened_reduce_only(sim, key, orders)
