@@ -299,6 +299,8 @@ FEATURES = {
     "gapped_depth_kept": (dict(post_only=False, min_order_lifetime=0.2, requote_threshold=2, rolling_horizon=True),
                           "gapped_depth", lambda c, r: c["book_invalid"] > 0),
     "funding": (dict(max_position=0.01), "funding", lambda c, r: c["fundings"] > 2 and c["funding"] != 0.0),
+    "notional_binding": (dict(max_position=0.0, max_notional=100.0, quote_refresh_interval=0.02, requote_threshold=0,
+                              post_only=False), "plain", lambda c, r: c["refused_position"] > 0),
 }
 
 
@@ -383,6 +385,7 @@ def _configs():
         max_daily_loss=st.sampled_from([0.0, 0.0, 0.01, 0.3, 100.0]),
         max_drawdown=st.sampled_from([0.0, 0.0, 1e-6, 0.05]),
         max_drawdown_abs=st.sampled_from([None, None, 0.02]),
+        max_notional=st.sampled_from([0.0, 0.0, 70.0, 300.0]),     # quote (a lot is ~ 62 at the synthetic mid)
         initial_capital=st.sampled_from([10.0, 10_000.0]),
         flatten_on_kill=st.booleans(),
         sample_interval=st.sampled_from([0.05, 0.5, 1.0]),

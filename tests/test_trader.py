@@ -125,6 +125,20 @@ def test_size_and_notional_bounds(impl):
     assert t.new(0, 70, 5, now=T0) == 0 and t.refusal == "order size"     # 1.75 < 2
 
 
+def test_notional_limit_holds_with_every_order_filled_at_the_new_orders_price(impl):
+    """max_notional [quote]: |position + open lots of the side| x the order's price at most it."""
+    t = TRADERS[impl](trader_limits(TICK, LOT, max_notional=4.0))
+    # at 100 ticks a lot is 100 x TICK x LOT quote: 4.0 of notional is int(4 / that) lots
+    nl = int(4.0 / (100.0 * TICK * LOT))
+    a = t.new(0, 100, nl + 7, now=T0)
+    assert t.order(a)["qty"] == nl                                # cut to the notional room
+    assert t.new(0, 100, 1, now=T0) == 0 and t.refusal == "position limit"
+    assert t.on_report(T0 + MS, a, FILL, 100, nl, 0, 0.0) and t.position == nl
+    b = t.new(1, 100, 3 * nl, now=T0 + 2 * MS)                    # selling may go to -nl from +nl
+    assert t.order(b)["qty"] == 2 * nl
+    assert t.counters()["refused_position"] == 1
+
+
 def test_book_invalid_and_pause(impl):
     t = trader(impl)
     a = t.new(0, 100, 1, now=T0)

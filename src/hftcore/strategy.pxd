@@ -71,6 +71,7 @@ ctypedef struct tr_limits_t:
     int flatten_on_kill         # 1: a kill also closes the known position with a market order
     double tick_size            # price units per tick
     double lot_size             # base units per lot
+    double max_notional         # |position| x price limit with every open order filled, quote (<= 0: none)
 
 
 cdef class Trader:

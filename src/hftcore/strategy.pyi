@@ -19,7 +19,7 @@ STATES: dict[int, str]
 def trader_limits(tick_size: float, lot_size: float, max_lots: int = 0, max_sends: int = 0, min_lots: int = 1,
                   max_order_lots: int = 0, min_notional: float = 0.0, max_daily_loss: float = 0.0,
                   max_drawdown: float = 0.0, max_drawdown_abs: float = 0.0, capital: float = 10_000.0,
-                  flatten_on_kill: bool = True) -> dict[str, Any]: ...
+                  flatten_on_kill: bool = True, max_notional: float = 0.0) -> dict[str, Any]: ...
 def market_maker_params(tick_size: float, lot_size: float, order_lots: int, model: str = ..., gamma: float = ...,
                         xi: Optional[float] = ..., k: float = ..., A: float = ..., horizon_s: float = ...,
                         rolling: bool = ..., fair_value: str = ..., min_spread: float = ...,

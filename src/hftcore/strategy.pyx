@@ -71,13 +71,13 @@ cdef int _nomem() except -1 with gil:
 
 def trader_limits(tick_size, lot_size, max_lots=0, max_sends=0, min_lots=1, max_order_lots=0, min_notional=0.0,
                   max_daily_loss=0.0, max_drawdown=0.0, max_drawdown_abs=0.0, capital=10_000.0,
-                  flatten_on_kill=True):
+                  flatten_on_kill=True, max_notional=0.0):
     """The trader's limits as a dict (lots, quote currency, fractions; <= 0: none)."""
     return dict(tick_size=float(tick_size), lot_size=float(lot_size), max_lots=int(max_lots),
                 max_sends=int(max_sends), min_lots=int(min_lots), max_order_lots=int(max_order_lots),
                 min_notional=float(min_notional), max_daily_loss=float(max_daily_loss),
                 max_drawdown=float(max_drawdown), max_drawdown_abs=float(max_drawdown_abs), capital=float(capital),
-                flatten_on_kill=bool(flatten_on_kill))
+                flatten_on_kill=bool(flatten_on_kill), max_notional=float(max_notional))
 
 
 @cython.final
@@ -107,6 +107,7 @@ cdef class Trader:
         self.lim.max_drawdown_abs = L.get("max_drawdown_abs", 0.0)
         self.lim.capital = L.get("capital", 10_000.0)
         self.lim.flatten_on_kill = 1 if L.get("flatten_on_kill", True) else 0
+        self.lim.max_notional = L.get("max_notional", 0.0)
         if not (self.lim.tick_size > 0 and self.lim.lot_size > 0):
             raise ValueError("tick_size and lot_size must be > 0")
         if self.lim.max_sends > 1_000_000:
@@ -250,7 +251,7 @@ cdef class Trader:
 
     cdef int64_t _admit(self, int side, int64_t px, int64_t lots, int64_t now, bint replacing) noexcept nogil:
         """The lots a new order may have (0: refused; ``last_refusal`` says why)."""
-        cdef int64_t room
+        cdef int64_t room, nl
         cdef int64_t m = self.lim.max_sends
         if not self.enabled:
             self.last_refusal = REFUSED_DISABLED
@@ -267,6 +268,12 @@ cdef class Trader:
         room = self.room_c(side)
         if lots > room:
             lots = room
+        if self.lim.max_notional > 0 and px > 0:
+            # |position| with every open order filled, at this order's price, within max_notional
+            nl = <int64_t>(self.lim.max_notional / (<double>px * self.lim.tick_size * self.lim.lot_size))
+            room = (nl - self.position - self.olots[0]) if side == 0 else (nl + self.position - self.olots[1])
+            if lots > room:
+                lots = room
         if lots <= 0:
             self.last_refusal = REFUSED_POSITION
             self.refused_position += 1
@@ -660,7 +667,7 @@ cdef class Trader:
                     min_lots=L.min_lots, max_order_lots=L.max_order_lots, min_notional=L.min_notional,
                     max_daily_loss=L.max_daily_loss, max_drawdown=L.max_drawdown,
                     max_drawdown_abs=L.max_drawdown_abs, capital=L.capital,
-                    flatten_on_kill=bool(L.flatten_on_kill))
+                    flatten_on_kill=bool(L.flatten_on_kill), max_notional=L.max_notional)
 
     def counters(self):
         return {"sent": self.sent, "replaces": self.replaces, "cancels": self.cancels, "fills": self.fills,

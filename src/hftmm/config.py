@@ -275,6 +275,8 @@ class RiskConfig:
     off]: both trip the kill switch; flatten_on_kill: a kill also closes the
     position with a market order; initial_capital [quote]; latency_threshold_ms
     [ms]: live only -- order round trip or feed age above which quoting pauses.
+    max_notional [quote; 0: none]: |position| x price limit held like max_position,
+    with every open and in-flight order filled, at the new order's price.
     USD-M testnet/live (from the account, the leverage brackets and the mid as the
     mark): max_margin_ratio [fraction; maintenance margin / margin balance, Binance
     liquidates at 1.0; 0: off] trips the kill switch (cancel all, reduce-only
@@ -292,6 +294,7 @@ class RiskConfig:
     initial_capital: float = 10_000.0
     flatten_on_kill: bool = True
     latency_threshold_ms: float = 500.0
+    max_notional: float = 0.0
     max_margin_ratio: float = 0.5
     max_leverage: Optional[float] = 5.0
     min_liquidation_distance: Optional[float] = 0.05
@@ -302,6 +305,7 @@ class RiskConfig:
         "max_drawdown_abs": ("optnum", 0.0, True), "initial_capital": ("num", 0.0, True),
         "flatten_on_kill": ("bool",),
         "latency_threshold_ms": ("num", 0.0, True),
+        "max_notional": ("num", 0.0, False),
         "max_margin_ratio": ("num", 0.0, False, 1.0), "max_leverage": ("optnum", 0.0, True, 125.0),
         "min_liquidation_distance": ("optnum", 0.0, False, 1.0),
     }

@@ -784,7 +784,7 @@ class _TOrder:
 
 class _Limits:
     __slots__ = ("tick_size", "lot_size", "max_lots", "max_sends", "min_lots", "max_order_lots", "min_notional",
-                 "max_daily_loss", "max_drawdown", "max_drawdown_abs", "capital", "flatten_on_kill")
+                 "max_daily_loss", "max_drawdown", "max_drawdown_abs", "capital", "flatten_on_kill", "max_notional")
 
 
 class RefTrader:
@@ -805,6 +805,7 @@ class RefTrader:
         lim.max_drawdown_abs = float(L.get("max_drawdown_abs", 0.0))
         lim.capital = float(L.get("capital", 10_000.0))
         lim.flatten_on_kill = 1 if L.get("flatten_on_kill", True) else 0
+        lim.max_notional = float(L.get("max_notional", 0.0))
         if not (lim.tick_size > 0 and lim.lot_size > 0):
             raise ValueError("tick_size and lot_size must be > 0")
         if lim.max_sends > 1_000_000:
@@ -907,6 +908,11 @@ class RefTrader:
         room = self.room_c(side)
         if lots > room:
             lots = room
+        if self.lim.max_notional > 0 and px > 0:
+            nl = int(self.lim.max_notional / (float(px) * self.lim.tick_size * self.lim.lot_size))
+            room = (nl - self.position - self.olots[0]) if side == 0 else (nl + self.position - self.olots[1])
+            if lots > room:
+                lots = room
         if lots <= 0:
             self.last_refusal = REFUSED_POSITION
             self.refused_position += 1
@@ -1189,7 +1195,8 @@ class RefTrader:
         return dict(tick_size=L.tick_size, lot_size=L.lot_size, max_lots=L.max_lots, max_sends=L.max_sends,
                     min_lots=L.min_lots, max_order_lots=L.max_order_lots, min_notional=L.min_notional,
                     max_daily_loss=L.max_daily_loss, max_drawdown=L.max_drawdown,
-                    max_drawdown_abs=L.max_drawdown_abs, capital=L.capital, flatten_on_kill=bool(L.flatten_on_kill))
+                    max_drawdown_abs=L.max_drawdown_abs, capital=L.capital, flatten_on_kill=bool(L.flatten_on_kill),
+                    max_notional=L.max_notional)
 
     def counters(self) -> dict:
         return {"sent": self.sent, "replaces": self.replaces, "cancels": self.cancels, "fills": self.fills,
@@ -1885,7 +1892,7 @@ def reference_from_config(config: Any, tick: float, lot: float, market: Optional
         tick, lot, max_lots=int(math.floor(r.max_position / lot + 1e-9)) if r.max_position > 0 else 0,
         max_sends=int(math.floor(r.max_orders_per_second)) if r.max_orders_per_second is not None else 0,
         max_daily_loss=r.max_daily_loss, max_drawdown=r.max_drawdown, max_drawdown_abs=r.max_drawdown_abs or 0.0,
-        capital=r.initial_capital, flatten_on_kill=r.flatten_on_kill)
+        capital=r.initial_capital, flatten_on_kill=r.flatten_on_kill, max_notional=r.max_notional)
     maker, taker = x.fees(market or "spot")
     xp = exchange_params(tick, lot, entry_latency_ns=_ns(x.order_latency), cancel_latency_ns=_ns(x.cancel_latency),
                          response_latency_ns=_ns(x.response_latency), queue_model=x.queue_model,

@@ -59,7 +59,7 @@ def trader(risk: RiskConfig, tick: float, lot: float, *, min_lots: int = 1, max_
         max_sends=int(math.floor(r.max_orders_per_second)) if r.max_orders_per_second is not None else 0,
         min_lots=min_lots, max_order_lots=max_order_lots, min_notional=min_notional,
         max_daily_loss=r.max_daily_loss, max_drawdown=r.max_drawdown, max_drawdown_abs=r.max_drawdown_abs or 0.0,
-        capital=r.initial_capital, flatten_on_kill=r.flatten_on_kill))
+        capital=r.initial_capital, flatten_on_kill=r.flatten_on_kill, max_notional=r.max_notional))
 
 
 def exchange_params(exchange: ExchangeModelConfig, tick: float, lot: float, market: Optional[str] = "spot") -> dict:
