@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from hftmm.config import ConfigError, PortfolioConfig, RiskConfig, TradingConfig, build_portfolio_config
+from hftmm.config import (ConfigError, ExchangeModelConfig, PortfolioConfig, RiskConfig, TradingConfig,
+                          build_portfolio_config)
 from hftmm.live.engine import LiveEngine
 from hftmm.live.portfolio import PortfolioEngine
 from hftmm.live.state import SessionInUse, running_session, send_command
@@ -46,12 +47,15 @@ def test_two_symbols_binding_portfolio_limit_one_kill_switch(tmp_path):
                       max_daily_loss=1e6)
     # one order is ~62 quote: room for about two -- the first fill makes it bind
     cap = 130.0
+    # paper fills from the intensity model (within seconds, whatever the machine's load: the
+    # queue model's fills depend on where the quotes sit when the market trades)
     eng = PortfolioEngine(_tradings(), risk, PortfolioConfig(max_total_notional=cap), mode="paper",
                           rest_url={s: sim.rest_url for s, sim in sims.items()},
                           ws_url={s: sim.ws_url for s, sim in sims.items()}, state_db=db,
-                          connector_options={"feeds": 1})
+                          connector_options={"feeds": 1},
+                          exchange=ExchangeModelConfig(fill_model="intensity", fill_A=5.0, fill_k=0.3))
     out: dict = {}
-    th = threading.Thread(target=lambda: out.update(eng.run(60.0)))
+    th = threading.Thread(target=lambda: out.update(eng.run(180.0)))     # (ended by the test's kill)
     th.start()
     try:
         assert _wait(lambda: all(leg.session_id for leg in eng.legs) and running_session(db) is not None
