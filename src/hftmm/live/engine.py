@@ -59,6 +59,7 @@ from hftmm.execution.orders import Fill, Order
 from hftmm.execution.ratelimits import RateLimiter
 from hftmm.data.funding import MarkFunding, mark_price_update
 from hftmm.live.gateway import GatewayEvent
+from hftmm.live.schema import MARGIN_COLUMNS
 from hftmm.strategy import core
 from hftmm.strategy.quote_manager import AverageCost, QuoteManager
 from hftmm.strategy.risk import RiskManager
@@ -311,18 +312,20 @@ class LiveEngine:
             self.recorder.write(local_ns, frame)
         self.stats["frames"] += 1
         self._last_local_ns = local_ns
-        if self.market == "usdm" and self.mode != "paper" and b"markPriceUpdate" in frame:
-            msg = mark_price_update(frame)            # the exchange's mark: what liquidates
-            if msg is not None and str(msg.get("s", "")).upper() == self.trading.symbol:
+        msg = mark_price_update(frame) if self.market == "usdm" and b"markPriceUpdate" in frame else None
+        if msg is None:
+            return
+        if self._mark_funding is None:
+            # testnet/live: the exchange's mark (what liquidates) for the margin checks
+            if str(msg.get("s", "")).upper() == self.trading.symbol:
                 try:
                     self._mark = (Decimal(str(msg["p"])), local_ns)
                 except (KeyError, ArithmeticError, ValueError):
                     pass
-        if self._mark_funding is not None and b"markPriceUpdate" in frame:
-            # paper on USD-M: the funding settlement the markPrice stream reveals, at this
-            # frame's receive time -- where data convert puts it in the recording's store
-            msg = mark_price_update(frame)
-            recs = self._mark_funding.feed(local_ns, msg) if msg is not None else ()
+        else:
+            # paper: the funding settlement the markPrice stream reveals, at this frame's
+            # receive time -- where data convert puts it in the recording's store
+            recs = self._mark_funding.feed(local_ns, msg)
             if len(recs):
                 self.stats["events"] += self.kernel.run(recs)
                 self.stats["fundings"] = self.stats.get("fundings", 0) + len(recs)
@@ -743,7 +746,7 @@ class LiveEngine:
         """USD-M testnet/live: the last margin evaluation (None elsewhere)."""
         last = self.futures_risk.last if self.futures_risk is not None else None
         if last is None:
-            return dict.fromkeys(("margin_ratio", "effective_leverage", "liquidation_price", "wallet_balance"))
+            return dict.fromkeys(MARGIN_COLUMNS)
         return {"margin_ratio": _f(last.margin_ratio), "effective_leverage": _f(last.leverage),
                 "liquidation_price": None if last.liquidation_price is None else _f(last.liquidation_price),
                 "wallet_balance": _f(last.wallet)}
@@ -942,8 +945,8 @@ class LiveEngine:
             return {"fundings": self.stats.get("fundings", 0), "funding": round(float(self.trader.funding), 8)}
         out: dict[str, Any] = {k: v for k, v in getattr(self.gateway, "settings", {}).items()
                                if k in ("leverage", "marginType")}
-        last = self.futures_risk.last if self.futures_risk is not None else None
-        if last is not None:
-            out["margin_ratio"] = round(float(last.margin_ratio), 6)
-            out["effective_leverage"] = round(float(last.leverage), 4)
+        m = self._margin_status()
+        if m["margin_ratio"] is not None:
+            out["margin_ratio"] = round(m["margin_ratio"], 6)
+            out["effective_leverage"] = round(m["effective_leverage"], 4)
         return out

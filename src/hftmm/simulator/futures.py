@@ -130,9 +130,9 @@ def _bool(raw: Optional[str], name: str) -> bool:
     return raw.lower() == "true"
 
 
-def _num(x: Decimal, places: int = 8) -> str:
-    """A decimal as Binance prints USD-M amounts (fixed places)."""
-    return f"{q8(x) if places == 8 else x:.{places}f}"
+def _num(x: Decimal) -> str:
+    """A decimal as Binance prints USD-M amounts (8 places)."""
+    return f"{q8(x):.8f}"
 
 
 class FuturesEngine(OrderEngine):
